@@ -1,0 +1,179 @@
+#pragma once
+// The CPU backend: Eigen for GEMM, OpenMP loops for everything else.
+//
+// Every op takes the backend context first and raw row-major buffers with explicit
+// sizes (the llm.c convention: shapes are written in the comments). The CUDA backend
+// offers the same static members with device pointers, so nn/ and models/ are written
+// once against `Backend::op(...)`.
+//
+// Backward ops *write* their input gradient (dx = ...) unless the name or a flag says
+// `accumulate`; parameter gradients always accumulate (dW += ...), like autograd.
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#include "philox.hpp"
+
+namespace addrop::backend {
+
+/// Counts buffer allocations made by all CPU tensors; the "no allocation inside a step
+/// after the first" tests read it before and after a step.
+inline std::atomic<int64_t>& cpu_allocation_count() {
+  static std::atomic<int64_t> count{0};
+  return count;
+}
+
+struct Cpu {
+  static constexpr const char* name = "cpu";
+
+  /// Per-run settings of the backend: how many threads the ops use.
+  struct Context {
+    int threads = 0;  ///< 0 = OpenMP's default (all cores)
+    int num_threads() const;
+  };
+
+  /// 64-byte aligned, grow-only storage.
+  template <class T>
+  class Buffer {
+   public:
+    Buffer() = default;
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    Buffer(Buffer&& o) noexcept : data_(o.data_), capacity_(o.capacity_) { o.data_ = nullptr; o.capacity_ = 0; }
+    Buffer& operator=(Buffer&& o) noexcept {
+      if (this != &o) { release(); data_ = o.data_; capacity_ = o.capacity_; o.data_ = nullptr; o.capacity_ = 0; }
+      return *this;
+    }
+    ~Buffer() { release(); }
+    void reserve(int64_t n) {
+      if (n <= capacity_) return;
+      release();
+      const std::size_t bytes = ((static_cast<std::size_t>(n) * sizeof(T) + 63) / 64) * 64;
+      data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{64}));
+      capacity_ = n;
+      ++cpu_allocation_count();
+    }
+    T* data() { return data_; }
+    const T* data() const { return data_; }
+    int64_t capacity() const { return capacity_; }
+
+   private:
+    void release() {
+      if (data_) ::operator delete(data_, std::align_val_t{64});
+      data_ = nullptr;
+      capacity_ = 0;
+    }
+    T* data_ = nullptr;
+    int64_t capacity_ = 0;
+  };
+
+  // ---------------------------------------------------------------- data movement
+  template <class T> static void fill(const Context&, int64_t n, T value, T* x);
+  template <class T> static void copy(const Context&, int64_t n, const T* x, T* y);
+  /// y = a * x + b * y
+  template <class T> static void axpby(const Context&, int64_t n, T a, const T* x, T b, T* y);
+  /// out = a + b
+  template <class T> static void add(const Context&, int64_t n, const T* a, const T* b, T* out);
+  /// Host <-> backend copies (identity on the CPU); the only crossing points.
+  template <class T> static void to_device(const Context&, int64_t n, const T* host, T* dev) { copy_plain(n, host, dev); }
+  template <class T> static void to_host(const Context&, int64_t n, const T* dev, T* host) { copy_plain(n, dev, host); }
+
+  // ---------------------------------------------------------------- GEMM
+  /// C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, all row-major with leading
+  /// dimensions lda, ldb, ldc (elements between consecutive rows as stored).
+  template <class T>
+  static void gemm(const Context&, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
+                   const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+  /// Two-level strided batch of small GEMMs, for attention: problem (o, i) for o < outer,
+  /// i < inner reads A + o*sa_outer + i*sa_inner (likewise B, C). Threads over problems.
+  struct BatchStrides { int64_t outer, inner; };
+  template <class T>
+  static void gemm_batched(const Context&, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
+                           const T* A, int64_t lda, BatchStrides sa, const T* B, int64_t ldb, BatchStrides sb,
+                           T beta, T* C, int64_t ldc, BatchStrides sc, int64_t outer, int64_t inner);
+
+  // ---------------------------------------------------------------- bias
+  /// y[r, c] += bias[c] for y [rows, cols]
+  template <class T> static void add_bias(const Context&, int64_t rows, int64_t cols, const T* bias, T* y);
+  /// dbias[c] += sum_r dy[r, c]
+  template <class T> static void bias_backward(const Context&, int64_t rows, int64_t cols, const T* dy, T* dbias);
+
+  // ---------------------------------------------------------------- activations
+  /// GELU with the exact erf: y = x * Phi(x)
+  template <class T> static void gelu_forward(const Context&, int64_t n, const T* x, T* y);
+  /// dx = dy * (Phi(x) + x * phi(x))
+  template <class T> static void gelu_backward(const Context&, int64_t n, const T* x, const T* dy, T* dx);
+  template <class T> static void tanh_forward(const Context&, int64_t n, const T* x, T* y);
+  /// dx = dy * (1 - y^2), from the output y
+  template <class T> static void tanh_backward(const Context&, int64_t n, const T* y, const T* dy, T* dx);
+
+  // ---------------------------------------------------------------- layer norm
+  /// y = (x - mean) * rstd * gamma + beta per row of x [rows, cols]; saves mean, rstd [rows].
+  template <class T>
+  static void layer_norm_forward(const Context&, int64_t rows, int64_t cols, T eps, const T* x, const T* gamma,
+                                 const T* beta, T* y, T* mean, T* rstd);
+  /// dx (written, or added when accumulate_dx), dgamma += , dbeta += ; dgamma/dbeta may be null.
+  template <class T>
+  static void layer_norm_backward(const Context&, int64_t rows, int64_t cols, const T* dy, const T* x,
+                                  const T* mean, const T* rstd, const T* gamma, T* dx, bool accumulate_dx,
+                                  T* dgamma, T* dbeta);
+
+  // ---------------------------------------------------------------- attention softmax
+  /// probs[b,h,i,:] = softmax(scale * scores[b,h,i,:] + key_bias[b,:] + extra[b,h,i,:])
+  /// scores/probs/extra: [B, H, L, L]; key_bias: [B, L] (additive, e.g. -10000 at pads) or null;
+  /// extra: per-layer additive mask or null. scores and probs may alias.
+  template <class T>
+  static void attention_softmax_forward(const Context&, int64_t B, int64_t H, int64_t L, T scale, const T* scores,
+                                        const T* key_bias, const T* extra, T* probs);
+  /// dscores = scale * probs * (dprobs - sum_j dprobs * probs), rows of length L; may alias dprobs.
+  template <class T>
+  static void softmax_backward(const Context&, int64_t rows, int64_t L, T scale, const T* probs, const T* dprobs,
+                               T* dscores);
+
+  // ---------------------------------------------------------------- dropout
+  /// Inverted dropout: y = x * keep / (1 - p), keep iff uniform(seed, stream, i) >= p.
+  /// The mask is never stored: the backward regenerates it from (seed, stream).
+  template <class T>
+  static void dropout_forward(const Context&, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y);
+  /// dx = dy * keep / (1 - p); accumulate adds instead of writing.
+  template <class T>
+  static void dropout_backward(const Context&, int64_t n, float p, uint64_t seed, uint64_t stream, const T* dy,
+                               T* dx, bool accumulate = false);
+  /// The uniforms themselves, for tests and for AD-DROP's q-sampling.
+  template <class T>
+  static void uniform(const Context&, int64_t n, uint64_t seed, uint64_t stream, T* out);
+
+  // ---------------------------------------------------------------- embeddings
+  /// out[t, :] (+)= table[ids[t], :], out [tokens, dim], table [rows, dim]
+  template <class T>
+  static void embedding_forward(const Context&, int64_t tokens, int64_t dim, const int32_t* ids, const T* table,
+                                T* out, bool accumulate);
+  /// dtable[ids[t], :] += dout[t, :] for every t whose id != padding_idx (padding_idx < 0: none)
+  template <class T>
+  static void embedding_backward(const Context&, int64_t tokens, int64_t dim, const int32_t* ids, const T* dout,
+                                 T* dtable, int64_t padding_idx);
+
+  // ---------------------------------------------------------------- losses and reductions
+  /// Mean cross-entropy over rows whose label != ignore_index; writes dlogits = d(mean)/dlogits
+  /// (zero rows for ignored labels) when dlogits is not null. Returns the loss (host value).
+  template <class T>
+  static double cross_entropy(const Context&, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
+                              int32_t ignore_index, T* dlogits);
+  /// Mean squared error of pred [n] against target [n]; dpred = 2 (pred - target) / n.
+  template <class T>
+  static double mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred);
+  /// sum x[i]^2 in double (gradient norms)
+  template <class T> static double sum_squares(const Context&, int64_t n, const T* x);
+  template <class T> static double sum(const Context&, int64_t n, const T* x);
+  template <class T> static void scale(const Context&, int64_t n, T a, T* x);
+
+ private:
+  template <class T> static void copy_plain(int64_t n, const T* x, T* y);
+};
+
+}  // namespace addrop::backend
+
+#include "cpu_impl.hpp"

@@ -1,0 +1,423 @@
+#pragma once
+// Definitions of the CPU backend (declared in cpu.hpp).
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <unsupported/Eigen/SpecialFunctions>
+#include <vector>
+
+namespace addrop::backend {
+
+namespace cpu_detail {
+// Elementwise loops smaller than this stay on one thread: the fork costs more.
+inline constexpr int64_t kParallelGrain = 1 << 14;
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ConstMap = Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using MutMap = Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// Runs fn(begin, end) over [0, n) split in contiguous chunks, one per thread.
+template <class Fn>
+inline void parallel_chunks(int threads, int64_t n, Fn&& fn) {
+  if (threads <= 1 || n < kParallelGrain || omp_in_parallel()) {
+    fn(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+    if (begin < end) fn(begin, end);
+  }
+}
+
+// Runs fn(i) for i in [0, n) with `work` elements of work each, threaded when worth it.
+template <class Fn>
+inline void parallel_for(int threads, int64_t n, int64_t work, Fn&& fn) {
+  if (threads <= 1 || n * work < kParallelGrain || n == 1 || omp_in_parallel()) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) fn(i);
+}
+
+template <class T>
+inline void gemm_eigen(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                       const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  MutMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
+  if (K == 0) {
+    if (beta == T(0)) c.setZero(); else c *= beta;
+    return;
+  }
+  const ConstMap<T> a(A, ta ? K : M, ta ? M : K, Eigen::OuterStride<>(lda));
+  const ConstMap<T> b(B, tb ? N : K, tb ? K : N, Eigen::OuterStride<>(ldb));
+  auto run = [&](const auto& opa, const auto& opb) {
+    if (beta == T(0)) {
+      c.noalias() = alpha * opa * opb;
+    } else {
+      if (beta != T(1)) c *= beta;
+      c.noalias() += alpha * opa * opb;
+    }
+  };
+  if (!ta && !tb) run(a, b);
+  else if (!ta && tb) run(a, b.transpose());
+  else if (ta && !tb) run(a.transpose(), b);
+  else run(a.transpose(), b.transpose());
+}
+
+inline double normal_cdf(double x) { return 0.5 * std::erfc(-x * M_SQRT1_2); }
+}  // namespace cpu_detail
+
+inline int Cpu::Context::num_threads() const { return threads > 0 ? threads : omp_get_max_threads(); }
+
+template <class T>
+void Cpu::copy_plain(int64_t n, const T* x, T* y) {
+  if (n > 0 && x != y) std::memcpy(y, x, static_cast<std::size_t>(n) * sizeof(T));
+}
+
+template <class T>
+void Cpu::fill(const Context& ctx, int64_t n, T value, T* x) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t b, int64_t e) { std::fill(x + b, x + e, value); });
+}
+
+template <class T>
+void Cpu::copy(const Context& ctx, int64_t n, const T* x, T* y) {
+  if (x == y) return;
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t b, int64_t e) { copy_plain(e - b, x + b, y + b); });
+}
+
+template <class T>
+void Cpu::axpby(const Context& ctx, int64_t n, T a, const T* x, T b, T* y) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) y[i] = a * x[i] + b * y[i];
+  });
+}
+
+template <class T>
+void Cpu::add(const Context& ctx, int64_t n, const T* a, const T* b, T* out) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) out[i] = a[i] + b[i];
+  });
+}
+
+template <class T>
+void Cpu::scale(const Context& ctx, int64_t n, T a, T* x) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) x[i] *= a;
+  });
+}
+
+template <class T>
+void Cpu::gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+               int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  Eigen::setNbThreads(ctx.num_threads());
+  cpu_detail::gemm_eigen(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <class T>
+void Cpu::gemm_batched(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                       int64_t lda, BatchStrides sa, const T* B, int64_t ldb, BatchStrides sb, T beta, T* C,
+                       int64_t ldc, BatchStrides sc, int64_t outer, int64_t inner) {
+  cpu_detail::parallel_for(ctx.num_threads(), outer * inner, M * N * K, [&](int64_t p) {
+    const int64_t o = p / inner, i = p % inner;
+    cpu_detail::gemm_eigen(ta, tb, M, N, K, alpha, A + o * sa.outer + i * sa.inner, lda,
+                           B + o * sb.outer + i * sb.inner, ldb, beta, C + o * sc.outer + i * sc.inner, ldc);
+  });
+}
+
+template <class T>
+void Cpu::add_bias(const Context& ctx, int64_t rows, int64_t cols, const T* bias, T* y) {
+  cpu_detail::parallel_for(ctx.num_threads(), rows, cols, [&](int64_t r) {
+    T* row = y + r * cols;
+    for (int64_t c = 0; c < cols; ++c) row[c] += bias[c];
+  });
+}
+
+template <class T>
+void Cpu::bias_backward(const Context& ctx, int64_t rows, int64_t cols, const T* dy, T* dbias) {
+  // Columns split across threads; each thread walks all rows of its column range.
+  const int threads = (rows * cols < cpu_detail::kParallelGrain) ? 1 : ctx.num_threads();
+  cpu_detail::parallel_chunks(threads, cols, [&](int64_t c0, int64_t c1) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = dy + r * cols;
+      for (int64_t c = c0; c < c1; ++c) dbias[c] += row[c];
+    }
+  });
+}
+
+template <class T>
+void Cpu::gelu_forward(const Context& ctx, int64_t n, const T* x, T* y) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    const cpu_detail::ConstArrayMap<T> xs(x + s, e - s);
+    cpu_detail::ArrayMap<T> ys(y + s, e - s);
+    ys = T(0.5) * xs * (T(1) + (xs * T(M_SQRT1_2)).erf());
+  });
+}
+
+template <class T>
+void Cpu::gelu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    const cpu_detail::ConstArrayMap<T> xs(x + s, e - s), dys(dy + s, e - s);
+    cpu_detail::ArrayMap<T> dxs(dx + s, e - s);
+    const T inv_sqrt_2pi = T(0.3989422804014326779399460599343818684758586311649);
+    dxs = dys * (T(0.5) * (T(1) + (xs * T(M_SQRT1_2)).erf()) + xs * inv_sqrt_2pi * (T(-0.5) * xs * xs).exp());
+  });
+}
+
+template <class T>
+void Cpu::tanh_forward(const Context& ctx, int64_t n, const T* x, T* y) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) y[i] = std::tanh(x[i]);
+  });
+}
+
+template <class T>
+void Cpu::tanh_backward(const Context& ctx, int64_t n, const T* y, const T* dy, T* dx) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+  });
+}
+
+template <class T>
+void Cpu::layer_norm_forward(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x, const T* gamma,
+                             const T* beta, T* y, T* mean, T* rstd) {
+  cpu_detail::parallel_for(ctx.num_threads(), rows, cols, [&](int64_t r) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    T m = 0;
+    for (int64_t c = 0; c < cols; ++c) m += xr[c];
+    m /= T(cols);
+    T v = 0;
+    for (int64_t c = 0; c < cols; ++c) v += (xr[c] - m) * (xr[c] - m);
+    v /= T(cols);  // biased variance, as torch.nn.LayerNorm
+    const T s = T(1) / std::sqrt(v + eps);
+    for (int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] - m) * s * gamma[c] + beta[c];
+    mean[r] = m;
+    rstd[r] = s;
+  });
+}
+
+template <class T>
+void Cpu::layer_norm_backward(const Context& ctx, int64_t rows, int64_t cols, const T* dy, const T* x,
+                              const T* mean, const T* rstd, const T* gamma, T* dx, bool accumulate_dx, T* dgamma,
+                              T* dbeta) {
+  if (dgamma || dbeta) {
+    const int threads = (rows * cols < cpu_detail::kParallelGrain) ? 1 : ctx.num_threads();
+    cpu_detail::parallel_chunks(threads, cols, [&](int64_t c0, int64_t c1) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * cols;
+        const T* dyr = dy + r * cols;
+        for (int64_t c = c0; c < c1; ++c) {
+          if (dgamma) dgamma[c] += dyr[c] * (xr[c] - mean[r]) * rstd[r];
+          if (dbeta) dbeta[c] += dyr[c];
+        }
+      }
+    });
+  }
+  if (!dx) return;
+  cpu_detail::parallel_for(ctx.num_threads(), rows, cols, [&](int64_t r) {
+    const T* xr = x + r * cols;
+    const T* dyr = dy + r * cols;
+    T* dxr = dx + r * cols;
+    const T m = mean[r], s = rstd[r];
+    T mean_g = 0, mean_gx = 0;  // means of g = dy*gamma and of g*xhat
+    for (int64_t c = 0; c < cols; ++c) {
+      const T g = dyr[c] * gamma[c];
+      mean_g += g;
+      mean_gx += g * (xr[c] - m) * s;
+    }
+    mean_g /= T(cols);
+    mean_gx /= T(cols);
+    for (int64_t c = 0; c < cols; ++c) {
+      const T xhat = (xr[c] - m) * s;
+      const T v = s * (dyr[c] * gamma[c] - mean_g - xhat * mean_gx);
+      dxr[c] = accumulate_dx ? dxr[c] + v : v;
+    }
+  });
+}
+
+template <class T>
+void Cpu::attention_softmax_forward(const Context& ctx, int64_t B, int64_t H, int64_t L, T scale, const T* scores,
+                                    const T* key_bias, const T* extra, T* probs) {
+  cpu_detail::parallel_for(ctx.num_threads(), B * H * L, L * 8, [&](int64_t row) {
+    const int64_t b = row / (H * L);
+    const T* s = scores + row * L;
+    const T* kb = key_bias ? key_bias + b * L : nullptr;
+    const T* ex = extra ? extra + row * L : nullptr;
+    T* p = probs + row * L;
+    // The additive masks (0, -10000, -20000: exact) are kept apart from the scaled scores so
+    // that a row whose keys are all masked keeps full precision: exp((a_j - a_m) + (s_j - s_m))
+    // around the row's maximum m, instead of rounding s_j + -10000 first.
+    int64_t best = 0;
+    T best_value = -std::numeric_limits<T>::infinity();
+    for (int64_t j = 0; j < L; ++j) {
+      p[j] = scale * s[j];
+      const T a = (kb ? kb[j] : T(0)) + (ex ? ex[j] : T(0));
+      if (a + p[j] > best_value) { best_value = a + p[j]; best = j; }
+    }
+    const T a_best = (kb ? kb[best] : T(0)) + (ex ? ex[best] : T(0));
+    const T s_best = p[best];
+    T total = 0;
+    for (int64_t j = 0; j < L; ++j) {
+      const T a = (kb ? kb[j] : T(0)) + (ex ? ex[j] : T(0));
+      p[j] = std::exp((a - a_best) + (p[j] - s_best));
+      total += p[j];
+    }
+    const T inv = T(1) / total;
+    for (int64_t j = 0; j < L; ++j) p[j] *= inv;
+  });
+}
+
+template <class T>
+void Cpu::softmax_backward(const Context& ctx, int64_t rows, int64_t L, T scale, const T* probs, const T* dprobs,
+                           T* dscores) {
+  cpu_detail::parallel_for(ctx.num_threads(), rows, L * 4, [&](int64_t r) {
+    const T* p = probs + r * L;
+    const T* dp = dprobs + r * L;
+    T* ds = dscores + r * L;
+    T dot = 0;
+    for (int64_t j = 0; j < L; ++j) dot += p[j] * dp[j];
+    for (int64_t j = 0; j < L; ++j) ds[j] = scale * p[j] * (dp[j] - dot);
+  });
+}
+
+template <class T>
+void Cpu::uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream, T* out) {
+  const int64_t groups = (n + 3) / 4;
+  cpu_detail::parallel_chunks(ctx.num_threads(), groups, [&](int64_t g0, int64_t g1) {
+    uint32_t w[4];
+    for (int64_t g = g0; g < g1; ++g) {
+      random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
+      for (int k = 0; k < 4 && g * 4 + k < n; ++k) out[g * 4 + k] = static_cast<T>(random::to_unit_float(w[k]));
+    }
+  });
+}
+
+template <class T>
+void Cpu::dropout_forward(const Context& ctx, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y) {
+  if (p <= 0.0f) { copy(ctx, n, x, y); return; }
+  const T keep_scale = T(1) / (T(1) - T(p));
+  const int64_t groups = (n + 3) / 4;
+  cpu_detail::parallel_chunks(ctx.num_threads(), groups, [&](int64_t g0, int64_t g1) {
+    uint32_t w[4];
+    for (int64_t g = g0; g < g1; ++g) {
+      random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
+      for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
+        const int64_t i = g * 4 + k;
+        y[i] = random::to_unit_float(w[k]) >= p ? x[i] * keep_scale : T(0);
+      }
+    }
+  });
+}
+
+template <class T>
+void Cpu::dropout_backward(const Context& ctx, int64_t n, float p, uint64_t seed, uint64_t stream, const T* dy,
+                           T* dx, bool accumulate) {
+  if (p <= 0.0f) {
+    if (accumulate) axpby(ctx, n, T(1), dy, T(1), dx); else copy(ctx, n, dy, dx);
+    return;
+  }
+  const T keep_scale = T(1) / (T(1) - T(p));
+  const int64_t groups = (n + 3) / 4;
+  cpu_detail::parallel_chunks(ctx.num_threads(), groups, [&](int64_t g0, int64_t g1) {
+    uint32_t w[4];
+    for (int64_t g = g0; g < g1; ++g) {
+      random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
+      for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
+        const int64_t i = g * 4 + k;
+        const T v = random::to_unit_float(w[k]) >= p ? dy[i] * keep_scale : T(0);
+        dx[i] = accumulate ? dx[i] + v : v;
+      }
+    }
+  });
+}
+
+template <class T>
+void Cpu::embedding_forward(const Context& ctx, int64_t tokens, int64_t dim, const int32_t* ids, const T* table,
+                            T* out, bool accumulate) {
+  cpu_detail::parallel_for(ctx.num_threads(), tokens, dim, [&](int64_t t) {
+    const T* row = table + static_cast<int64_t>(ids[t]) * dim;
+    T* o = out + t * dim;
+    if (accumulate) for (int64_t c = 0; c < dim; ++c) o[c] += row[c];
+    else std::memcpy(o, row, static_cast<std::size_t>(dim) * sizeof(T));
+  });
+}
+
+template <class T>
+void Cpu::embedding_backward(const Context& ctx, int64_t tokens, int64_t dim, const int32_t* ids, const T* dout,
+                             T* dtable, int64_t padding_idx) {
+  // Column ranges per thread: no two threads ever touch the same element, whatever the ids.
+  const int threads = (tokens * dim < cpu_detail::kParallelGrain) ? 1 : ctx.num_threads();
+  cpu_detail::parallel_chunks(threads, dim, [&](int64_t c0, int64_t c1) {
+    for (int64_t t = 0; t < tokens; ++t) {
+      if (ids[t] == padding_idx) continue;
+      T* row = dtable + static_cast<int64_t>(ids[t]) * dim;
+      const T* d = dout + t * dim;
+      for (int64_t c = c0; c < c1; ++c) row[c] += d[c];
+    }
+  });
+}
+
+template <class T>
+double Cpu::cross_entropy(const Context&, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
+                          int32_t ignore_index, T* dlogits) {
+  int64_t counted = 0;
+  for (int64_t r = 0; r < rows; ++r) counted += labels[r] != ignore_index;
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* z = logits + r * classes;
+    T* dz = dlogits ? dlogits + r * classes : nullptr;
+    if (labels[r] == ignore_index) {
+      if (dz) std::fill(dz, dz + classes, T(0));
+      continue;
+    }
+    T mx = *std::max_element(z, z + classes);
+    T s = 0;
+    for (int64_t c = 0; c < classes; ++c) s += std::exp(z[c] - mx);
+    const T log_z = mx + std::log(s);
+    total += static_cast<double>(log_z - z[labels[r]]);
+    if (dz) {
+      const T inv = T(1) / T(counted);
+      for (int64_t c = 0; c < classes; ++c) dz[c] = (std::exp(z[c] - log_z) - T(c == labels[r])) * inv;
+    }
+  }
+  return counted ? total / static_cast<double>(counted) : 0.0;
+}
+
+template <class T>
+double Cpu::mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred) {
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T d = pred[i] - target[i];
+    total += static_cast<double>(d) * static_cast<double>(d);
+    if (dpred) dpred[i] = T(2) * d / T(n);
+  }
+  return n ? total / static_cast<double>(n) : 0.0;
+}
+
+template <class T>
+double Cpu::sum_squares(const Context&, int64_t n, const T* x) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+  return s;
+}
+
+template <class T>
+double Cpu::sum(const Context&, int64_t n, const T* x) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]);
+  return s;
+}
+
+}  // namespace addrop::backend

@@ -1,0 +1,23 @@
+#pragma once
+// Losses of the heads: cross-entropy (mean over non-ignored rows) and mean squared error.
+#include <cstdint>
+
+namespace addrop::nn {
+
+inline constexpr int32_t kIgnoreIndex = -100;
+
+/// Mean CE of logits [rows, classes] against labels [rows] (kIgnoreIndex skipped);
+/// dlogits (optional) receives d(loss)/d(logits).
+template <class Backend, class T>
+double cross_entropy(const typename Backend::Context& ctx, int64_t rows, int64_t classes, const T* logits,
+                     const int32_t* labels, T* dlogits) {
+  return Backend::cross_entropy(ctx, rows, classes, logits, labels, kIgnoreIndex, dlogits);
+}
+
+/// Mean squared error of pred [n] against target [n].
+template <class Backend, class T>
+double mean_squared_error(const typename Backend::Context& ctx, int64_t n, const T* pred, const T* target, T* dpred) {
+  return Backend::mse(ctx, n, pred, target, dpred);
+}
+
+}  // namespace addrop::nn

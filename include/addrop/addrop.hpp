@@ -21,3 +21,4 @@
 #include "io/safetensors.hpp"
 #include "io/hf_config.hpp"
 #include "io/checkpoint.hpp"
+#include "train/adamw.hpp"

@@ -170,6 +170,15 @@ struct Cpu {
   template <class T> static double sum(const Context&, int64_t n, const T* x);
   template <class T> static void scale(const Context&, int64_t n, T a, T* x);
 
+  // ---------------------------------------------------------------- optimizer
+  /// One AdamW update of param [n] from grad [n] with moments m, v [n], at step t (1-based).
+  /// hugging_face = true: transformers' AdamW (eps added to sqrt(v) before the bias
+  /// correction is folded into the step size; decay p -= lr*wd*p after the update);
+  /// false: torch.optim.AdamW (decay p *= 1 - lr*wd first; eps added to sqrt(v / (1 - b2^t))).
+  template <class T>
+  static void adamw_update(const Context&, int64_t n, T* param, const T* grad, T* m, T* v, double lr, double beta1,
+                           double beta2, double eps, double weight_decay, int64_t t, bool hugging_face);
+
  private:
   template <class T> static void copy_plain(int64_t n, const T* x, T* y);
 };

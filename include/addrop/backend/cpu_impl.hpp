@@ -420,4 +420,33 @@ double Cpu::sum(const Context&, int64_t n, const T* x) {
   return s;
 }
 
+template <class T>
+void Cpu::adamw_update(const Context& ctx, int64_t n, T* param, const T* grad, T* m, T* v, double lr, double beta1,
+                       double beta2, double eps, double weight_decay, int64_t t, bool hugging_face) {
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(t));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(t));
+  const T b1 = T(beta1), b2 = T(beta2), e = T(eps);
+  if (hugging_face) {
+    const T step = T(lr * std::sqrt(bc2) / bc1), decay = T(lr * weight_decay);
+    cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t end) {
+      for (int64_t i = s; i < end; ++i) {
+        m[i] = b1 * m[i] + (T(1) - b1) * grad[i];
+        v[i] = b2 * v[i] + (T(1) - b2) * grad[i] * grad[i];
+        param[i] -= step * m[i] / (std::sqrt(v[i]) + e);
+        param[i] -= decay * param[i];
+      }
+    });
+  } else {
+    const T keep = T(1.0 - lr * weight_decay), step = T(lr / bc1), inv_sqrt_bc2 = T(1.0 / std::sqrt(bc2));
+    cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t end) {
+      for (int64_t i = s; i < end; ++i) {
+        param[i] *= keep;
+        m[i] = b1 * m[i] + (T(1) - b1) * grad[i];
+        v[i] = b2 * v[i] + (T(1) - b2) * grad[i] * grad[i];
+        param[i] -= step * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + e);
+      }
+    });
+  }
+}
+
 }  // namespace addrop::backend

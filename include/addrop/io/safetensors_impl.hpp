@@ -221,7 +221,10 @@ inline ParsedHeader parse_header(std::string_view text, std::uint64_t buffer_siz
   if (duplicate) fail(where, *duplicate, {}, "appears twice in the header");
 
   ParsedHeader out;
-  for (const auto& [name, value] : root.items()) {
+  for (auto item = root.begin(); item != root.end(); ++item) {
+    // (not a structured binding: lambdas below capture these, which clang < 16 rejects)
+    const std::string& name = item.key();
+    const json& value = item.value();
     if (name == "__metadata__") {
       if (!value.is_object())
         fail(where, {}, "__metadata__", "must be a JSON object of strings, found " + json_type(value));

@@ -52,28 +52,55 @@ inline void parallel_for(int threads, int64_t n, int64_t work, Fn&& fn) {
   for (int64_t i = 0; i < n; ++i) fn(i);
 }
 
+// Eigen's packing blocks, held by us: Eigen's GEMM driver is given buffers that live as
+// long as the (OpenMP pool) thread, so no GEMM allocates once the largest shape was seen.
 template <class T>
-inline void gemm_eigen(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-                       const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  MutMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
-  if (K == 0) {
-    if (beta == T(0)) c.setZero(); else c *= beta;
-    return;
+class HeldBlocking : public Eigen::internal::level3_blocking<T, T> {
+ public:
+  HeldBlocking(Eigen::Index rows, Eigen::Index cols, Eigen::Index depth) {
+    Eigen::Index k = depth, m = rows, n = cols;
+    Eigen::internal::computeProductBlockingSizes<T, T, 1>(k, m, n, Eigen::Index{1});
+    this->m_mc = m;
+    this->m_nc = n;
+    this->m_kc = k;
+    thread_local Cpu::Buffer<T> block_a, block_b;
+    block_a.reserve(m * k);
+    block_b.reserve(k * n);
+    this->m_blockA = block_a.data();
+    this->m_blockB = block_b.data();
   }
-  const ConstMap<T> a(A, ta ? K : M, ta ? M : K, Eigen::OuterStride<>(lda));
-  const ConstMap<T> b(B, tb ? N : K, tb ? K : N, Eigen::OuterStride<>(ldb));
-  auto run = [&](const auto& opa, const auto& opb) {
-    if (beta == T(0)) {
-      c.noalias() = alpha * opa * opb;
-    } else {
-      if (beta != T(1)) c *= beta;
-      c.noalias() += alpha * opa * opb;
-    }
-  };
-  if (!ta && !tb) run(a, b);
-  else if (!ta && tb) run(a, b.transpose());
-  else if (ta && !tb) run(a.transpose(), b);
-  else run(a.transpose(), b.transpose());
+};
+
+// Single-threaded C[M,N] = alpha op(A) op(B) + beta C, row-major. Eigen's kernels are
+// column-major, so this computes C^T (col-major [N, M], stride ldc) = op(B)^T op(A)^T,
+// where a row-major matrix is the col-major view of its transpose.
+template <class T>
+inline void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                        const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  for (int64_t r = 0; r < M; ++r) {
+    T* row = C + r * ldc;
+    if (beta == T(0)) std::fill(row, row + N, T(0));
+    else if (beta != T(1)) for (int64_t c = 0; c < N; ++c) row[c] *= beta;
+  }
+  if (K == 0) return;
+  using Eigen::ColMajor;
+  using Eigen::RowMajor;
+  using Eigen::internal::general_matrix_matrix_product;
+  HeldBlocking<T> blocking(N, M, K);
+  // lhs = op(B)^T [N, K]: col-major with stride ldb when B is [K, N] row-major (no transpose).
+  if (!tb && !ta)
+    general_matrix_matrix_product<Eigen::Index, T, ColMajor, false, T, ColMajor, false, ColMajor, 1>::run(
+        N, M, K, B, ldb, A, lda, C, 1, ldc, alpha, blocking, nullptr);
+  else if (!tb && ta)
+    general_matrix_matrix_product<Eigen::Index, T, ColMajor, false, T, RowMajor, false, ColMajor, 1>::run(
+        N, M, K, B, ldb, A, lda, C, 1, ldc, alpha, blocking, nullptr);
+  else if (tb && !ta)
+    general_matrix_matrix_product<Eigen::Index, T, RowMajor, false, T, ColMajor, false, ColMajor, 1>::run(
+        N, M, K, B, ldb, A, lda, C, 1, ldc, alpha, blocking, nullptr);
+  else
+    general_matrix_matrix_product<Eigen::Index, T, RowMajor, false, T, RowMajor, false, ColMajor, 1>::run(
+        N, M, K, B, ldb, A, lda, C, 1, ldc, alpha, blocking, nullptr);
 }
 
 inline double normal_cdf(double x) { return 0.5 * std::erfc(-x * M_SQRT1_2); }
@@ -121,8 +148,24 @@ void Cpu::scale(const Context& ctx, int64_t n, T a, T* x) {
 template <class T>
 void Cpu::gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
                int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  Eigen::setNbThreads(ctx.num_threads());
-  cpu_detail::gemm_eigen(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  // Threads take contiguous row blocks of C (rows of op(A)); each packs op(B) itself, which
+  // costs K*N per thread against M*N*K/threads of arithmetic.
+  const int threads = ctx.num_threads();
+  if (threads <= 1 || M < 64 || M * N * K < (int64_t{1} << 20) || omp_in_parallel()) {
+    cpu_detail::gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    // Row blocks in multiples of 16 keep the kernels' register tiles whole.
+    const int64_t blocks = (M + 15) / 16;
+    const int64_t r0 = std::min(M, blocks * t / nt * 16), r1 = std::min(M, blocks * (t + 1) / nt * 16);
+    if (r0 < r1) {
+      const T* a = ta ? A + r0 : A + r0 * lda;
+      cpu_detail::gemm_serial(ta, tb, r1 - r0, N, K, alpha, a, lda, B, ldb, beta, C + r0 * ldc, ldc);
+    }
+  }
 }
 
 template <class T>
@@ -131,7 +174,7 @@ void Cpu::gemm_batched(const Context& ctx, bool ta, bool tb, int64_t M, int64_t 
                        int64_t ldc, BatchStrides sc, int64_t outer, int64_t inner) {
   cpu_detail::parallel_for(ctx.num_threads(), outer * inner, M * N * K, [&](int64_t p) {
     const int64_t o = p / inner, i = p % inner;
-    cpu_detail::gemm_eigen(ta, tb, M, N, K, alpha, A + o * sa.outer + i * sa.inner, lda,
+    cpu_detail::gemm_serial(ta, tb, M, N, K, alpha, A + o * sa.outer + i * sa.inner, lda,
                            B + o * sb.outer + i * sb.inner, ldb, beta, C + o * sc.outer + i * sc.inner, ldc);
   });
 }

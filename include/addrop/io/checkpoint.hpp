@@ -71,6 +71,9 @@ LoadReport load_weights(Model& model, const SafeTensors& file, bool strict = fal
       throw Error(file.path().string() + ": tensor \"" + stored + "\" has shape " + shape_string(rec.shape) +
                   " but parameter \"" + p->name + "\" of the " + model.config().architecture() + " has shape " +
                   shape_string(want));
+    if (!is_floating(rec.dtype))
+      throw Error(file.path().string() + ": tensor \"" + stored + "\" is stored as " + std::string(dtype_name(rec.dtype)) +
+                  " but parameter \"" + p->name + "\" needs a floating-point dtype (F64, F32, F16 or BF16)");
     const std::vector<T> values = file.template values<T>(stored);
     Backend::to_device(model.context(), p->value.numel(), values.data(), p->value.data());
     report.loaded.push_back(p->name);

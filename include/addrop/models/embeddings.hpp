@@ -64,15 +64,13 @@ struct Embeddings {
     return a.projected.data();
   }
 
-  /// dout [N, D]: gradient of the encoder input. demb [N, E] is scratch (may be dout when E == D).
+  /// dout [N, D]: gradient of the encoder input (left intact). demb [N, E] is scratch.
   void backward(const Context& ctx, int64_t N, const int32_t* ids, const int32_t* positions, const int32_t* types,
-                T* dout, T* demb, EmbeddingsActivations<T, Backend>& a) {
+                const T* dout, T* demb, EmbeddingsActivations<T, Backend>& a) {
     const int64_t E = word.dim;
-    T* d = dout;
-    if (has_project) {
-      project.backward(ctx, N, a.normed.data(), dout, demb, false, true);
-      d = demb;
-    }
+    T* d = demb;
+    if (has_project) project.backward(ctx, N, a.normed.data(), dout, demb, false, true);
+    else Backend::copy(ctx, N * E, dout, demb);
     nn::dropout_backward<Backend>(ctx, a.dropout, N * E, d, d);
     layer_norm.backward(ctx, N, d, a.sum.data(), a.ln_mean.data(), a.ln_rstd.data(), d, false, true);
     word.backward(ctx, N, ids, d);

@@ -14,9 +14,12 @@ packages=(
   nlohmann-json3-dev
   libboost-test-dev
   libbenchmark-dev
-  python3-torch
-  python3-numpy
 )
+# --with-torch: also what the PyTorch side needs (tests/reference/ fixture generator,
+# bench/pytorch_step.py): Debian's torch, with OpenBLAS as the system BLAS.
+if [ "${1:-}" = "--with-torch" ]; then
+  packages+=(python3-torch python3-numpy libopenblas0-pthread)
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -81,7 +81,7 @@ class Tensor {
 
  private:
   Buffer buffer_;
-  Shape shape_;
+  Shape shape_{0};  // a default tensor is empty, not a scalar with no storage
 };
 
 }  // namespace addrop

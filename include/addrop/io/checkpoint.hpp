@@ -57,6 +57,8 @@ LoadReport load_weights(Model& model, const SafeTensors& file, bool strict = fal
   const std::string prefix = model.config().prefix() + ".";
   LoadReport report;
   std::vector<std::string> claimed;
+  // First every check, then every copy: a failing load leaves the model untouched.
+  std::vector<std::pair<std::string, nn::Parameter<T, Backend>*>> plan;
   for (const auto& stored : file.names()) {
     std::string name = checkpoint_detail::legacy_name(stored);
     auto* p = model.find_parameter(name);
@@ -74,17 +76,22 @@ LoadReport load_weights(Model& model, const SafeTensors& file, bool strict = fal
     if (!is_floating(rec.dtype))
       throw Error(file.path().string() + ": tensor \"" + stored + "\" is stored as " + std::string(dtype_name(rec.dtype)) +
                   " but parameter \"" + p->name + "\" needs a floating-point dtype (F64, F32, F16 or BF16)");
-    const std::vector<T> values = file.template values<T>(stored);
-    Backend::to_device(model.context(), p->value.numel(), values.data(), p->value.data());
-    report.loaded.push_back(p->name);
-    claimed.push_back(p->name);
+    plan.emplace_back(stored, p);
   }
+  for (const auto& entry : plan) claimed.push_back(entry.second->name);
   std::sort(claimed.begin(), claimed.end());
   for (auto* p : model.parameters())
     if (!std::binary_search(claimed.begin(), claimed.end(), p->name)) report.missing.push_back(p->name);
-  if (strict && !report.missing.empty())
-    throw Error(file.path().string() + ": missing parameters of the " + model.config().architecture() + ": " +
-                LoadReport{{}, report.missing, {}}.summary().substr(std::string("0 loaded; missing: ").size()));
+  if (strict && !report.missing.empty()) {
+    std::string names;
+    for (const auto& n : report.missing) names += (names.empty() ? "" : ", ") + n;
+    throw Error(file.path().string() + ": missing parameters of the " + model.config().architecture() + ": " + names);
+  }
+  for (const auto& [stored, p] : plan) {
+    const std::vector<T> values = file.template values<T>(stored);
+    Backend::to_device(model.context(), p->value.numel(), values.data(), p->value.data());
+    report.loaded.push_back(p->name);
+  }
   return report;
 }
 

@@ -9,6 +9,7 @@
 
 #include "../backend/philox.hpp"
 #include "../nn/parameter.hpp"
+#include "config.hpp"
 
 namespace addrop::models {
 

@@ -1,5 +1,6 @@
 #pragma once
-// Definitions of the CPU backend (declared in cpu.hpp).
+// Definitions of the CPU backend (declared in cpu.hpp, which includes this file last).
+#include "cpu.hpp"
 #include <omp.h>
 
 #include <Eigen/Core>

@@ -42,7 +42,7 @@ lines = [f"CPU: {cpu}; 2 threads each", "",
 for shape in ours:
     if shape not in theirs: continue
     a, ag = ours[shape]; p, pg, tv = theirs[shape]
-    lines.append(f"| {shape} | {a:.3f} | {ag/1e9 if ag > 1e6 else ag:.1f} | {p:.3f} | {pg:.1f} | {a/p:.2f} |")
+    lines.append(f"| {shape} | {a:.3f} | {ag:.1f} | {p:.3f} | {pg:.1f} | {a/p:.2f} |")
 text = "\n".join(lines)
 open(f"{out}/summary.md", "w").write(text + "\n")
 print(text)

@@ -22,3 +22,7 @@
 #include "io/hf_config.hpp"
 #include "io/checkpoint.hpp"
 #include "train/adamw.hpp"
+#include "attribution/attribution.hpp"
+#include "selection/selection.hpp"
+#include "schedule/schedule.hpp"
+#include "ad_drop.hpp"

@@ -170,6 +170,29 @@ struct Cpu {
   template <class T> static double sum(const Context&, int64_t n, const T* x);
   template <class T> static void scale(const Context&, int64_t n, T a, T* x);
 
+  /// out = a * b elementwise
+  template <class T> static void mul(const Context&, int64_t n, const T* a, const T* b, T* out);
+
+  // ---------------------------------------------------------------- AD-DROP selection
+  /// Candidate region of every row (b, h, i) of scores [B,H,L,L] over the keys j with
+  /// key_mask[b*L + j] != 0 (n_b of them): t = the k[b]-th smallest of those (0-based);
+  /// high: candidates are the keys with score >= t, low: score < t. k[b] >= n_b gives no
+  /// candidates (high) or every key (low). Pad keys are never candidates. Writes 0/1.
+  template <class T>
+  static void top_p_candidates(const Context&, int64_t B, int64_t H, int64_t L, const T* scores,
+                               const int32_t* key_mask, const int64_t* k, bool high, T* candidates);
+  /// q-sampling: keep = candidate ? (u < keep_below) : 1, elementwise over n.
+  template <class T>
+  static void q_sample(const Context&, int64_t n, const T* candidates, const float* u, float keep_below, T* keep);
+  /// RD's rule: a non-pad key is kept iff u1 < keep_p or u2 < keep_q; pad keys are kept.
+  /// candidates = 1 at every non-pad key.
+  template <class T>
+  static void random_keep(const Context&, int64_t B, int64_t H, int64_t L, const int32_t* key_mask, const float* u1,
+                          float keep_p, const float* u2, float keep_q, T* candidates, T* keep);
+  /// additive = keep ? 0 : dropped_value (AD-DROP's -10000)
+  template <class T>
+  static void keep_to_additive(const Context&, int64_t n, const T* keep, T dropped_value, T* additive);
+
   // ---------------------------------------------------------------- optimizer
   /// One AdamW update of param [n] from grad [n] with moments m, v [n], at step t (1-based).
   /// hugging_face = true: transformers' AdamW (eps added to sqrt(v) before the bias

@@ -465,6 +465,64 @@ double Cpu::sum(const Context&, int64_t n, const T* x) {
 }
 
 template <class T>
+void Cpu::mul(const Context& ctx, int64_t n, const T* a, const T* b, T* out) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) out[i] = a[i] * b[i];
+  });
+}
+
+template <class T>
+void Cpu::top_p_candidates(const Context& ctx, int64_t B, int64_t H, int64_t L, const T* scores,
+                           const int32_t* key_mask, const int64_t* k, bool high, T* candidates) {
+  cpu_detail::parallel_for(ctx.num_threads(), B * H * L, L * 4, [&](int64_t row) {
+    const int64_t b = row / (H * L);
+    const int32_t* mask = key_mask + b * L;
+    const T* s = scores + row * L;
+    T* c = candidates + row * L;
+    thread_local std::vector<T> keys;  // grows to L once per thread
+    keys.clear();
+    for (int64_t j = 0; j < L; ++j)
+      if (mask[j]) keys.push_back(s[j]);
+    const int64_t n = static_cast<int64_t>(keys.size());
+    if (k[b] >= n || n == 0) {
+      const T v = high ? T(0) : T(1);
+      for (int64_t j = 0; j < L; ++j) c[j] = mask[j] ? v : T(0);
+      return;
+    }
+    std::nth_element(keys.begin(), keys.begin() + k[b], keys.end());
+    const T t = keys[static_cast<std::size_t>(k[b])];
+    for (int64_t j = 0; j < L; ++j) c[j] = mask[j] && (high ? s[j] >= t : s[j] < t) ? T(1) : T(0);
+  });
+}
+
+template <class T>
+void Cpu::q_sample(const Context& ctx, int64_t n, const T* candidates, const float* u, float keep_below, T* keep) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) keep[i] = candidates[i] != T(0) && !(u[i] < keep_below) ? T(0) : T(1);
+  });
+}
+
+template <class T>
+void Cpu::random_keep(const Context& ctx, int64_t B, int64_t H, int64_t L, const int32_t* key_mask, const float* u1,
+                      float keep_p, const float* u2, float keep_q, T* candidates, T* keep) {
+  cpu_detail::parallel_for(ctx.num_threads(), B * H * L, L, [&](int64_t row) {
+    const int32_t* mask = key_mask + (row / (H * L)) * L;
+    for (int64_t j = 0; j < L; ++j) {
+      const int64_t i = row * L + j;
+      candidates[i] = mask[j] ? T(1) : T(0);
+      keep[i] = !mask[j] || u1[i] < keep_p || u2[i] < keep_q ? T(1) : T(0);
+    }
+  });
+}
+
+template <class T>
+void Cpu::keep_to_additive(const Context& ctx, int64_t n, const T* keep, T dropped_value, T* additive) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) additive[i] = keep[i] != T(0) ? T(0) : dropped_value;
+  });
+}
+
+template <class T>
 void Cpu::adamw_update(const Context& ctx, int64_t n, T* param, const T* grad, T* m, T* v, double lr, double beta1,
                        double beta2, double eps, double weight_decay, int64_t t, bool hugging_face) {
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(t));

@@ -9,6 +9,7 @@
 // and skip weight gradients. Activations live in a workspace that only grows, so a
 // step allocates nothing once the largest batch shape has been seen.
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -51,7 +52,8 @@ class EncoderModel {
     }
     head_.collect_body(params_);
     head_.collect_head(params_);
-    acts_.layers.resize(layers_.size());
+    workspaces_.resize(2);
+    for (auto& w : workspaces_) w.layers.resize(layers_.size());
     sites_.assign(layers_.size(), Site{});
     for (auto* p : params_) {
       Backend::fill(ctx_, p->value.numel(), T(0), p->value.data());
@@ -80,51 +82,69 @@ class EncoderModel {
   void set_attention_mask(int layer, const TensorT* additive) { sites_.at(layer).mask = additive; }
   /// Scales layer l's attention probabilities before the product with V (IG's alpha).
   void set_attention_scale(int layer, T alpha) { sites_.at(layer).alpha = alpha; }
+  /// Per-example scales of layer l ([B] host values, multiplied with the layer's scalar
+  /// scale): lets the m scaled passes of integrated gradients run as one batch. The
+  /// span must outlive the passes; an empty span removes them.
+  void set_attention_example_scales(int layer, std::span<const T> alphas) { sites_.at(layer).example_alpha = alphas; }
   void reset_attention_sites() { sites_.assign(layers_.size(), Site{}); }
+
+  /// Activations live in workspaces; the model has two. Passes run on the active one, so
+  /// an attribution method can run extra passes (e.g. batched IG steps) on workspace 1
+  /// while workspace 0 keeps the first forward. Each grows to the largest shape it saw.
+  void use_workspace(int index) { active_ = static_cast<std::size_t>(index); }
+  int active_workspace() const { return static_cast<int>(active_); }
   /// A_l of the last forward: [B,H,L,L], after attention dropout, before the scale.
-  const TensorT& attention_probs(int layer) const { return acts_.layers.at(layer).attention.attention(); }
+  const TensorT& attention_probs(int layer) const { return acts().layers.at(layer).attention.attention(); }
   /// d(objective)/d(A_l) of the last backward that reached layer l.
   const TensorT& attention_probs_grad(int layer) const {
-    const auto& a = acts_.layers.at(layer).attention;
+    const auto& a = acts().layers.at(layer).attention;
     if (!a.has_probs_grad) throw std::logic_error("attention_probs_grad(" + std::to_string(layer) + "): no backward reached this layer");
     return a.probs_grad;
   }
   /// Output of encoder layer l [B*L, D] and of the embeddings [B*L, D].
-  const TensorT& hidden_states(int layer) const { return acts_.layers.at(layer).ffn.out; }
-  const TensorT& embedding_output() const { return embeddings_.has_project ? acts_.embeddings.projected : acts_.embeddings.normed; }
+  const TensorT& hidden_states(int layer) const { return acts().layers.at(layer).ffn.out; }
+  /// The input of encoder layer l [B*L, D] of the last forward (the embedding output for l = 0).
+  const TensorT& layer_input(int layer) const { return layer == 0 ? embedding_output() : hidden_states(layer - 1); }
+  const TensorT& embedding_output() const { return embeddings_.has_project ? acts().embeddings.projected : acts().embeddings.normed; }
 
   // ------------------------------------------------------------ passes
   /// Runs the model on a batch; returns the logits ([B, C], or [B*L, C] for tokens).
   const TensorT& forward(const Batch& batch, const PassOptions& pass = {}) {
     batch.validate(config_, false);
     prepare(batch);
-    const int64_t B = batch.size, L = batch.length, N = B * L;
-    nn::DropoutPlan plan{pass.train, pass.seed, pass.step, config_.hidden_dropout_prob,
-                         config_.attention_probs_dropout_prob, config_.head_dropout()};
-    const uint64_t top = layers_.size();
-    acts_.embeddings.dropout = plan.site(plan.hidden_p, top, nn::DropoutKind::Embedding);
-    const T* x = embeddings_.forward(ctx_, N, acts_.ids.data(), acts_.positions.data(), acts_.types.data(),
-                                     acts_.embeddings);
-    for (std::size_t l = 0; l < layers_.size(); ++l) {
-      auto& a = acts_.layers[l];
-      a.attention.attention_dropout = plan.site(plan.attention_p, l, nn::DropoutKind::Attention);
-      a.attention.output_dropout = plan.site(plan.hidden_p, l, nn::DropoutKind::AttentionOutput);
-      a.ffn.output_dropout = plan.site(plan.hidden_p, l, nn::DropoutKind::FeedForwardOutput);
-      a.attention.alpha = sites_[l].alpha;
-      a.attention.has_probs_grad = false;
-      const TensorT* mask = sites_[l].mask;
-      if (mask && !(mask->shape() == Shape{B, config_.num_attention_heads, L, L}))
-        throw std::invalid_argument("attention mask of layer " + std::to_string(l) + " has shape " +
-                                    mask->shape().str() + ", expected " +
-                                    Shape{B, config_.num_attention_heads, L, L}.str());
-      layers_[l].attention.forward(ctx_, B, L, x, acts_.key_bias.data(), mask ? mask->data() : nullptr, a.attention);
-      layers_[l].ffn.forward(ctx_, N, a.attention.out.data(), a.ffn);
-      x = a.ffn.out.data();
-    }
-    acts_.head.dropout0 = plan.site(plan.head_p, top + 1, nn::DropoutKind::Head);
-    acts_.head.dropout1 = plan.site(plan.head_p, top + 1, nn::DropoutKind::Head2);
-    head_.forward(ctx_, B, L, x, acts_.head);
-    return acts_.head.logits;
+    const nn::DropoutPlan plan = dropout_plan(pass);
+    acts().embeddings.dropout = plan.site(plan.hidden_p, layers_.size(), nn::DropoutKind::Embedding);
+    const T* x = embeddings_.forward(ctx_, batch.tokens(), acts().ids.data(), acts().positions.data(),
+                                     acts().types.data(), acts().embeddings);
+    acts().first_layer = 0;
+    return run_layers(0, x, plan);
+  }
+
+  /// Runs the embeddings and the layers below `layers` only (no head): afterwards
+  /// layer_input(l) is valid for l <= layers. Integrated gradients uses it to compute the
+  /// part below the target layer once.
+  void forward_prefix(const Batch& batch, int layers, const PassOptions& pass = {}) {
+    if (layers < 0 || layers >= num_layers()) throw std::invalid_argument("forward_prefix: " + std::to_string(layers) + " layers");
+    batch.validate(config_, false);
+    prepare(batch);
+    const nn::DropoutPlan plan = dropout_plan(pass);
+    acts().embeddings.dropout = plan.site(plan.hidden_p, layers_.size(), nn::DropoutKind::Embedding);
+    const T* x = embeddings_.forward(ctx_, batch.tokens(), acts().ids.data(), acts().positions.data(),
+                                     acts().types.data(), acts().embeddings);
+    acts().first_layer = 0;
+    run_layers(0, x, plan, layers);
+  }
+
+  /// Runs layers first_layer..top and the head on `input` [B*L, D], the input of layer
+  /// first_layer (e.g. another workspace's layer_input, repeated per IG step). The
+  /// embeddings and lower layers do not run; a later backward must stop at or above first_layer.
+  const TensorT& forward_from(int first_layer, const T* input, const Batch& batch, const PassOptions& pass = {}) {
+    if (first_layer < 0 || first_layer >= num_layers()) throw std::invalid_argument("forward_from: no layer " + std::to_string(first_layer));
+    batch.validate(config_, false);
+    prepare(batch);
+    acts().first_layer = first_layer;
+    acts().first_input = input;
+    return run_layers(first_layer, input, dropout_plan(pass));
   }
 
   /// The gold loss of the last forward (CE, MSE for regression, token CE ignoring -100);
@@ -133,44 +153,48 @@ class EncoderModel {
     batch.validate(config_, true);
     const int64_t C = config_.num_labels;
     if (config_.task == Task::Regression) {
-      acts_.targets.resize({batch.size});
-      std::vector<T>& host = acts_.host_targets;
+      acts().targets.resize({batch.size});
+      std::vector<T>& host = acts().host_targets;
       host.assign(batch.targets.begin(), batch.targets.end());
-      Backend::to_device(ctx_, batch.size, host.data(), acts_.targets.data());
-      return nn::mean_squared_error<Backend>(ctx_, batch.size, acts_.head.logits.data(), acts_.targets.data(),
-                                            acts_.head.dlogits.data());
+      Backend::to_device(ctx_, batch.size, host.data(), acts().targets.data());
+      return nn::mean_squared_error<Backend>(ctx_, batch.size, acts().head.logits.data(), acts().targets.data(),
+                                            acts().head.dlogits.data());
     }
     const int64_t rows = static_cast<int64_t>(batch.labels.size());
-    acts_.labels.resize({rows});
-    Backend::to_device(ctx_, rows, batch.labels.data(), acts_.labels.data());
-    return nn::cross_entropy<Backend>(ctx_, rows, C, acts_.head.logits.data(), acts_.labels.data(),
-                                      acts_.head.dlogits.data());
+    acts().labels.resize({rows});
+    Backend::to_device(ctx_, rows, batch.labels.data(), acts().labels.data());
+    return nn::cross_entropy<Backend>(ctx_, rows, C, acts().head.logits.data(), acts().labels.data(),
+                                      acts().head.dlogits.data());
   }
 
   /// d(objective)/d(logits): set by loss(), or written by the caller (AD-DROP's pseudo-label objective).
-  TensorT& logits_grad() { return acts_.head.dlogits; }
-  const TensorT& logits() const { return acts_.head.logits; }
+  TensorT& logits_grad() { return acts().head.dlogits; }
+  const TensorT& logits() const { return acts().head.logits; }
 
   /// Backpropagates logits_grad() through the last forward. Parameter gradients accumulate.
   void backward(const BackwardOptions& opt = {}) {
-    const int64_t B = acts_.B, L = acts_.L, N = B * L;
+    const int64_t B = acts().B, L = acts().L, N = B * L;
     if (opt.stop_at_layer >= num_layers()) throw std::invalid_argument("stop_at_layer beyond the last layer");
-    T* dy = acts_.grad_a.data();
-    T* dx = acts_.grad_b.data();
-    head_.backward(ctx_, B, L, acts_.layers.back().ffn.out.data(), dy, acts_.head, opt.weight_grads);
+    if (acts().first_layer > 0 && opt.stop_at_layer < acts().first_layer)
+      throw std::invalid_argument("backward after forward_from(" + std::to_string(acts().first_layer) +
+                                  ") must stop at or above that layer");
+    T* dy = acts().grad_a.data();
+    T* dx = acts().grad_b.data();
+    head_.backward(ctx_, B, L, acts().layers.back().ffn.out.data(), dy, acts().head, opt.weight_grads);
     for (int l = num_layers() - 1; l >= 0; --l) {
-      auto& a = acts_.layers[l];
-      const T* layer_in = l == 0 ? embedding_output().data() : acts_.layers[l - 1].ffn.out.data();
-      layers_[l].ffn.backward(ctx_, N, a.attention.out.data(), dy, acts_.dinner.data(), acts_.scratch.dtmp.data(),
+      auto& a = acts().layers[l];
+      const T* layer_in = l == acts().first_layer && l > 0 ? acts().first_input
+                          : l == 0 ? embedding_output().data() : acts().layers[l - 1].ffn.out.data();
+      layers_[l].ffn.backward(ctx_, N, a.attention.out.data(), dy, acts().dinner.data(), acts().scratch.dtmp.data(),
                               a.ffn, opt.weight_grads);
       const bool stop = l == opt.stop_at_layer;
-      layers_[l].attention.backward(ctx_, B, L, layer_in, dy, dx, a.attention, acts_.scratch, stop, opt.weight_grads);
+      layers_[l].attention.backward(ctx_, B, L, layer_in, dy, dx, a.attention, acts().scratch, stop, opt.weight_grads);
       if (stop) return;
       std::swap(dy, dx);
     }
     if (!opt.weight_grads) return;  // nothing below the encoder but embedding weights
-    embeddings_.backward(ctx_, N, acts_.ids.data(), acts_.positions.data(), acts_.types.data(), dy,
-                         acts_.demb.data(), acts_.embeddings);
+    embeddings_.backward(ctx_, N, acts().ids.data(), acts().positions.data(), acts().types.data(), dy,
+                         acts().demb.data(), acts().embeddings);
     last_input_grad_ = dy;
   }
 
@@ -189,9 +213,12 @@ class EncoderModel {
   struct Site {
     const TensorT* mask = nullptr;
     T alpha = T(1);
+    std::span<const T> example_alpha;
   };
   struct Workspace {
     int64_t B = 0, L = 0;
+    int first_layer = 0;           // forward_from's first layer (0 after forward)
+    const T* first_input = nullptr;
     Tensor<int32_t, Backend> ids, positions, types, labels;
     std::vector<int32_t> host_positions, host_types;
     std::vector<T> host_key_bias, host_targets;
@@ -203,11 +230,49 @@ class EncoderModel {
     TensorT dinner, grad_a, grad_b, demb;
   };
 
+  nn::DropoutPlan dropout_plan(const PassOptions& pass) const {
+    return nn::DropoutPlan{pass.train, pass.seed, pass.step, config_.hidden_dropout_prob,
+                           config_.attention_probs_dropout_prob, config_.head_dropout()};
+  }
+
+  // Layers first..end-1 (end < 0: all, then the head).
+  const TensorT& run_layers(int first, const T* x, const nn::DropoutPlan& plan, int end = -1) {
+    const int64_t B = acts().B, L = acts().L, N = B * L;
+    const uint64_t top = layers_.size();
+    const std::size_t stop = end < 0 ? layers_.size() : static_cast<std::size_t>(end);
+    for (std::size_t l = static_cast<std::size_t>(first); l < stop; ++l) {
+      auto& a = acts().layers[l];
+      a.attention.attention_dropout = plan.site(plan.attention_p, l, nn::DropoutKind::Attention);
+      a.attention.output_dropout = plan.site(plan.hidden_p, l, nn::DropoutKind::AttentionOutput);
+      a.ffn.output_dropout = plan.site(plan.hidden_p, l, nn::DropoutKind::FeedForwardOutput);
+      a.attention.alpha = sites_[l].alpha;
+      const auto& ex = sites_[l].example_alpha;
+      if (!ex.empty() && static_cast<int64_t>(ex.size()) != B)
+        throw std::invalid_argument("per-example attention scales of layer " + std::to_string(l) + ": " +
+                                    std::to_string(ex.size()) + " values for a batch of " + std::to_string(B));
+      a.attention.example_alpha = ex.empty() ? nullptr : ex.data();
+      a.attention.has_probs_grad = false;
+      const TensorT* mask = sites_[l].mask;
+      if (mask && !(mask->shape() == Shape{B, config_.num_attention_heads, L, L}))
+        throw std::invalid_argument("attention mask of layer " + std::to_string(l) + " has shape " +
+                                    mask->shape().str() + ", expected " +
+                                    Shape{B, config_.num_attention_heads, L, L}.str());
+      layers_[l].attention.forward(ctx_, B, L, x, acts().key_bias.data(), mask ? mask->data() : nullptr, a.attention);
+      layers_[l].ffn.forward(ctx_, N, a.attention.out.data(), a.ffn);
+      x = a.ffn.out.data();
+    }
+    if (end >= 0) return acts().head.logits;
+    acts().head.dropout0 = plan.site(plan.head_p, top + 1, nn::DropoutKind::Head);
+    acts().head.dropout1 = plan.site(plan.head_p, top + 1, nn::DropoutKind::Head2);
+    head_.forward(ctx_, B, L, x, acts().head);
+    return acts().head.logits;
+  }
+
   // Sizes the workspace for this batch shape (grow-only) and moves the ids to the backend.
   void prepare(const Batch& batch) {
     const int64_t B = batch.size, L = batch.length, N = B * L;
     const int64_t D = config_.hidden_size, E = config_.embedding_dim(), H = config_.num_attention_heads;
-    auto& w = acts_;
+    auto& w = acts();
     w.B = B;
     w.L = L;
     for (auto* t : {&w.ids, &w.positions, &w.types}) t->resize({N});
@@ -256,7 +321,10 @@ class EncoderModel {
   Head<T, Backend> head_;
   nn::ParameterList<T, Backend> params_;
   std::vector<Site> sites_;
-  Workspace acts_;
+  std::vector<Workspace> workspaces_;
+  std::size_t active_ = 0;
+  Workspace& acts() { return workspaces_[active_]; }
+  const Workspace& acts() const { return workspaces_[active_]; }
   const T* last_input_grad_ = nullptr;
 };
 

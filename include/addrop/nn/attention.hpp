@@ -6,7 +6,8 @@
 //   scores[b,h]  = Q_bh K_bh^T                                  [B,H,L,L]
 //   probs        = softmax(scale*scores + key_bias[b] + extra_l) (extra_l: AD-DROP's additive mask)
 //   A_l          = attention_dropout(probs)                      the tensor AD-DROP attributes
-//   context_bh   = (alpha_l * A_l) V_bh                          [B,L,D], heads interleaved
+//   context_bh   = (alpha_l * alpha_b * A_l) V_bh                [B,L,D], heads interleaved
+//                  (alpha_b: optional per-example scale, IG's batched alpha steps)
 //   out          = LayerNorm(dropout(context Wo^T + bo) + x)
 // After a backward, probs_grad holds d(loss)/d(A_l).
 #include <cmath>
@@ -29,6 +30,7 @@ struct AttentionActivations {
   Tensor<T, Backend> probs_grad;        // d(loss)/d(A_l) [B,H,L,L], valid after a backward
   DropoutSite attention_dropout, output_dropout;
   T alpha = T(1);
+  const T* example_alpha = nullptr;  ///< host [B] per-example scales, or null
   bool has_probs_grad = false;
 
   void resize(int64_t B, int64_t L, int64_t D, int64_t H) {
@@ -101,6 +103,8 @@ struct SelfAttention {
     // context_bh = alpha * A_bh V_bh
     Backend::gemm_batched(ctx, false, false, L, dh, L, a.alpha, A, L, Strides{H * L * L, L * L}, a.v.data(), D,
                           Strides{L * D, dh}, T(0), a.context.data(), D, Strides{L * D, dh}, B, H);
+    if (a.example_alpha)
+      for (int64_t b = 0; b < B; ++b) Backend::scale(ctx, L * D, a.example_alpha[b], a.context.data() + b * L * D);
     output.forward(ctx, N, a.context.data(), a.sum.data());
     dropout_forward<Backend>(ctx, a.output_dropout, N * D, a.sum.data(), a.sum.data());
     Backend::add(ctx, N * D, a.sum.data(), x, a.sum.data());
@@ -117,6 +121,8 @@ struct SelfAttention {
     layer_norm.backward(ctx, N, dy, a.sum.data(), a.ln_mean.data(), a.ln_rstd.data(), dx, false, weight_grads);
     dropout_backward<Backend>(ctx, a.output_dropout, N * D, dx, s.dtmp.data());
     output.backward(ctx, N, a.context.data(), s.dtmp.data(), s.dcontext.data(), false, weight_grads);
+    if (a.example_alpha)
+      for (int64_t b = 0; b < B; ++b) Backend::scale(ctx, L * D, a.example_alpha[b], s.dcontext.data() + b * L * D);
     // dA_bh = alpha * dcontext_bh V_bh^T
     Backend::gemm_batched(ctx, false, true, L, L, dh, a.alpha, s.dcontext.data(), D, Strides{L * D, dh},
                           a.v.data(), D, Strides{L * D, dh}, T(0), a.probs_grad.data(), L,

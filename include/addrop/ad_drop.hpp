@@ -1,0 +1,261 @@
+#pragma once
+// AdDrop<Attribution, Selection, Schedule>: one AD-DROP training step (ALGORITHM.md
+// steps 1-6), or the plain step when the schedule says so, over any model that
+// implements the attention-site contract.
+//
+//   addrop::AdDrop<> reg({.p = 0.3, .q = 0.3, .layers = {0}, .seed = 42});
+//   model.zero_grad();
+//   auto out = reg.step(model, batch, epoch);   // gradients are left in the model
+//   optimizer.step();
+#include <algorithm>
+#include <memory>
+#include <typeinfo>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "attribution/attribution.hpp"
+#include "models/attention_site.hpp"
+#include "models/batch.hpp"
+#include "schedule/schedule.hpp"
+#include "selection/selection.hpp"
+
+namespace addrop {
+
+struct AdDropOptions {
+  double p = 0.3;               ///< size of the candidate region (fraction of a row's keys)
+  double q = 0.3;               ///< probability of dropping a candidate
+  std::vector<int> layers{0};   ///< target ("mask") layers, any subset
+  int steps = 0;                ///< IG's m; 0 keeps the attribution policy's own (20)
+  bool iga_per_step = false;    ///< IG: the reference's argmax at every α instead of the fixed pseudo label
+  uint64_t seed = 42;           ///< q-sampling draws and ordinary dropout
+};
+
+/// Uniform draws supplied by the caller instead of the generator, per target layer
+/// (same order as AdDropOptions::layers), each [B,H,L,L] on the host: a candidate is kept
+/// iff its draw < 1 - q. RD also reads second_draws (kept iff u1 < 1-p or u2 < 1-q).
+struct ExternalUniforms {
+  std::vector<std::span<const float>> draws;
+  std::vector<std::span<const float>> second_draws;
+};
+
+/// What one step did. The tensors live in the AdDrop object until its next step.
+template <class T, class Backend>
+struct StepResult {
+  double loss = 0;              ///< the gold loss that was back-propagated
+  bool used_addrop = false;     ///< false on a plain (schedule-off) step
+  const Tensor<T, Backend>* logits = nullptr;                 ///< of the trained (second) forward
+  std::vector<int> layers;                                    ///< target layers (when used_addrop)
+  std::vector<const Tensor<T, Backend>*> attributions;        ///< B_l (empty tensors for RD)
+  std::vector<const Tensor<T, Backend>*> candidates, keep;    ///< 0/1 [B,H,L,L] per target layer
+};
+
+template <class Attribution = attribution::Gradient, class Selection = selection::TopP<High>,
+          class Schedule = schedule::CrossTuning>
+class AdDrop {
+  static_assert(schedule::Schedule<Schedule>,
+                "AdDrop: the Schedule policy needs `bool active(int epoch, int64_t step) const`");
+
+ public:
+  using AttributionPolicy = Attribution;
+  using SelectionPolicy = Selection;
+  using SchedulePolicy = Schedule;
+
+  explicit AdDrop(AdDropOptions options = {}, Attribution attribution = {}, Selection selection = {},
+                  Schedule schedule = {})
+      : options_(std::move(options)), attribution_(attribution), selection_(selection), schedule_(schedule) {
+    set_options(options_);
+  }
+
+  /// p, q, layers and the rest can change between steps (a policy is a value).
+  void set_options(const AdDropOptions& options) {
+    if (!(options.p >= 0 && options.p <= 1) || !(options.q >= 0 && options.q <= 1))
+      throw std::invalid_argument("AdDrop: p and q must be in [0, 1]");
+    if (options.layers.empty()) throw std::invalid_argument("AdDrop: no target layer");
+    options_ = options;
+    std::sort(options_.layers.begin(), options_.layers.end());
+    options_.layers.erase(std::unique(options_.layers.begin(), options_.layers.end()), options_.layers.end());
+    if constexpr (requires { attribution_.steps; }) {
+      if (options_.steps > 0) attribution_.steps = options_.steps;
+    }
+    if constexpr (requires { attribution_.per_step_argmax; }) attribution_.per_step_argmax = options_.iga_per_step;
+  }
+  const AdDropOptions& options() const { return options_; }
+  Attribution& attribution_policy() { return attribution_; }
+  Selection& selection_policy() { return selection_; }
+  Schedule& schedule_policy() { return schedule_; }
+  /// Steps taken so far; the q-sampling and dropout streams are keyed by it.
+  int64_t step_count() const { return step_; }
+
+  /// One training step on `batch` in 0-based `epoch`: AD-DROP when the schedule says so,
+  /// else the plain forward/backward. Parameter gradients accumulate in the model.
+  template <models::AttentionSiteModel Model>
+  StepResult<typename Model::value_type, typename Model::backend_type> step(Model& model, const models::Batch& batch,
+                                                                            int epoch,
+                                                                            const ExternalUniforms* uniforms = nullptr) {
+    return run(model, batch, schedule_.active(epoch, step_), uniforms, true);
+  }
+
+  /// The AD-DROP passes whatever the schedule says; `train` false runs every pass without
+  /// ordinary dropout (deterministic output, for inspection and checks).
+  template <models::AttentionSiteModel Model>
+  StepResult<typename Model::value_type, typename Model::backend_type> step_addrop(Model& model,
+                                                                                   const models::Batch& batch,
+                                                                                   const ExternalUniforms* uniforms = nullptr,
+                                                                                   bool train = true) {
+    return run(model, batch, true, uniforms, train);
+  }
+
+ private:
+  template <class Model>
+  struct Workspace {
+    using T = typename Model::value_type;
+    using Backend = typename Model::backend_type;
+    attribution::AttributionContext<Model> attribution;
+    std::vector<Tensor<T, Backend>> candidates, keep, additive;
+    std::vector<Tensor<float, Backend>> draws, second_draws;
+    Tensor<int32_t, Backend> key_mask;
+    Tensor<int64_t, Backend> threshold_indices;
+    std::vector<int64_t> key_lengths;
+  };
+
+  // One workspace per model type, made on first use (tensors are move-only, so no std::any).
+  template <class Model>
+  Workspace<Model>& workspace() {
+    if (workspace_type_ != &typeid(Workspace<Model>)) {
+      workspace_ = std::make_shared<Workspace<Model>>();
+      workspace_type_ = &typeid(Workspace<Model>);
+    }
+    return *static_cast<Workspace<Model>*>(workspace_.get());
+  }
+
+  // Stream ids of the counter-based generator: bit 63 set keeps AD-DROP's draws apart
+  // from dropout's; then the step, the layer and which draw.
+  static uint64_t uniform_stream(int64_t step, int layer, int draw) {
+    return (uint64_t{1} << 63) | (static_cast<uint64_t>(step) << 20) | (static_cast<uint64_t>(layer) << 2) |
+           static_cast<uint64_t>(draw);
+  }
+
+  template <class Model>
+  StepResult<typename Model::value_type, typename Model::backend_type> run(Model& model, const models::Batch& batch,
+                                                                          bool addrop, const ExternalUniforms* ext,
+                                                                          bool train) {
+    static_assert(attribution::AttributionMethod<Attribution, Model>,
+                  "AdDrop: the Attribution policy needs `needs_first_forward`, `is_random` and "
+                  "`attribute(model, batch, AttributionContext<Model>&)`");
+    static_assert(selection::Selection<Selection, typename Model::backend_type, typename Model::value_type>,
+                  "AdDrop: the Selection policy needs `select<Backend>(ctx, SelectionArgs<T>)` and "
+                  "`select_random<Backend>(ctx, SelectionArgs<T>)`");
+    using T = typename Model::value_type;
+    using Backend = typename Model::backend_type;
+    const auto& cx = model.context();
+    const uint64_t s = static_cast<uint64_t>(step_++);
+    StepResult<T, Backend> out;
+    model.use_workspace(0);
+    model.reset_attention_sites();
+    if (!addrop) {
+      model.forward(batch, {.train = train, .seed = options_.seed, .step = 4 * s + 2});
+      out.loss = model.loss(batch);
+      model.backward();
+      out.logits = &model.logits();
+      return out;
+    }
+    for (int l : options_.layers)
+      if (l < 0 || l >= model.num_layers())
+        throw std::invalid_argument("AdDrop: target layer " + std::to_string(l) + " but the model has " +
+                                    std::to_string(model.num_layers()) + " layers");
+    auto& w = workspace<Model>();
+    const int64_t B = batch.size, L = batch.length, H = model.config().num_attention_heads;
+    const std::size_t n_layers = options_.layers.size();
+    const Shape probs{B, H, L, L};
+    w.attribution.layers = options_.layers;
+    w.attribution.negate = model.config().task == models::Task::Regression;
+    w.attribution.scores.resize(n_layers);
+    for (auto* v : {&w.candidates, &w.keep, &w.additive}) v->resize(n_layers);
+    w.draws.resize(n_layers);
+    w.second_draws.resize(n_layers);
+    for (std::size_t i = 0; i < n_layers; ++i) {
+      for (auto* t : {&w.attribution.scores[i], &w.candidates[i], &w.keep[i], &w.additive[i]}) t->resize(probs);
+      w.draws[i].resize(probs);
+      if (Attribution::is_random) w.second_draws[i].resize(probs);
+    }
+    w.key_mask.resize({B * L});
+    Backend::to_device(cx, B * L, batch.attention_mask.data(), w.key_mask.data());
+    w.threshold_indices.resize({B});
+    w.key_lengths.resize(static_cast<std::size_t>(B));
+    for (int64_t b = 0; b < B; ++b) w.key_lengths[b] = batch.key_length(b);
+
+    // Steps 1-3: first forward and attribution.
+    if constexpr (Attribution::needs_first_forward) {
+      model.forward(batch, {.train = train, .seed = options_.seed, .step = 4 * s});
+      attribution_.attribute(model, batch, w.attribution);
+      model.use_workspace(0);
+    }
+
+    // Steps 4-5: candidate region and q-sampling, per target layer.
+    for (std::size_t i = 0; i < n_layers; ++i) {
+      const int l = options_.layers[i];
+      const int64_t n = probs.numel();
+      auto fill_draws = [&](Tensor<float, Backend>& dst, const std::vector<std::span<const float>>* given, int draw) {
+        if (given) {
+          if (given->size() != n_layers || static_cast<int64_t>((*given)[i].size()) != n)
+            throw std::invalid_argument("AdDrop: supplied uniforms for layer " + std::to_string(l) +
+                                        " must hold B*H*L*L = " + std::to_string(n) + " draws");
+          Backend::to_device(cx, n, (*given)[i].data(), dst.data());
+        } else {
+          Backend::uniform(cx, n, options_.seed, uniform_stream(static_cast<int64_t>(s), l, draw), dst.data());
+        }
+      };
+      fill_draws(w.draws[i], ext ? &ext->draws : nullptr, 0);
+      selection::SelectionArgs<T> args;
+      args.batch = B;
+      args.heads = H;
+      args.length = L;
+      args.attribution = w.attribution.scores[i].data();
+      args.key_mask = w.key_mask.data();
+      args.key_lengths = w.key_lengths;
+      args.threshold_indices = w.threshold_indices.data();
+      args.p = options_.p;
+      args.q = options_.q;
+      args.uniforms = w.draws[i].data();
+      args.candidates = w.candidates[i].data();
+      args.keep = w.keep[i].data();
+      if constexpr (Attribution::is_random) {
+        fill_draws(w.second_draws[i], ext ? &ext->second_draws : nullptr, 1);
+        args.uniforms2 = w.second_draws[i].data();
+        selection_.template select_random<Backend>(cx, args);
+      } else {
+        selection_.template select<Backend>(cx, args);
+      }
+      Backend::keep_to_additive(cx, n, w.keep[i].data(), T(-10000), w.additive[i].data());
+      model.set_attention_mask(l, &w.additive[i]);
+    }
+
+    // Step 6: second forward with the masks, gold loss, full backward.
+    model.forward(batch, {.train = train, .seed = options_.seed, .step = 4 * s + 1});
+    out.loss = model.loss(batch);
+    model.backward();
+    model.reset_attention_sites();
+    out.used_addrop = true;
+    out.logits = &model.logits();
+    out.layers = options_.layers;
+    for (std::size_t i = 0; i < n_layers; ++i) {
+      out.attributions.push_back(&w.attribution.scores[i]);
+      out.candidates.push_back(&w.candidates[i]);
+      out.keep.push_back(&w.keep[i]);
+    }
+    return out;
+  }
+
+  AdDropOptions options_;
+  Attribution attribution_;
+  Selection selection_;
+  Schedule schedule_;
+  int64_t step_ = 0;
+  std::shared_ptr<void> workspace_;
+  const std::type_info* workspace_type_ = nullptr;
+};
+
+}  // namespace addrop

@@ -1,0 +1,27 @@
+#pragma once
+// GA: B_l = d F / d A_l, for every target layer from one input-gradient-only backward that
+// stops at the lowest target layer (ALGORITHM.md step 3; cost about one forward).
+#include "../models/passes.hpp"
+#include "context.hpp"
+
+namespace addrop::attribution {
+
+struct Gradient {
+  static constexpr bool needs_first_forward = true;
+  static constexpr bool is_random = false;
+
+  /// After the first forward: writes ctx.scores[i] for ctx.layers[i].
+  template <class Model>
+  void attribute(Model& model, const models::Batch& batch, AttributionContext<Model>& ctx) const {
+    using Backend = typename Model::backend_type;
+    ctx.take_pseudo_labels(model, batch);
+    ctx.set_objective(model, batch, 1, true);
+    model.backward({.stop_at_layer = ctx.lowest_layer(), .weight_grads = false});
+    for (std::size_t i = 0; i < ctx.layers.size(); ++i) {
+      const auto& g = model.attention_probs_grad(ctx.layers[i]);
+      Backend::copy(model.context(), g.numel(), g.data(), ctx.scores[i].data());
+    }
+  }
+};
+
+}  // namespace addrop::attribution

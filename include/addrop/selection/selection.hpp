@@ -1,0 +1,97 @@
+#pragma once
+// Selection strategies: attributions -> candidate discard region -> q-sampled keep mask
+// (ALGORITHM.md steps 4-5). They work on raw backend buffers, so a trainer with its own
+// transformer can call them without the library's models.
+#include <concepts>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace addrop {
+
+enum class Side { High, Low };
+/// Tags for TopP's default side: High drops among the highest attributions (AD-DROP),
+/// Low among the lowest (the paper's counter-experiment).
+struct High { static constexpr Side side = Side::High; };
+struct Low { static constexpr Side side = Side::Low; };
+
+namespace selection {
+
+/// The threshold index k of ALGORITHM.md step 4, computed as the reference computes it:
+/// a float32 product truncated, k = (int64)((float)(1-p) * (float)n) for High and with p
+/// for Low. (p = 0.3, n = 90 gives 63, where a double floor gives 62.)
+inline int64_t threshold_index(Side side, double p, int64_t n) {
+  const float fraction = side == Side::High ? static_cast<float>(1.0 - p) : static_cast<float>(p);
+  return static_cast<int64_t>(fraction * static_cast<float>(n));
+}
+
+/// Everything one selection call reads and writes for one target layer. Pointers are
+/// backend buffers except key_lengths (host).
+template <class T>
+struct SelectionArgs {
+  int64_t batch = 0, heads = 0, length = 0;
+  const T* attribution = nullptr;     ///< [B,H,L,L]; unused by the random rule
+  const int32_t* key_mask = nullptr;  ///< [B,L], 1 = token, 0 = pad key
+  std::span<const int64_t> key_lengths;  ///< host [B]: n_b, the non-pad keys of each example
+  int64_t* threshold_indices = nullptr;  ///< [B] backend scratch for k_b
+  double p = 0.3, q = 0.3;
+  const float* uniforms = nullptr;    ///< [B,H,L,L] draws in [0, 1): a candidate is kept iff u < 1 - q
+  const float* uniforms2 = nullptr;   ///< [B,H,L,L] RD's second draw
+  T* candidates = nullptr;            ///< out [B,H,L,L] 0/1
+  T* keep = nullptr;                  ///< out [B,H,L,L] 0/1
+  int64_t rows() const { return batch * heads * length; }
+  int64_t size() const { return rows() * length; }
+};
+
+/// What a selection policy provides: the candidate region and keep mask from attributions,
+/// and the random (RD) rule, both over a backend.
+template <class S, class Backend, class T>
+concept Selection = requires(const S s, const typename Backend::Context& ctx, const SelectionArgs<T>& args) {
+  s.template select<Backend>(ctx, args);
+  s.template select_random<Backend>(ctx, args);
+};
+
+/// Top-p candidate region with q-sampling; the side can be changed at run time.
+template <class SideTag = High>
+struct TopP {
+  Side side = SideTag::side;
+
+  template <class Backend, class T>
+  void select(const typename Backend::Context& ctx, const SelectionArgs<T>& a) const {
+    check(a);
+    std::vector<int64_t>& k = host_k_;
+    k.resize(static_cast<std::size_t>(a.batch));
+    for (int64_t b = 0; b < a.batch; ++b) k[b] = threshold_index(side, a.p, a.key_lengths[b]);
+    Backend::to_device(ctx, a.batch, k.data(), a.threshold_indices);
+    Backend::top_p_candidates(ctx, a.batch, a.heads, a.length, a.attribution, a.key_mask, a.threshold_indices,
+                              side == Side::High, a.candidates);
+    Backend::q_sample(ctx, a.size(), a.candidates, a.uniforms, static_cast<float>(1.0 - a.q), a.keep);
+  }
+
+  /// RD: every non-pad key is a candidate; kept iff u1 < 1 - p or u2 < 1 - q.
+  template <class Backend, class T>
+  void select_random(const typename Backend::Context& ctx, const SelectionArgs<T>& a) const {
+    if (!a.uniforms || !a.uniforms2) throw std::invalid_argument("random selection needs two uniform draws");
+    Backend::random_keep(ctx, a.batch, a.heads, a.length, a.key_mask, a.uniforms, static_cast<float>(1.0 - a.p),
+                         a.uniforms2, static_cast<float>(1.0 - a.q), a.candidates, a.keep);
+  }
+
+ private:
+  template <class T>
+  static void check(const SelectionArgs<T>& a) {
+    if (!(a.p >= 0 && a.p <= 1) || !(a.q >= 0 && a.q <= 1))
+      throw std::invalid_argument("AD-DROP selection: p and q must be in [0, 1] (p = " + std::to_string(a.p) +
+                                  ", q = " + std::to_string(a.q) + ")");
+    if (static_cast<int64_t>(a.key_lengths.size()) != a.batch)
+      throw std::invalid_argument("AD-DROP selection: key_lengths has " + std::to_string(a.key_lengths.size()) +
+                                  " entries for a batch of " + std::to_string(a.batch));
+    if (!a.attribution || !a.uniforms || !a.key_mask || !a.candidates || !a.keep || !a.threshold_indices)
+      throw std::invalid_argument("AD-DROP selection: a buffer is missing");
+  }
+  mutable std::vector<int64_t> host_k_;  // reused: no allocation per step
+};
+
+}  // namespace selection
+}  // namespace addrop

@@ -41,15 +41,15 @@ struct ExternalUniforms {
   std::vector<std::span<const float>> second_draws;
 };
 
-/// What one step did. The tensors live in the AdDrop object until its next step.
+/// What one step did. It views tensors that live in the AdDrop object until its next step.
 template <class T, class Backend>
 struct StepResult {
   double loss = 0;              ///< the gold loss that was back-propagated
   bool used_addrop = false;     ///< false on a plain (schedule-off) step
-  const Tensor<T, Backend>* logits = nullptr;                 ///< of the trained (second) forward
-  std::vector<int> layers;                                    ///< target layers (when used_addrop)
-  std::vector<const Tensor<T, Backend>*> attributions;        ///< B_l (empty tensors for RD)
-  std::vector<const Tensor<T, Backend>*> candidates, keep;    ///< 0/1 [B,H,L,L] per target layer
+  const Tensor<T, Backend>* logits = nullptr;                     ///< of the trained (second) forward
+  std::span<const int> layers;                                    ///< target layers (when used_addrop)
+  std::span<const Tensor<T, Backend>* const> attributions;        ///< B_l per target layer (unset for RD)
+  std::span<const Tensor<T, Backend>* const> candidates, keep;    ///< 0/1 [B,H,L,L] per target layer
 };
 
 template <class Attribution = attribution::Gradient, class Selection = selection::TopP<High>,
@@ -119,6 +119,7 @@ class AdDrop {
     Tensor<int32_t, Backend> key_mask;
     Tensor<int64_t, Backend> threshold_indices;
     std::vector<int64_t> key_lengths;
+    std::vector<const Tensor<T, Backend>*> attribution_views, candidate_views, keep_views;
   };
 
   // One workspace per model type, made on first use (tensors are move-only, so no std::any).
@@ -241,11 +242,17 @@ class AdDrop {
     out.used_addrop = true;
     out.logits = &model.logits();
     out.layers = options_.layers;
+    w.attribution_views.resize(n_layers);
+    w.candidate_views.resize(n_layers);
+    w.keep_views.resize(n_layers);
     for (std::size_t i = 0; i < n_layers; ++i) {
-      out.attributions.push_back(&w.attribution.scores[i]);
-      out.candidates.push_back(&w.candidates[i]);
-      out.keep.push_back(&w.keep[i]);
+      w.attribution_views[i] = &w.attribution.scores[i];
+      w.candidate_views[i] = &w.candidates[i];
+      w.keep_views[i] = &w.keep[i];
     }
+    out.attributions = w.attribution_views;
+    out.candidates = w.candidate_views;
+    out.keep = w.keep_views;
     return out;
   }
 

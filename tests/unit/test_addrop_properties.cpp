@@ -1,0 +1,359 @@
+// Properties of AD-DROP's selection, schedules and step (ALGORITHM.md steps 4-7), on raw
+// tensors and through AdDrop with a small model; a user-defined attribution policy plugs in.
+#define BOOST_TEST_MODULE addrop_properties
+#include <boost/mpl/list.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <addrop/addrop.hpp>
+#include <cmath>
+#include <set>
+
+using namespace addrop;
+using backend::Cpu;
+
+namespace {
+
+const Cpu::Context kCtx{.threads = 2};
+
+struct RawRows {
+  int64_t B, H, L;
+  std::vector<int32_t> mask;      // [B,L]
+  std::vector<int64_t> lengths;   // [B]
+  std::vector<double> scores;     // [B,H,L,L], distinct values
+  std::vector<float> u, u2;
+};
+
+// Pads at the end of each example with random lengths; distinct scores so counts are exact.
+RawRows make_rows(int64_t B, int64_t H, int64_t L, uint64_t seed) {
+  RawRows r{B, H, L, {}, {}, {}, {}, {}};
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = 1 + static_cast<int64_t>(random::uniform(seed, 1, b) * static_cast<float>(L));
+    r.lengths.push_back(n);
+    for (int64_t j = 0; j < L; ++j) r.mask.push_back(j < n ? 1 : 0);
+  }
+  const int64_t size = B * H * L * L;
+  for (int64_t i = 0; i < size; ++i) r.scores.push_back(random::uniform(seed, 2, i) * 2.0 - 1.0 + 1e-9 * i);
+  r.u.resize(size);
+  r.u2.resize(size);
+  Cpu::uniform(kCtx, size, seed, 3, r.u.data());
+  Cpu::uniform(kCtx, size, seed, 4, r.u2.data());
+  return r;
+}
+
+struct Masks {
+  std::vector<double> candidates, keep;
+};
+
+Masks select(const RawRows& r, Side side, double p, double q, bool random_rule = false) {
+  Masks m;
+  const int64_t size = r.B * r.H * r.L * r.L;
+  m.candidates.assign(size, -1);
+  m.keep.assign(size, -1);
+  std::vector<int64_t> k(r.B);
+  selection::SelectionArgs<double> a;
+  a.batch = r.B;
+  a.heads = r.H;
+  a.length = r.L;
+  a.attribution = r.scores.data();
+  a.key_mask = r.mask.data();
+  a.key_lengths = r.lengths;
+  a.threshold_indices = k.data();
+  a.p = p;
+  a.q = q;
+  a.uniforms = r.u.data();
+  a.uniforms2 = r.u2.data();
+  a.candidates = m.candidates.data();
+  a.keep = m.keep.data();
+  selection::TopP<> sel;
+  sel.side = side;
+  if (random_rule) sel.select_random<Cpu>(kCtx, a);
+  else sel.select<Cpu>(kCtx, a);
+  return m;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(threshold)
+
+BOOST_AUTO_TEST_CASE(index_is_the_float32_product_truncated) {
+  BOOST_TEST(selection::threshold_index(Side::High, 0.3, 90) == 63);  // a double floor gives 62
+  BOOST_TEST(std::floor((1.0 - 0.3) * 90) == 62.0);
+  BOOST_TEST(selection::threshold_index(Side::Low, 0.3, 10) == 3);
+  BOOST_TEST(selection::threshold_index(Side::High, 0.0, 17) == 17);
+  BOOST_TEST(selection::threshold_index(Side::Low, 1.0, 17) == 17);
+  for (int n = 1; n < 300; ++n)
+    for (int pi = 0; pi <= 10; ++pi) {
+      const double p = pi / 10.0;
+      const auto want = static_cast<int64_t>(static_cast<float>(static_cast<float>(1.0 - p) * static_cast<float>(n)));
+      BOOST_TEST_REQUIRE(selection::threshold_index(Side::High, p, n) == want);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(selection_on_raw_tensors)
+
+BOOST_AUTO_TEST_CASE(exact_candidate_counts_per_row) {
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    const RawRows r = make_rows(5, 3, 23, seed);
+    for (double p : {0.05, 0.1, 0.3, 0.5, 0.77, 0.9, 1.0}) {
+      for (Side side : {Side::High, Side::Low}) {
+        const Masks m = select(r, side, p, 0.5);
+        for (int64_t row = 0; row < r.B * r.H * r.L; ++row) {
+          const int64_t b = row / (r.H * r.L), n = r.lengths[b];
+          const int64_t k = selection::threshold_index(side, p, n);
+          int64_t count = 0;
+          for (int64_t j = 0; j < r.L; ++j) count += m.candidates[row * r.L + j] == 1.0;
+          const int64_t want = side == Side::High ? (k >= n ? 0 : n - k) : std::min(k, n);
+          BOOST_TEST_REQUIRE(count == want, "seed " << seed << " p " << p << " row " << row << " n " << n);
+          // the candidates are the top (bottom) ones: every candidate beats every non-candidate
+          double lo = INFINITY, hi = -INFINITY;
+          for (int64_t j = 0; j < n; ++j) {
+            const double v = r.scores[row * r.L + j];
+            const bool c = m.candidates[row * r.L + j] == 1.0;
+            if (c == (side == Side::High)) lo = std::min(lo, v); else hi = std::max(hi, v);
+          }
+          BOOST_TEST_REQUIRE((lo > hi || lo == INFINITY || hi == -INFINITY));
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(pad_keys_never_candidates_and_never_dropped) {
+  const RawRows r = make_rows(6, 2, 19, 11);
+  for (bool rd : {false, true})
+    for (double p : {0.3, 1.0})
+      for (Side side : {Side::High, Side::Low}) {
+        const Masks m = select(r, side, p, 1.0, rd);
+        for (int64_t i = 0; i < static_cast<int64_t>(m.keep.size()); ++i) {
+          const int64_t b = i / (r.H * r.L * r.L), j = i % r.L;
+          if (r.mask[b * r.L + j]) continue;
+          BOOST_TEST_REQUIRE(m.candidates[i] == 0.0);
+          BOOST_TEST_REQUIRE(m.keep[i] == 1.0);
+        }
+      }
+}
+
+BOOST_AUTO_TEST_CASE(p_or_q_zero_keeps_everything_and_q_one_drops_every_candidate) {
+  const RawRows r = make_rows(4, 2, 17, 5);
+  for (Side side : {Side::High, Side::Low}) {
+    for (const auto& [p, q] : std::vector<std::pair<double, double>>{{0.0, 0.7}, {0.6, 0.0}}) {
+      const Masks m = select(r, side, p, q);
+      for (double k : m.keep) BOOST_TEST_REQUIRE(k == 1.0);
+    }
+    const Masks all = select(r, side, 0.4, 1.0);
+    int64_t candidates = 0;
+    for (std::size_t i = 0; i < all.keep.size(); ++i) {
+      BOOST_TEST_REQUIRE(all.keep[i] == (all.candidates[i] == 1.0 ? 0.0 : 1.0));
+      candidates += all.candidates[i] == 1.0;
+    }
+    BOOST_TEST(candidates > 0);
+  }
+  const Masks rd0 = select(r, Side::High, 0.0, 0.9, true);
+  for (double k : rd0.keep) BOOST_TEST_REQUIRE(k == 1.0);
+}
+
+BOOST_AUTO_TEST_CASE(q_sampling_drops_a_candidate_iff_its_draw_is_not_below_one_minus_q) {
+  const RawRows r = make_rows(3, 2, 13, 8);
+  const double q = 0.35;
+  const Masks m = select(r, Side::High, 0.5, q);
+  for (std::size_t i = 0; i < m.keep.size(); ++i)
+    if (m.candidates[i] == 1.0) BOOST_TEST_REQUIRE(m.keep[i] == (r.u[i] < static_cast<float>(1.0 - q) ? 1.0 : 0.0));
+}
+
+BOOST_AUTO_TEST_CASE(random_rule_drops_p_times_q_of_the_keys) {
+  // 8*4*64*64 = 131072 draws; the drop rate of non-pad keys must be p*q within 5 sigma.
+  RawRows r = make_rows(8, 4, 64, 21);
+  std::fill(r.mask.begin(), r.mask.end(), 1);
+  std::fill(r.lengths.begin(), r.lengths.end(), r.L);
+  for (const auto& [p, q] : std::vector<std::pair<double, double>>{{0.3, 0.3}, {0.5, 0.8}, {0.9, 0.1}}) {
+    const Masks m = select(r, Side::High, p, q, true);
+    double dropped = 0;
+    for (double k : m.keep) dropped += k == 0.0;
+    const double n = static_cast<double>(m.keep.size()), rate = dropped / n, want = p * q;
+    const double sigma = std::sqrt(want * (1 - want) / n);
+    BOOST_TEST(std::abs(rate - want) < 5 * sigma, "p " << p << " q " << q << " rate " << rate);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// --------------------------------------------------------------------- with a model
+namespace {
+
+models::ModelConfig small_config() {
+  models::ModelConfig c;
+  c.vocab_size = 40;
+  c.hidden_size = 16;
+  c.num_hidden_layers = 3;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 32;
+  c.max_position_embeddings = 16;
+  c.num_labels = 3;
+  return c;
+}
+
+models::Batch small_batch() {
+  models::Batch b;
+  b.size = 3;
+  b.length = 9;
+  const int lengths[] = {9, 6, 4};
+  for (int e = 0; e < 3; ++e)
+    for (int j = 0; j < 9; ++j) {
+      b.input_ids.push_back(j < lengths[e] ? 1 + (e * 13 + j * 7) % 39 : 0);
+      b.attention_mask.push_back(j < lengths[e] ? 1 : 0);
+      b.token_type_ids.push_back(j > 4 ? 1 : 0);
+    }
+  b.labels = {0, 2, 1};
+  return b;
+}
+
+template <class T>
+std::vector<T> host(const Tensor<T, Cpu>& t) {
+  return std::vector<T>(t.data(), t.data() + t.numel());
+}
+
+// A user's own attribution policy, defined here and plugged in unchanged: |A ⊙ dF/dA|.
+struct AbsAttentionTimesGradient {
+  static constexpr bool needs_first_forward = true;
+  static constexpr bool is_random = false;
+  template <class Model>
+  void attribute(Model& model, const models::Batch& batch, attribution::AttributionContext<Model>& ctx) const {
+    ctx.take_pseudo_labels(model, batch);
+    ctx.set_objective(model, batch, 1, true);
+    model.backward({.stop_at_layer = ctx.lowest_layer(), .weight_grads = false});
+    for (std::size_t i = 0; i < ctx.layers.size(); ++i) {
+      const auto& a = model.attention_probs(ctx.layers[i]);
+      const auto& g = model.attention_probs_grad(ctx.layers[i]);
+      auto* out = ctx.scores[i].data();
+      for (int64_t k = 0; k < a.numel(); ++k) out[k] = std::abs(a.data()[k] * g.data()[k]);
+    }
+  }
+};
+
+// And a schedule of its own: AD-DROP on every third step.
+struct EveryThirdStep {
+  bool active(int, int64_t step) const { return step % 3 == 2; }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(addrop_step)
+
+BOOST_AUTO_TEST_CASE(cross_tuning_runs_addrop_exactly_in_epochs_1_and_3) {
+  models::EncoderModel<float> model(small_config(), {.threads = 1});
+  models::init_weights(model, 2);
+  const auto batch = small_batch();
+  AdDrop<> reg({.p = 0.3, .q = 0.3, .layers = {0}});
+  for (int epoch = 0; epoch < 4; ++epoch)
+    for (int step = 0; step < 2; ++step) {
+      const auto r = reg.step(model, batch, epoch);
+      BOOST_TEST(r.used_addrop == (epoch == 1 || epoch == 3), "epoch " << epoch);
+      BOOST_TEST(std::isfinite(r.loss));
+    }
+  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> always;
+  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never> never;
+  for (int epoch = 0; epoch < 4; ++epoch) {
+    BOOST_TEST(always.step(model, batch, epoch).used_addrop);
+    BOOST_TEST(!never.step(model, batch, epoch).used_addrop);
+  }
+  AdDrop<attribution::Gradient, selection::TopP<High>, EveryThirdStep> custom;
+  for (int s = 0; s < 6; ++s) BOOST_TEST(custom.step(model, batch, 0).used_addrop == (s % 3 == 2));
+}
+
+BOOST_AUTO_TEST_CASE(masks_repeat_for_the_same_seed_and_step_and_differ_across_steps) {
+  models::EncoderModel<double> model(small_config(), {.threads = 1});
+  models::init_weights(model, 4, 0.3);
+  const auto batch = small_batch();
+  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> a({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9});
+  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> b({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9});
+  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> c({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 10});
+  const auto ka0 = host(*a.step(model, batch, 1).keep[1]);
+  const auto kb0 = host(*b.step(model, batch, 1).keep[1]);
+  const auto kc0 = host(*c.step(model, batch, 1).keep[1]);
+  const auto ka1 = host(*a.step(model, batch, 1).keep[1]);
+  BOOST_TEST(ka0 == kb0);
+  BOOST_TEST(ka0 != kc0);
+  BOOST_TEST(ka0 != ka1);
+}
+
+BOOST_AUTO_TEST_CASE(the_second_pass_uses_the_masks) {
+  // q = 1 with the masks applied changes the loss; p = 0 reproduces the plain eval loss.
+  models::EncoderModel<double> model(small_config(), {.threads = 1});
+  models::init_weights(model, 5, 0.3);
+  const auto batch = small_batch();
+  model.forward(batch);
+  const double plain = model.loss(batch);
+  AdDrop<> none({.p = 0.0, .q = 1.0, .layers = {0, 1, 2}});
+  BOOST_TEST(std::abs(none.step_addrop(model, batch, nullptr, false).loss - plain) < 1e-12);
+  AdDrop<> all({.p = 0.5, .q = 1.0, .layers = {0, 1, 2}});
+  const auto r = all.step_addrop(model, batch, nullptr, false);
+  BOOST_TEST(std::abs(r.loss - plain) > 1e-6);
+  // keep = 1 - candidates everywhere when q = 1
+  for (std::size_t i = 0; i < r.keep.size(); ++i) {
+    const auto k = host(*r.keep[i]), c = host(*r.candidates[i]);
+    for (std::size_t j = 0; j < k.size(); ++j) BOOST_TEST_REQUIRE(k[j] == 1.0 - c[j]);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_user_defined_attribution_plugs_in) {
+  models::EncoderModel<double> model(small_config(), {.threads = 1});
+  models::init_weights(model, 6, 0.3);
+  const auto batch = small_batch();
+  AdDrop<AbsAttentionTimesGradient, selection::TopP<High>, schedule::Always> reg({.p = 0.4, .q = 0.5, .layers = {1}});
+  const auto r = reg.step(model, batch, 0);
+  BOOST_TEST(r.used_addrop);
+  const auto scores = host(*r.attributions[0]);
+  BOOST_TEST(*std::min_element(scores.begin(), scores.end()) >= 0.0);
+  BOOST_TEST(*std::max_element(scores.begin(), scores.end()) > 0.0);
+  static_assert(attribution::AttributionMethod<AbsAttentionTimesGradient, models::EncoderModel<double>>);
+  static_assert(!attribution::AttributionMethod<int, models::EncoderModel<double>>);
+  static_assert(schedule::Schedule<EveryThirdStep>);
+}
+
+BOOST_AUTO_TEST_CASE(integrated_gradients_chunks_give_the_same_attribution) {
+  // The memory cap only changes how the m passes are batched, not the result.
+  models::EncoderModel<double> model(small_config(), {.threads = 1});
+  models::init_weights(model, 7, 0.3);
+  const auto batch = small_batch();
+  using IG = attribution::IntegratedGradients<>;
+  AdDrop<IG, selection::TopP<High>, schedule::Always> whole({.layers = {1}, .steps = 7});
+  AdDrop<IG, selection::TopP<High>, schedule::Always> pieces({.layers = {1}, .steps = 7});
+  pieces.attribution_policy().memory_cap_bytes = 1;  // one α step at a time
+  BOOST_TEST(pieces.attribution_policy().chunk_steps(model, 3, 9, 1) == 1);
+  BOOST_TEST(whole.attribution_policy().chunk_steps(model, 3, 9, 1) == 7);
+  const auto a = host(*whole.step_addrop(model, batch, nullptr, false).attributions[0]);
+  const auto b = host(*pieces.step_addrop(model, batch, nullptr, false).attributions[0]);
+  BOOST_TEST_REQUIRE(a.size() == b.size());
+  double err = 0, scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    err = std::max(err, std::abs(a[i] - b[i]));
+    scale = std::max(scale, std::abs(a[i]));
+  }
+  BOOST_TEST(scale > 0);
+  BOOST_TEST(err <= 1e-12 * scale);
+}
+
+BOOST_AUTO_TEST_CASE(padded_query_rows_have_exactly_zero_gradient_attribution) {
+  models::EncoderModel<double> model(small_config(), {.threads = 1});
+  models::init_weights(model, 8, 0.3);
+  const auto batch = small_batch();
+  AdDrop<> reg({.p = 0.3, .q = 0.3, .layers = {0}});
+  const auto r = reg.step_addrop(model, batch, nullptr, false);
+  const auto s = host(*r.attributions[0]), c = host(*r.candidates[0]);
+  const int64_t H = 4, L = 9;
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < L; ++i) {
+        if (batch.attention_mask[b * L + i]) continue;
+        for (int64_t j = 0; j < L; ++j) {
+          const int64_t at = ((b * H + h) * L + i) * L + j;
+          BOOST_TEST_REQUIRE(s[at] == 0.0);
+          // high mode: every non-pad key of such a row is a candidate (0 >= t = 0)
+          BOOST_TEST_REQUIRE(c[at] == (batch.attention_mask[b * L + j] ? 1.0 : 0.0));
+        }
+      }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -134,3 +134,43 @@ BOOST_AUTO_TEST_CASE(the_counters_can_fail) {
                     }),
                     std::runtime_error);
 }
+
+BOOST_AUTO_TEST_CASE(addrop_steps_allocate_nothing_after_the_first) {
+  models::ModelConfig c;
+  c.vocab_size = 50;
+  c.hidden_size = 32;
+  c.num_hidden_layers = 3;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 64;
+  c.max_position_embeddings = 64;
+  c.num_labels = 3;
+  models::EncoderModel<float> model(c, {.threads = 2});
+  models::init_weights(model, 3);
+  const auto big = make_batch(6, 40, 0), big2 = make_batch(6, 40, 3), small = make_batch(3, 17, 1);
+  auto check = [&](auto& reg, const char* name) {
+    BOOST_TEST_CONTEXT(name) {
+      auto step = [&](const models::Batch& b) {
+        model.zero_grad();
+        reg.step(model, b, 1);
+      };
+      count_allocations([&] { step(big); });
+      const Counts again = count_allocations([&] { step(big2); });
+      BOOST_TEST(again.buffers == 0);
+      BOOST_TEST(again.news == 0);
+      const Counts smaller = count_allocations([&] { step(small); });
+      BOOST_TEST(smaller.buffers == 0);
+      BOOST_TEST(smaller.news == 0);
+    }
+  };
+  using Always = schedule::Always;
+  AdDrop<attribution::Gradient, selection::TopP<High>, Always> ga({.layers = {0, 2}});
+  check(ga, "GA");
+  AdDrop<attribution::IntegratedGradients<>, selection::TopP<High>, Always> iga({.layers = {1}, .steps = 5});
+  iga.attribution_policy().memory_cap_bytes = 3000000;  // chunks of 2, 2, 1 alpha steps
+  BOOST_TEST(iga.attribution_policy().chunk_steps(model, 6, 40, 1) == 2);
+  check(iga, "IGA");
+  AdDrop<attribution::Attention, selection::TopP<Low>, Always> aa({.layers = {0}});
+  check(aa, "AA");
+  AdDrop<attribution::Random, selection::TopP<High>, Always> rd({.layers = {2}});
+  check(rd, "RD");
+}

@@ -52,7 +52,11 @@ struct IntegratedGradients {
 
     for (std::size_t i = 0; i < ctx.layers.size(); ++i) {
       const int l = ctx.layers[i];
-      const int64_t chunk = chunk_steps(model, B, L, l);
+      // Never stack more examples than an earlier step did while that fits: a smaller batch
+      // then reuses the workspace instead of growing it (the chunking does not change results).
+      int64_t chunk = chunk_steps(model, B, L, l);
+      if (largest_stack_ > 0) chunk = std::max<int64_t>(1, std::min(chunk, largest_stack_ / B));
+      largest_stack_ = std::max(largest_stack_, chunk * B);
       const int64_t probs_size = ctx.scores[i].numel();
       ctx.accum.resize(ctx.scores[i].shape());
       Backend::fill(cx, probs_size, T(0), ctx.accum.data());
@@ -90,6 +94,8 @@ struct IntegratedGradients {
   }
 
  private:
+  mutable int64_t largest_stack_ = 0;  // most examples stacked in one IG pass so far
+
   // out = `copies` copies of batch's inputs (labels are not needed by the IG passes).
   static void stack(const models::Batch& batch, int64_t copies, models::Batch& out) {
     out.size = batch.size * copies;

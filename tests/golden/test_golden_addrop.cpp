@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "support/compare.hpp"
+#include "support/helpers.hpp"
 
 namespace fs = std::filesystem;
 using namespace addrop;
@@ -26,18 +27,6 @@ template <> constexpr double tolerance<float>() { return 1e-4; }
 const fs::path kFixtures = fs::path(ADDROP_FIXTURE_DIR);
 const fs::path kAddrop = kFixtures.parent_path() / "addrop";
 
-models::Batch read_batch(const io::SafeTensors& st, const models::ModelConfig& c) {
-  models::Batch b;
-  const auto& shape = st.at("input_ids").shape;
-  b.size = shape.at(0);
-  b.length = shape.at(1);
-  b.input_ids = st.values<int32_t>("input_ids", shape);
-  b.attention_mask = st.values<int32_t>("attention_mask", shape);
-  b.token_type_ids = st.values<int32_t>("token_type_ids", shape);
-  if (c.task == models::Task::Regression) b.targets = st.values<double>("labels");
-  else b.labels = st.values<int32_t>("labels");
-  return b;
-}
 
 std::vector<int> parse_layers(const std::string& s) {
   std::vector<int> out;
@@ -54,7 +43,7 @@ void run_variant(const fs::path& file, const std::string& layout) {
   const auto config = io::load_hf_config(kFixtures / layout);
   models::EncoderModel<T> model(config, {.threads = 2});
   io::load_weights(model, io::SafeTensors::load(kFixtures / layout / "model.safetensors"), true);
-  const auto batch = read_batch(io::SafeTensors::load(kFixtures / layout / "batch.safetensors"), config);
+  const auto batch = testing::read_fixture_batch(io::SafeTensors::load(kFixtures / layout / "batch.safetensors"), config);
   const auto layers = parse_layers(meta.at("layers"));
 
   // The first forward (eval mode) as the fixture records it.

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "support/compare.hpp"
+#include "support/helpers.hpp"
 
 namespace fs = std::filesystem;
 using namespace addrop;
@@ -20,18 +21,6 @@ template <class T> constexpr double tolerance();
 template <> constexpr double tolerance<double>() { return 1e-9; }
 template <> constexpr double tolerance<float>() { return 1e-4; }
 
-models::Batch read_batch(const io::SafeTensors& st, const models::ModelConfig& c) {
-  models::Batch b;
-  const auto& shape = st.at("input_ids").shape;
-  b.size = shape.at(0);
-  b.length = shape.at(1);
-  b.input_ids = st.values<int32_t>("input_ids", shape);
-  b.attention_mask = st.values<int32_t>("attention_mask", shape);
-  b.token_type_ids = st.values<int32_t>("token_type_ids", shape);
-  if (c.task == models::Task::Regression) b.targets = st.values<double>("labels");
-  else b.labels = st.values<int32_t>("labels");
-  return b;
-}
 
 template <class T>
 void check_case(const std::string& name) {
@@ -44,7 +33,7 @@ void check_case(const std::string& name) {
     BOOST_TEST(report.unused.empty(), report.summary());
     const auto batch_file = io::SafeTensors::load(dir / "batch.safetensors");
     const auto expected = io::SafeTensors::load(dir / "expected.safetensors");
-    const auto batch = read_batch(batch_file, config);
+    const auto batch = testing::read_fixture_batch(batch_file, config);
     const int64_t B = batch.size, L = batch.length, H = config.num_attention_heads;
 
     std::vector<Tensor<T, backend::Cpu>> masks(static_cast<std::size_t>(model.num_layers()));

@@ -1,6 +1,8 @@
 #define BOOST_TEST_MODULE safetensors
 #include <boost/test/unit_test.hpp>
 
+#include "support/helpers.hpp"
+
 #include <addrop/io/safetensors.hpp>
 
 #include <algorithm>
@@ -28,51 +30,15 @@ namespace fs = std::filesystem;
 namespace io = addrop::io;
 using io::DType;
 
+using addrop::testing::has;
+using addrop::testing::HasWords;
+
 namespace {
 
-// A fresh folder under the system temporary directory, removed with everything in it.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    std::random_device rd;
-    for (int attempt = 0;; ++attempt) {
-      dir = fs::temp_directory_path() / ("addrop_test_safetensors_" + std::to_string(::getpid()) + "_" +
-                                         std::to_string(counter++) + "_" + std::to_string(rd()));
-      if (fs::create_directory(dir)) break;
-      if (attempt > 100) throw std::runtime_error("cannot create a temporary folder");
-    }
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
+struct TempDir : addrop::testing::TempDir {
+  TempDir() : addrop::testing::TempDir("safetensors") {}
 };
 
-// Predicate for BOOST_CHECK_EXCEPTION: the message holds every word; reports the message if not.
-struct HasWords {
-  std::vector<std::string> words;
-  bool operator()(const io::Error& e) const {
-    const std::string msg = e.what();
-    bool ok = true;
-    for (const auto& w : words) {
-      const bool found = msg.find(w) != std::string::npos;
-      BOOST_CHECK_MESSAGE(found, "error message \"" << msg << "\" does not contain \"" << w << "\"");
-      ok = ok && found;
-    }
-    return ok;
-  }
-};
-HasWords has(std::initializer_list<std::string> words) { return HasWords{words}; }
 
 std::vector<std::byte> read_all(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);

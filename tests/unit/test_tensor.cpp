@@ -4,6 +4,8 @@
 #define BOOST_TEST_MODULE tensor
 #include <boost/test/unit_test.hpp>
 
+#include "support/helpers.hpp"
+
 #include <addrop/backend/cpu.hpp>
 #include <addrop/tensor.hpp>
 
@@ -17,27 +19,14 @@
 using namespace addrop;
 using backend::Cpu;
 
+using addrop::testing::has;
+
 namespace {
 
 int64_t allocations() { return backend::cpu_allocation_count().load(); }
 
 bool aligned64(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 64 == 0; }
 
-// Predicate for BOOST_CHECK_EXCEPTION: the message holds every word.
-struct HasWords {
-  std::vector<std::string> words;
-  bool operator()(const std::exception& e) const {
-    const std::string msg = e.what();
-    bool ok = true;
-    for (const auto& w : words) {
-      const bool found = msg.find(w) != std::string::npos;
-      BOOST_CHECK_MESSAGE(found, "error message \"" << msg << "\" does not contain \"" << w << "\"");
-      ok = ok && found;
-    }
-    return ok;
-  }
-};
-HasWords has(std::initializer_list<std::string> words) { return HasWords{words}; }
 
 }  // namespace
 

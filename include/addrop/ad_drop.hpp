@@ -27,14 +27,14 @@ namespace addrop {
 struct AdDropOptions {
   double p = 0.3;               ///< size of the candidate region (fraction of a row's keys)
   double q = 0.3;               ///< probability of dropping a candidate
-  std::vector<int> layers{0};   ///< target ("mask") layers, any subset
+  std::vector<int> layers{0};   ///< target ("mask") layers, any subset (kept sorted, unique)
   int steps = 0;                ///< IG's m; 0 keeps the attribution policy's own (20)
   bool iga_per_step = false;    ///< IG: the reference's argmax at every α instead of the fixed pseudo label
   uint64_t seed = 42;           ///< q-sampling draws and ordinary dropout
 };
 
-/// Uniform draws supplied by the caller instead of the generator, per target layer
-/// (same order as AdDropOptions::layers), each [B,H,L,L] on the host: a candidate is kept
+/// Uniform draws supplied by the caller instead of the generator, per target layer in
+/// ascending layer order (AdDrop sorts and de-duplicates its layers), each [B,H,L,L] on the host: a candidate is kept
 /// iff its draw < 1 - q. RD also reads second_draws (kept iff u1 < 1-p or u2 < 1-q).
 struct ExternalUniforms {
   std::vector<std::span<const float>> draws;
@@ -48,7 +48,7 @@ struct StepResult {
   bool used_addrop = false;     ///< false on a plain (schedule-off) step
   const Tensor<T, Backend>* logits = nullptr;                     ///< of the trained (second) forward
   std::span<const int> layers;                                    ///< target layers (when used_addrop)
-  std::span<const Tensor<T, Backend>* const> attributions;        ///< B_l per target layer (unset for RD)
+  std::span<const Tensor<T, Backend>* const> attributions;        ///< B_l per target layer (empty for RD)
   std::span<const Tensor<T, Backend>* const> candidates, keep;    ///< 0/1 [B,H,L,L] per target layer
 };
 
@@ -250,7 +250,7 @@ class AdDrop {
       w.candidate_views[i] = &w.candidates[i];
       w.keep_views[i] = &w.keep[i];
     }
-    out.attributions = w.attribution_views;
+    if constexpr (!Attribution::is_random) out.attributions = w.attribution_views;
     out.candidates = w.candidate_views;
     out.keep = w.keep_views;
     return out;

@@ -26,3 +26,6 @@
 #include "selection/selection.hpp"
 #include "schedule/schedule.hpp"
 #include "ad_drop.hpp"
+#if defined(ADDROP_WITH_CUDA) && defined(__CUDACC__)
+#include "backend/cuda/cuda.hpp"
+#endif

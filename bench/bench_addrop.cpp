@@ -1,0 +1,310 @@
+// One AD-DROP training step (gradients only, no optimizer update) of the BERT sequence
+// classifier of bench_step.cpp (same shapes, float, sequence length 128, dropout
+// probabilities 0, 2 threads), for each variant: plain (schedule::Never), GA, IGA (m = 20),
+// AA and RD, target layer {0}, p = q = 0.3 — the cases bench/pytorch_addrop_step.py times
+// in PyTorch. Counters: seconds_per_step (mean), seconds_median, seconds_min (ratios to
+// plain and to PyTorch: bench/compare_addrop.sh).
+//
+// AdDropPhases/<shape>/phases times the pieces of a step one by one with std::chrono
+// (median over a few repeats) for the cost breakdown in docs/benchmarks.md: a forward,
+// loss + full backward, the masked second forward, GA's attribution (pseudo labels +
+// input-gradient-only backward stopping at layer 0), IG's attribution (batched m = 20
+// passes of layers 0..top), the same IG with one α per pass (unbatched; small only unless
+// ADDROP_BENCH_IG_UNBATCHED=1), and the selections (top-p + q-sampling; RD's rule).
+//
+// Iterations are fixed (one untimed warm-up step first, so workspaces are allocated):
+// small: 12 plain, 8 GA/AA/RD, 3 IGA; base: 3 each, IGA 2 (ADDROP_BENCH_IGA_BASE_ITERS
+// overrides). Base takes about 4-5 minutes on 2 cores, IGA being ~45 forward passes.
+#include <benchmark/benchmark.h>
+
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <addrop/addrop.hpp>
+
+namespace {
+
+using Model = addrop::models::EncoderModel<float>;
+using Backend = Model::backend_type;
+using addrop::High;
+namespace attribution = addrop::attribution;
+namespace schedule = addrop::schedule;
+namespace selection = addrop::selection;
+
+struct StepShape {
+  const char* name;
+  int64_t layers, hidden, heads, intermediate, batch;
+};
+
+constexpr StepShape kSmall{"small", 4, 256, 4, 1024, 16};
+constexpr StepShape kBase{"base", 12, 768, 12, 3072, 8};
+constexpr int64_t kSeqLen = 128, kVocab = 30522, kLabels = 2;
+constexpr int kIgSteps = 20;
+
+addrop::models::ModelConfig make_config(const StepShape& s) {
+  addrop::models::ModelConfig c;
+  c.vocab_size = kVocab;
+  c.hidden_size = s.hidden;
+  c.num_hidden_layers = s.layers;
+  c.num_attention_heads = s.heads;
+  c.intermediate_size = s.intermediate;
+  c.num_labels = kLabels;
+  c.hidden_dropout_prob = 0.0f;  // the PyTorch side runs with dropout 0 too
+  c.attention_probs_dropout_prob = 0.0f;
+  return c;
+}
+
+addrop::models::Batch make_batch(int64_t B) {
+  addrop::models::Batch batch;
+  batch.size = B;
+  batch.length = kSeqLen;
+  const auto n = static_cast<std::size_t>(B * kSeqLen);
+  batch.input_ids.resize(n);
+  batch.attention_mask.assign(n, 1);
+  batch.token_type_ids.assign(n, 0);
+  for (std::size_t i = 0; i < n; ++i) batch.input_ids[i] = static_cast<int32_t>(1000 + (i * 7919) % 20000);
+  for (int64_t b = 0; b < B; ++b) batch.labels.push_back(static_cast<int32_t>(b % kLabels));
+  return batch;
+}
+
+addrop::AdDropOptions options() { return {.p = 0.3, .q = 0.3, .layers = {0}, .steps = kIgSteps, .seed = 42}; }
+
+void set_seconds_per_step(benchmark::State& state) {
+  state.counters["seconds_per_step"] = benchmark::Counter(static_cast<double>(state.iterations()),
+                                                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// How many cores other processes kept busy while a case ran: (busy time of the machine
+// from /proc/stat - this process's CPU time) / wall time. The machine is shared, and a
+// competing process slows the OpenMP-parallel step far more than its share of the cores,
+// so every case reports this (counter other_cores; < 0.05 means undisturbed).
+class OtherLoad {
+ public:
+  OtherLoad() : busy0_(machine_busy()), own0_(own_cpu()), t0_(std::chrono::steady_clock::now()) {}
+  double cores() const {
+    const double wall = seconds_since(t0_);
+    if (busy0_ < 0 || wall <= 0) return -1;
+    return std::max(0.0, (machine_busy() - busy0_) - (own_cpu() - own0_)) / wall;
+  }
+
+ private:
+  static double machine_busy() {  // seconds, all cores: everything but idle and iowait
+    std::ifstream f("/proc/stat");
+    std::string cpu;
+    double v[10] = {};
+    if (!(f >> cpu) || cpu != "cpu") return -1;
+    for (double& x : v) f >> x;
+    const double ticks = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];  // user nice system irq softirq steal
+    return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  static double own_cpu() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  }
+  double busy0_, own0_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+// One AdDrop<...>::step per iteration, after model.zero_grad(), like bench_step.
+template <class Reg>
+void BM_AdDropStep(benchmark::State& state, StepShape s) {
+  Model model(make_config(s), {.threads = 2});
+  addrop::models::init_weights(model, 1);
+  const auto batch = make_batch(s.batch);
+  Reg reg(options());
+  model.zero_grad();
+  benchmark::DoNotOptimize(reg.step(model, batch, 0).loss);  // warm-up: workspaces
+  std::vector<double> times;
+  times.reserve(static_cast<std::size_t>(state.max_iterations));
+  const OtherLoad load;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    model.zero_grad();
+    auto out = reg.step(model, batch, 0);
+    benchmark::DoNotOptimize(out.loss);
+    times.push_back(seconds_since(t0));
+  }
+  set_seconds_per_step(state);
+  // The median (what pytorch_addrop_step.py reports) and the minimum are robust to
+  // another process taking a core for part of the run.
+  state.counters["seconds_median"] = median(times);
+  state.counters["seconds_min"] = *std::min_element(times.begin(), times.end());
+  state.counters["other_cores"] = load.cores();
+}
+
+using Plain = addrop::AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never>;
+using GA = addrop::AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always>;
+using IGA = addrop::AdDrop<attribution::IntegratedGradients<>, selection::TopP<High>, schedule::Always>;
+using AA = addrop::AdDrop<attribution::Attention, selection::TopP<High>, schedule::Always>;
+using RD = addrop::AdDrop<attribution::Random, selection::TopP<High>, schedule::Always>;
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::string(v) != "0";
+}
+
+// The phases of a step, each timed alone (median of `repeats`, after one untimed run).
+void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_unbatched) {
+  const auto cfg = make_config(s);
+  Model model(cfg, {.threads = 2});
+  addrop::models::init_weights(model, 1);
+  const auto batch = make_batch(s.batch);
+  const auto& cx = model.context();
+  const int64_t B = s.batch, H = s.heads, L = kSeqLen;
+  const addrop::Shape probs{B, H, L, L};
+  const int64_t n = probs.numel();
+  const addrop::models::PassOptions train{.train = true, .seed = 42, .step = 0};
+
+  attribution::AttributionContext<Model> actx;
+  actx.layers = {0};
+  actx.scores.resize(1);
+  actx.scores[0].resize(probs);
+  addrop::Tensor<float, Backend> candidates, keep, additive;
+  addrop::Tensor<float, Backend> u1, u2;
+  addrop::Tensor<int32_t, Backend> key_mask;
+  addrop::Tensor<int64_t, Backend> threshold_indices;
+  for (auto* t : {&candidates, &keep, &additive, &u1, &u2}) t->resize(probs);
+  key_mask.resize({B * L});
+  Backend::to_device(cx, B * L, batch.attention_mask.data(), key_mask.data());
+  threshold_indices.resize({B});
+  std::vector<int64_t> key_lengths(static_cast<std::size_t>(B));
+  for (int64_t b = 0; b < B; ++b) key_lengths[b] = batch.key_length(b);
+  selection::SelectionArgs<float> args;
+  args.batch = B;
+  args.heads = H;
+  args.length = L;
+  args.attribution = actx.scores[0].data();
+  args.key_mask = key_mask.data();
+  args.key_lengths = key_lengths;
+  args.threshold_indices = threshold_indices.data();
+  args.p = 0.3;
+  args.q = 0.3;
+  args.uniforms = u1.data();
+  args.uniforms2 = u2.data();
+  args.candidates = candidates.data();
+  args.keep = keep.data();
+  const selection::TopP<High> topp;
+  attribution::Gradient ga;
+  attribution::IntegratedGradients<kIgSteps> ig;
+  attribution::IntegratedGradients<kIgSteps> ig1;
+  ig1.memory_cap_bytes = 1;  // one α per pass
+
+  struct Phase {
+    const char* name;
+    std::function<void()> setup;  // untimed
+    std::function<void()> body;   // timed
+    bool enabled = true;
+  };
+  auto fwd = [&] { model.use_workspace(0); model.reset_attention_sites(); model.forward(batch, train); };
+  std::vector<Phase> phases = {
+      {"forward_s", [] {}, fwd},
+      {"loss_full_backward_s", [&] { model.zero_grad(); fwd(); },
+       [&] { benchmark::DoNotOptimize(model.loss(batch)); model.backward(); }},
+      {"ga_attribution_s", fwd, [&] { ga.attribute(model, batch, actx); }},
+      {"select_topp_s", [] {},
+       [&] {
+         Backend::uniform(cx, n, 42, 1, u1.data());
+         topp.select<Backend>(cx, args);
+         Backend::keep_to_additive(cx, n, keep.data(), -10000.0f, additive.data());
+       }},
+      {"masked_forward_s", [&] { model.reset_attention_sites(); model.set_attention_mask(0, &additive); },
+       [&] { model.use_workspace(0); model.forward(batch, train); }},
+      {"ig_attribution_s", fwd, [&] { ig.attribute(model, batch, actx); }},
+      {"ig_unbatched_attribution_s", fwd, [&] { ig1.attribute(model, batch, actx); }, ig_unbatched},
+      {"select_random_s", [] {},
+       [&] {
+         Backend::uniform(cx, n, 42, 1, u1.data());
+         Backend::uniform(cx, n, 42, 2, u2.data());
+         topp.select_random<Backend>(cx, args);
+         Backend::keep_to_additive(cx, n, keep.data(), -10000.0f, additive.data());
+       }},
+  };
+  std::vector<std::vector<double>> times(phases.size());
+  const OtherLoad load;
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < phases.size(); ++i) {
+      if (!phases[i].enabled) continue;
+      for (int r = 0; r <= repeats; ++r) {  // r = 0: warm-up
+        phases[i].setup();
+        const auto t0 = std::chrono::steady_clock::now();
+        phases[i].body();
+        const double t = seconds_since(t0);
+        if (r > 0) times[i].push_back(t);
+      }
+    }
+    model.reset_attention_sites();
+  }
+  const double f = median(times[0]);
+  for (std::size_t i = 0; i < phases.size(); ++i) {
+    if (times[i].empty()) continue;
+    const double t = median(times[i]);
+    state.counters[phases[i].name] = t;
+    std::string rel = phases[i].name;
+    rel = rel.substr(0, rel.size() - 2) + "_per_forward";
+    state.counters[rel] = t / f;
+  }
+  state.counters["repeats"] = repeats;
+  state.counters["other_cores"] = load.cores();
+}
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+
+template <class Reg>
+void add_step(const StepShape& s, const char* variant, int iterations) {
+  benchmark::RegisterBenchmark((std::string("AdDropStep/") + s.name + "/" + variant).c_str(),
+                               [s](benchmark::State& st) { BM_AdDropStep<Reg>(st, s); })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->Iterations(iterations);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int iga_base = std::max(1, env_int("ADDROP_BENCH_IGA_BASE_ITERS", 2));
+  const bool unbatched_base = env_flag("ADDROP_BENCH_IG_UNBATCHED");
+  struct PerShape {
+    StepShape shape;
+    int plain, other, iga, phase_repeats;
+    bool ig_unbatched;
+  };
+  for (const PerShape& p : {PerShape{kSmall, 12, 8, 3, 3, true}, PerShape{kBase, 3, 3, iga_base, 1, unbatched_base}}) {
+    add_step<Plain>(p.shape, "plain", p.plain);
+    add_step<GA>(p.shape, "ga", p.other);
+    add_step<IGA>(p.shape, "iga", p.iga);
+    add_step<AA>(p.shape, "aa", p.other);
+    add_step<RD>(p.shape, "rd", p.other);
+    benchmark::RegisterBenchmark((std::string("AdDropPhases/") + p.shape.name + "/phases").c_str(),
+                                 [p](benchmark::State& st) { BM_AdDropPhases(st, p.shape, p.phase_repeats, p.ig_unbatched); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->Iterations(1);
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

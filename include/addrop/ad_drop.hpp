@@ -9,6 +9,7 @@
 //   optimizer.step();
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <typeinfo>
 #include <cstdint>
 #include <span>
@@ -28,6 +29,7 @@ struct AdDropOptions {
   double p = 0.3;               ///< size of the candidate region (fraction of a row's keys)
   double q = 0.3;               ///< probability of dropping a candidate
   std::vector<int> layers{0};   ///< target ("mask") layers, any subset (kept sorted, unique)
+  std::optional<Side> side{};   ///< overrides the selection policy's side (TopP<High> / TopP<Low>)
   int steps = 0;                ///< IG's m; 0 keeps the attribution policy's own (20)
   bool iga_per_step = false;    ///< IG: the reference's argmax at every α instead of the fixed pseudo label
   uint64_t seed = 42;           ///< q-sampling draws and ordinary dropout
@@ -81,6 +83,9 @@ class AdDrop {
       if (options_.steps > 0) attribution_.steps = options_.steps;
     }
     if constexpr (requires { attribution_.per_step_argmax; }) attribution_.per_step_argmax = options_.iga_per_step;
+    if constexpr (requires { selection_.side; }) {
+      if (options_.side) selection_.side = *options_.side;
+    }
   }
   const AdDropOptions& options() const { return options_; }
   Attribution& attribution_policy() { return attribution_; }

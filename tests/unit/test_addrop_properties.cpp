@@ -278,6 +278,15 @@ BOOST_AUTO_TEST_CASE(masks_repeat_for_the_same_seed_and_step_and_differ_across_s
   BOOST_TEST(ka0 != ka1);
 }
 
+BOOST_AUTO_TEST_CASE(side_is_an_option_too) {
+  AdDrop<> high;
+  BOOST_TEST((high.selection_policy().side == Side::High));
+  AdDrop<> low({.side = Side::Low});
+  BOOST_TEST((low.selection_policy().side == Side::Low));
+  AdDrop<attribution::Gradient, selection::TopP<Low>> low_by_type;
+  BOOST_TEST((low_by_type.selection_policy().side == Side::Low));
+}
+
 BOOST_AUTO_TEST_CASE(the_second_pass_uses_the_masks) {
   // q = 1 with the masks applied changes the loss; p = 0 reproduces the plain eval loss.
   models::EncoderModel<double> model(small_config(), {.threads = 1});

@@ -26,6 +26,11 @@ Cases (see /work/shared/ALGORITHM.md, "One AD-DROP training step"):
 
     /usr/bin/python3 bench/pytorch_addrop_step.py [--shape small|base|all]
         [--case plain|ga|iga|aa|rd|all] [--warmup N] [--iters N] [--json] [--selftest]
+        [--device cpu|cuda]
+
+--device cuda (default cpu): parameters, inputs and the masks' random numbers on the
+GPU, every timed step bracketed by torch.cuda.synchronize(), TF32 off (as
+pytorch_step.py --device cuda); exits with a message when CUDA cannot be used.
 
 Defaults: --warmup 1, --iters 3 (small) / 2 (base); the median is reported.
 --selftest checks the batched top-p selection against a per-row loop on a small
@@ -110,14 +115,14 @@ def extra_from_keep(keep: torch.Tensor, attn_mask: torch.Tensor, dtype) -> torch
 
 def mask_high(attr: torch.Tensor, attn_mask: torch.Tensor, p: float, q: float) -> torch.Tensor:
     cand = candidates_high(attr, attn_mask, p)
-    u = torch.rand(attr.shape, dtype=attr.dtype)
+    u = torch.rand(attr.shape, dtype=attr.dtype, device=attr.device)
     keep = (~cand) | (u < 1 - q)
     return extra_from_keep(keep, attn_mask, attr.dtype)
 
 
 def mask_random(shape, attn_mask: torch.Tensor, p: float, q: float, dtype) -> torch.Tensor:
-    u1 = torch.rand(shape, dtype=dtype)
-    u2 = torch.rand(shape, dtype=dtype)
+    u1 = torch.rand(shape, dtype=dtype, device=attn_mask.device)
+    u2 = torch.rand(shape, dtype=dtype, device=attn_mask.device)
     keep = (u1 < 1 - p) | (u2 < 1 - q)
     return extra_from_keep(keep, attn_mask, dtype)
 
@@ -181,7 +186,7 @@ def make_step(case: str, cfg: hm.Config, params, input_ids, attention_mask, toke
     return step
 
 
-def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0):
+def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0, device: str = "cpu"):
     torch.set_num_threads(THREADS)
     torch.manual_seed(seed)
     cfg = ps.make_config(shape)
@@ -195,14 +200,19 @@ def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0):
     token_type_ids = torch.zeros(B, SEQ_LEN, dtype=torch.long)
     token_type_ids[:, SEQ_LEN // 2:] = 1
     labels = torch.randint(0, 2, (B,), generator=g)
+    params, (input_ids, attention_mask, token_type_ids, labels) = ps.to_device(
+        params, [input_ids, attention_mask, token_type_ids, labels], device)
 
     step = make_step(case, cfg, params, input_ids, attention_mask, token_type_ids, labels)
     for _ in range(warmup):
         step()
+    ps.sync(device)
     times = []
     for _ in range(iters):
+        ps.sync(device)
         t0 = time.perf_counter()
         step()
+        ps.sync(device)
         times.append(time.perf_counter() - t0)
     return {
         "shape": shape,
@@ -218,6 +228,7 @@ def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0):
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "blas": ps.blas_info(),
+        **ps.device_info(device),
     }
 
 
@@ -276,9 +287,12 @@ def main():
                     help="timed steps (default 3 for small, 2 for base); the median is reported")
     ap.add_argument("--json", action="store_true", help="one JSON line per (shape, case)")
     ap.add_argument("--selftest", action="store_true", help="check the mask selection and exit")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: parameters and inputs on the GPU, synchronized timing (TF32 off)")
     args = ap.parse_args()
     if args.selftest:
         sys.exit(selftest())
+    ps.setup_device(args.device)
     shapes = ["small", "base"] if args.shape == "all" else [args.shape]
     cases = list(CASES) if args.case == "all" else [args.case]
     blas = ps.blas_info()
@@ -290,7 +304,7 @@ def main():
     for sh in shapes:
         iters = args.iters if args.iters is not None else DEFAULT_ITERS[sh]
         for case in cases:
-            r = bench(sh, case, args.warmup, iters)
+            r = bench(sh, case, args.warmup, iters, device=args.device)
             if args.json:
                 print(json.dumps(r), flush=True)
             else:
@@ -300,7 +314,8 @@ def main():
                       f"{' m=%d' % IG_STEPS if case == 'iga' else ''}: "
                       f"{r['seconds_per_step']*1e3:.1f} ms/step (median of {iters}, min "
                       f"{r['seconds_min']*1e3:.1f}), torch {r['torch']}, threads {r['threads']}, "
-                      f"blas {r['blas']}", flush=True)
+                      f"blas {r['blas']}"
+                      + (f", {r['gpu']}" if args.device == "cuda" else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@ compute: F.linear per projection, batched matmul for QK^T and AV, F.softmax,
 F.layer_norm, exact F.gelu, F.cross_entropy.
 
     /usr/bin/python3 bench/pytorch_step.py [--shape small|base|all] [--warmup N] [--iters N] [--json]
+        [--device cpu|cuda]
+
+--device cuda (default cpu) moves the parameters and inputs to the GPU and brackets
+every timed step with torch.cuda.synchronize(); the thread setting does not matter there.
+TF32 stays off (torch.backends.cuda.matmul.allow_tf32 = False, cudnn's too), so GEMMs
+are plain FP32. It exits with a message when torch.cuda.is_available() is false.
 
 Shapes: small = 4 layers, hidden 256, 4 heads, intermediate 1024, batch 16;
         base  = 12 layers, hidden 768, 12 heads, intermediate 3072, batch 8;
@@ -98,7 +104,39 @@ def blas_info() -> str:
     return ";".join(sorted(libs)) + (f" ({tag})" if tag else "")
 
 
-def bench(shape: str, warmup: int, iters: int, seed: int = 0):
+def setup_device(device: str) -> None:
+    """--device cuda: exit with a clear message when CUDA cannot be used; TF32 off."""
+    if device != "cuda":
+        return
+    if not torch.cuda.is_available():
+        sys.exit(f"error: --device cuda, but torch {torch.__version__} reports "
+                 "torch.cuda.is_available() == False (CPU-only build or no usable GPU)")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def to_device(params, tensors, device: str):
+    """Parameters (leaf tensors that require grad) and input tensors on `device`."""
+    if device == "cpu":
+        return params, tensors
+    params = {k: v.detach().to(device).requires_grad_(v.requires_grad) for k, v in params.items()}
+    return params, [t.to(device) for t in tensors]
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def device_info(device: str) -> dict:
+    """Extra JSON fields for --device cuda (none for cpu, so its output is unchanged)."""
+    if device != "cuda":
+        return {}
+    return {"device": "cuda", "gpu": torch.cuda.get_device_name(0),
+            "tf32": bool(torch.backends.cuda.matmul.allow_tf32)}
+
+
+def bench(shape: str, warmup: int, iters: int, seed: int = 0, device: str = "cpu"):
     torch.set_num_threads(THREADS)
     torch.manual_seed(seed)
     cfg = make_config(shape)
@@ -112,6 +150,8 @@ def bench(shape: str, warmup: int, iters: int, seed: int = 0):
     token_type_ids = torch.zeros(B, SEQ_LEN, dtype=torch.long)
     token_type_ids[:, SEQ_LEN // 2:] = 1
     labels = torch.randint(0, 2, (B,), generator=g)
+    params, (input_ids, attention_mask, token_type_ids, labels) = to_device(
+        params, [input_ids, attention_mask, token_type_ids, labels], device)
 
     def step():
         for t in params.values():
@@ -124,10 +164,13 @@ def bench(shape: str, warmup: int, iters: int, seed: int = 0):
 
     for _ in range(warmup):
         step()
+    sync(device)
     times = []
     for _ in range(iters):
+        sync(device)
         t0 = time.perf_counter()
         step()
+        sync(device)
         times.append(time.perf_counter() - t0)
     flops = step_flops(s["layers"], s["hidden"], s["intermediate"], B, SEQ_LEN)
     assert flops == hm.step_flops(cfg, B, SEQ_LEN)
@@ -143,6 +186,7 @@ def bench(shape: str, warmup: int, iters: int, seed: int = 0):
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "blas": blas_info(),
+        **device_info(device),
     }
 
 
@@ -153,7 +197,10 @@ def main():
     ap.add_argument("--iters", type=int, default=None,
                     help="timed steps (default 10 for small, 5 for base); the median is reported")
     ap.add_argument("--json", action="store_true", help="one JSON line per shape")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: parameters and inputs on the GPU, synchronized timing (TF32 off)")
     args = ap.parse_args()
+    setup_device(args.device)
     shapes = ["small", "base"] if args.shape == "all" else [args.shape]
     blas = blas_info()
     if "/blas/libblas.so" in blas:
@@ -165,7 +212,7 @@ def main():
         print(flop_formula())
     for sh in shapes:
         iters = args.iters if args.iters is not None else SHAPES[sh]["iters"]
-        r = bench(sh, args.warmup, iters)
+        r = bench(sh, args.warmup, iters, device=args.device)
         if args.json:
             print(json.dumps(r), flush=True)
         else:
@@ -175,7 +222,8 @@ def main():
                   f"{r['seconds_per_step']*1e3:.1f} ms/step (median of {iters}, min "
                   f"{r['seconds_min']*1e3:.1f}), {r['gflop_per_step']:.2f} GFLOP/step, "
                   f"{r['gflops']:.2f} GFLOP/s, torch {r['torch']}, threads {r['threads']}, "
-                  f"blas {r['blas']}", flush=True)
+                  f"blas {r['blas']}"
+                  + (f", {r['gpu']}" if args.device == "cuda" else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@
 #include <addrop/backend/cuda/cuda.hpp>
 #include <addrop/addrop.hpp>
 
+#include "step_shapes.hpp"
+
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -34,42 +36,10 @@ namespace attribution = addrop::attribution;
 namespace schedule = addrop::schedule;
 namespace selection = addrop::selection;
 
-struct StepShape {
-  const char* name;
-  int64_t layers, hidden, heads, intermediate, batch;
-};
+using namespace addrop::bench;  // StepShape, kSmall, kBase, make_config, make_batch
 
-constexpr StepShape kSmall{"small", 4, 256, 4, 1024, 16};
-constexpr StepShape kBase{"base", 12, 768, 12, 3072, 8};
-constexpr int64_t kSeqLen = 128, kVocab = 30522, kLabels = 2;
 constexpr int kIgSteps = 20;
 constexpr int kWarmup = 2;
-
-addrop::models::ModelConfig make_config(const StepShape& s) {
-  addrop::models::ModelConfig c;
-  c.vocab_size = kVocab;
-  c.hidden_size = s.hidden;
-  c.num_hidden_layers = s.layers;
-  c.num_attention_heads = s.heads;
-  c.intermediate_size = s.intermediate;
-  c.num_labels = kLabels;
-  c.hidden_dropout_prob = 0.0f;
-  c.attention_probs_dropout_prob = 0.0f;
-  return c;
-}
-
-addrop::models::Batch make_batch(int64_t B) {
-  addrop::models::Batch batch;
-  batch.size = B;
-  batch.length = kSeqLen;
-  const auto n = static_cast<std::size_t>(B * kSeqLen);
-  batch.input_ids.resize(n);
-  batch.attention_mask.assign(n, 1);
-  batch.token_type_ids.assign(n, 0);
-  for (std::size_t i = 0; i < n; ++i) batch.input_ids[i] = static_cast<int32_t>(1000 + (i * 7919) % 20000);
-  for (int64_t b = 0; b < B; ++b) batch.labels.push_back(static_cast<int32_t>(b % kLabels));
-  return batch;
-}
 
 addrop::AdDropOptions options() { return {.p = 0.3, .q = 0.3, .layers = {0}, .steps = kIgSteps, .seed = 42}; }
 

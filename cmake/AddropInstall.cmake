@@ -6,6 +6,7 @@
 #   lib/cmake/addrop/addropConfigVersion.cmake SameMajorVersion, architecture independent
 #   lib/cmake/addrop/addropTargets.cmake       imported target addrop::addrop
 #   lib/cmake/addrop/addropCudaTargets.cmake   imported target addrop::cuda (ADDROP_WITH_CUDA only)
+#   lib/cmake/addrop/addropTextTargets.cmake   imported target addrop::text (utf8proc + PCRE2 found only)
 #
 # The package directory is lib/cmake/addrop (not ${CMAKE_INSTALL_LIBDIR}, which can be
 # lib64 or lib/<multiarch>): nothing in it depends on the architecture.
@@ -38,6 +39,17 @@ if(ADDROP_WITH_CUDA AND TARGET addrop_cuda)
   set(ADDROP_EXPORTED_CUDA ON)
   install(TARGETS addrop_cuda EXPORT addropCudaTargets)
   install(EXPORT addropCudaTargets
+    NAMESPACE addrop::
+    DESTINATION ${ADDROP_INSTALL_CMAKEDIR}
+    COMPONENT addrop_development)
+endif()
+
+# The tokenizers' target too: its own file, found again through pkg-config by the config.
+set(ADDROP_EXPORTED_TEXT OFF)
+if(TARGET addrop_text)
+  set(ADDROP_EXPORTED_TEXT ON)
+  install(TARGETS addrop_text EXPORT addropTextTargets)
+  install(EXPORT addropTextTargets
     NAMESPACE addrop::
     DESTINATION ${ADDROP_INSTALL_CMAKEDIR}
     COMPONENT addrop_development)

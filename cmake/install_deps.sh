@@ -14,6 +14,10 @@ packages=(
   nlohmann-json3-dev
   libboost-test-dev
   libbenchmark-dev
+  pkg-config
+  libutf8proc-dev
+  libpcre2-dev
+  libcli11-dev
 )
 # --with-torch: also what the PyTorch side needs (tests/reference/ fixture generator,
 # bench/pytorch_step.py): Debian's torch, with OpenBLAS as the system BLAS.

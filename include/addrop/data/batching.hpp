@@ -1,0 +1,169 @@
+#pragma once
+// From tokenized features to padded mini-batches: an epoch sampler (shuffle, optional
+// length bucketing, drop_last) that is a pure function of (seed, epoch), and dynamic
+// padding to the longest sequence of each batch.
+//
+// Shuffles are Fisher-Yates driven by Philox4x32-10 (backend/philox.hpp) with an
+// unbiased bounded draw by rejection, so an epoch's order is the same on every platform
+// and standard library (std::shuffle and std::uniform_int_distribution are not).
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../backend/philox.hpp"
+#include "../models/batch.hpp"
+
+namespace addrop::data {
+
+/// One tokenized example: ids with special tokens, segment ids (empty = all 0),
+/// a class label or a regression target, and its position in the example list.
+struct Feature {
+  std::vector<int32_t> ids, type_ids;
+  int32_t label = -1;
+  double target = 0;
+  int64_t index = 0;
+};
+
+struct SamplerOptions {
+  int64_t batch_size = 32;
+  bool shuffle = true;
+  /// Sort each pool of `bucket_window` batches by length before cutting it into batches
+  /// (less padding); batch order is then shuffled when `shuffle` is on.
+  bool bucket_by_length = false;
+  int64_t bucket_window = 100;  ///< batches per bucket pool
+  uint64_t seed = 42;
+  bool drop_last = false;  ///< drop the one incomplete batch, if any
+};
+
+namespace batching_detail {
+
+/// 64-bit draws from the Philox stream (seed, tag ^ epoch); bounded draws by rejection.
+class Draws {
+ public:
+  Draws(uint64_t seed, uint64_t stream) : seed_(seed), stream_(stream) {}
+  uint64_t next() {
+    if (used_ == 2) {
+      random::Philox4x32::generate(seed_, counter_++, stream_, words_);
+      used_ = 0;
+    }
+    const uint64_t v = (static_cast<uint64_t>(words_[2 * used_]) << 32) | words_[2 * used_ + 1];
+    ++used_;
+    return v;
+  }
+  /// Uniform in [0, n), n >= 1, without modulo bias.
+  uint64_t below(uint64_t n) {
+    const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
+    for (;;) {
+      const uint64_t v = next();
+      if (v < limit) return v % n;
+    }
+  }
+
+ private:
+  uint64_t seed_, stream_, counter_ = 0;
+  uint32_t words_[4] = {};
+  int used_ = 2;
+};
+
+inline constexpr uint64_t kOrderTag = 0x6f72646572000000ull;    // "order"
+inline constexpr uint64_t kBatchesTag = 0x6261746368000000ull;  // "batch"
+
+template <class T>
+void fisher_yates(std::vector<T>& v, Draws& draws) {
+  for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[draws.below(i)]);
+}
+
+}  // namespace batching_detail
+
+/// The batches of one epoch as lists of positions into `features`. Without drop_last,
+/// every position occurs exactly once; the result depends only on (features' lengths,
+/// options, epoch). Without shuffle and bucketing the order is 0, 1, 2, ...
+inline std::vector<std::vector<int64_t>> epoch_batches(const std::vector<Feature>& features,
+                                                       const SamplerOptions& options, int64_t epoch) {
+  using namespace batching_detail;
+  if (options.batch_size <= 0)
+    throw std::invalid_argument("epoch_batches: batch_size must be positive, got " + std::to_string(options.batch_size));
+  if (options.bucket_by_length && options.bucket_window <= 0)
+    throw std::invalid_argument("epoch_batches: bucket_window must be positive, got " +
+                                std::to_string(options.bucket_window));
+  const auto n = static_cast<int64_t>(features.size());
+  const auto e = static_cast<uint64_t>(epoch);
+  std::vector<int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  if (options.shuffle) {
+    Draws draws(options.seed, kOrderTag ^ e);
+    fisher_yates(order, draws);
+  }
+  const int64_t bs = options.batch_size;
+  if (options.bucket_by_length) {
+    const int64_t pool = bs * options.bucket_window;
+    for (int64_t start = 0; start < n; start += pool) {
+      const auto first = order.begin() + start, last = order.begin() + std::min(n, start + pool);
+      std::stable_sort(first, last, [&](int64_t a, int64_t b) {
+        return features[static_cast<std::size_t>(a)].ids.size() < features[static_cast<std::size_t>(b)].ids.size();
+      });
+    }
+  }
+  // Pools hold whole batches, so only the very last batch can be incomplete.
+  std::vector<std::vector<int64_t>> batches;
+  batches.reserve(static_cast<std::size_t>((n + bs - 1) / bs));
+  for (int64_t start = 0; start < n; start += bs) {
+    const int64_t stop = std::min(n, start + bs);
+    if (stop - start < bs && options.drop_last) break;
+    batches.emplace_back(order.begin() + start, order.begin() + stop);
+  }
+  if (options.bucket_by_length && options.shuffle) {
+    Draws draws(options.seed, kBatchesTag ^ e);
+    fisher_yates(batches, draws);
+  }
+  return batches;
+}
+
+/// Pads features[indices] to the longest of them: input_ids (pad_id), attention_mask
+/// (1 token / 0 pad), token_type_ids (0 for pads; left empty when !with_type_ids),
+/// and labels (classification) or targets (regression). Throws std::invalid_argument
+/// for an empty selection, an index out of range, or type_ids of the wrong length.
+inline models::Batch make_batch(const std::vector<Feature>& features, const std::vector<int64_t>& indices,
+                                int32_t pad_id, bool regression, bool with_type_ids = true) {
+  if (indices.empty()) throw std::invalid_argument("make_batch: no indices");
+  std::size_t length = 0;
+  for (std::size_t b = 0; b < indices.size(); ++b) {
+    const int64_t i = indices[b];
+    if (i < 0 || i >= static_cast<int64_t>(features.size()))
+      throw std::invalid_argument("make_batch: index " + std::to_string(i) + " (batch row " + std::to_string(b) +
+                                  ") is outside [0, " + std::to_string(features.size()) + ")");
+    const Feature& f = features[static_cast<std::size_t>(i)];
+    if (!f.type_ids.empty() && f.type_ids.size() != f.ids.size())
+      throw std::invalid_argument("make_batch: feature " + std::to_string(i) + " has " +
+                                  std::to_string(f.type_ids.size()) + " type ids for " + std::to_string(f.ids.size()) +
+                                  " tokens");
+    length = std::max(length, f.ids.size());
+  }
+  if (length == 0) throw std::invalid_argument("make_batch: every selected feature is empty");
+  models::Batch batch;
+  batch.size = static_cast<int64_t>(indices.size());
+  batch.length = static_cast<int64_t>(length);
+  const std::size_t total = indices.size() * length;
+  batch.input_ids.assign(total, pad_id);
+  batch.attention_mask.assign(total, 0);
+  if (with_type_ids) batch.token_type_ids.assign(total, 0);
+  if (regression) batch.targets.resize(indices.size());
+  else batch.labels.resize(indices.size());
+  for (std::size_t b = 0; b < indices.size(); ++b) {
+    const Feature& f = features[static_cast<std::size_t>(indices[b])];
+    const std::size_t row = b * length;
+    std::copy(f.ids.begin(), f.ids.end(), batch.input_ids.begin() + static_cast<std::ptrdiff_t>(row));
+    std::fill_n(batch.attention_mask.begin() + static_cast<std::ptrdiff_t>(row), f.ids.size(), 1);
+    if (with_type_ids && !f.type_ids.empty())
+      std::copy(f.type_ids.begin(), f.type_ids.end(), batch.token_type_ids.begin() + static_cast<std::ptrdiff_t>(row));
+    if (regression) batch.targets[b] = f.target;
+    else batch.labels[b] = f.label;
+  }
+  return batch;
+}
+
+}  // namespace addrop::data

@@ -3,6 +3,8 @@
 //   HuggingFace (default, the reference's): transformers' AdamW, eps inside the bias-corrected step;
 //   Torch: torch.optim.AdamW.
 // No weight decay on biases and LayerNorm weights (Parameter::decays()).
+// The moments and the step count are reachable (exp_avg, exp_avg_sq, steps) so that
+// train/optimizer_state.hpp can save and restore them for resuming a run.
 #include <cstdint>
 #include <vector>
 
@@ -49,7 +51,23 @@ class AdamW {
 
   void set_lr(double lr) { options_.lr = lr; }
   const AdamWOptions& options() const { return options_; }
+  void set_options(const AdamWOptions& options) { options_ = options; }
+  /// Updates taken so far (t of the bias corrections; the next step uses t + 1).
   int64_t steps() const { return t_; }
+
+  // ---- state, for saving and resuming (train/optimizer_state.hpp)
+  /// The parameters, in the order the moments are kept.
+  const nn::ParameterList<T, Backend>& parameters() const { return params_; }
+  std::size_t size() const { return params_.size(); }
+  /// First moment (torch's exp_avg) of parameter i, same shape as it; backend memory.
+  Tensor<T, Backend>& exp_avg(std::size_t i) { return m_.at(i); }
+  const Tensor<T, Backend>& exp_avg(std::size_t i) const { return m_.at(i); }
+  /// Second moment (torch's exp_avg_sq) of parameter i.
+  Tensor<T, Backend>& exp_avg_sq(std::size_t i) { return v_.at(i); }
+  const Tensor<T, Backend>& exp_avg_sq(std::size_t i) const { return v_.at(i); }
+  /// Sets the step count (after restoring the moments).
+  void set_steps(int64_t t) { t_ = t; }
+  const Context& context() const { return ctx_; }
 
  private:
   nn::ParameterList<T, Backend> params_;

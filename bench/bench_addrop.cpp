@@ -10,7 +10,12 @@
 // loss + full backward, the masked second forward, GA's attribution (pseudo labels +
 // input-gradient-only backward stopping at layer 0), IG's attribution (batched m = 20
 // passes of layers 0..top), the same IG with one α per pass (unbatched; small only unless
-// ADDROP_BENCH_IG_UNBATCHED=1), and the selections (top-p + q-sampling; RD's rule).
+// ADDROP_BENCH_IG_UNBATCHED=1), and the selections as the training step runs them (one
+// fused pass: threshold, q-sampling draws, additive mask; RD's rule likewise), the fused
+// top-p pass that also writes the 0/1 candidates and keep masks (as step_addrop does), and,
+// for comparison, the unfused composition the step used before (uniform, top_p_candidates,
+// q_sample, keep_to_additive). ADDROP_BENCH_NO_IG=1 leaves out the IG phases (minutes);
+// ADDROP_BENCH_THREADS sets the threads of every case (default 2).
 //
 // Iterations are fixed (one untimed warm-up step first, so workspaces are allocated):
 // small: 12 plain, 8 GA/AA/RD, 3 IGA; base: 3 each, IGA 2 (ADDROP_BENCH_IGA_BASE_ITERS
@@ -44,6 +49,18 @@ namespace selection = addrop::selection;
 using namespace addrop::bench;  // StepShape, kSmall, kBase, make_config, make_batch
 
 constexpr int kIgSteps = 20;
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::string(v) != "0";
+}
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+
+int bench_threads() { return std::max(1, env_int("ADDROP_BENCH_THREADS", 2)); }
 
 addrop::AdDropOptions options() { return {.p = 0.3, .q = 0.3, .layers = {0}, .steps = kIgSteps, .seed = 42}; }
 
@@ -97,7 +114,7 @@ class OtherLoad {
 // One AdDrop<...>::step per iteration, after model.zero_grad(), like bench_step.
 template <class Reg>
 void BM_AdDropStep(benchmark::State& state, StepShape s) {
-  Model model(make_config(s), {.threads = 2});
+  Model model(make_config(s), {.threads = bench_threads()});
   addrop::models::init_weights(model, 1);
   const auto batch = make_batch(s.batch);
   Reg reg(options());
@@ -127,15 +144,10 @@ using IGA = addrop::AdDrop<attribution::IntegratedGradients<>, selection::TopP<H
 using AA = addrop::AdDrop<attribution::Attention, selection::TopP<High>, schedule::Always>;
 using RD = addrop::AdDrop<attribution::Random, selection::TopP<High>, schedule::Always>;
 
-bool env_flag(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v && std::string(v) != "0";
-}
-
 // The phases of a step, each timed alone (median of `repeats`, after one untimed run).
 void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_unbatched) {
   const auto cfg = make_config(s);
-  Model model(cfg, {.threads = 2});
+  Model model(cfg, {.threads = bench_threads()});
   addrop::models::init_weights(model, 1);
   const auto batch = make_batch(s.batch);
   const auto& cx = model.context();
@@ -168,11 +180,17 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_
   args.threshold_indices = threshold_indices.data();
   args.p = 0.3;
   args.q = 0.3;
-  args.uniforms = u1.data();
-  args.uniforms2 = u2.data();
-  args.candidates = candidates.data();
-  args.keep = keep.data();
+  args.seed = 42;
+  args.stream = 1;
+  args.stream2 = 2;
+  args.additive = additive.data();  // the training step: generated draws, additive mask only
+  selection::SelectionArgs<float> with_masks = args;  // step_addrop: the 0/1 masks too
+  with_masks.candidates = candidates.data();
+  with_masks.keep = keep.data();
   const selection::TopP<High> topp;
+  const bool with_ig = !env_flag("ADDROP_BENCH_NO_IG");
+  std::vector<int64_t> unfused_k(static_cast<std::size_t>(B));
+  for (int64_t b = 0; b < B; ++b) unfused_k[b] = selection::threshold_index(addrop::High::side, 0.3, key_lengths[b]);
   attribution::Gradient ga;
   attribution::IntegratedGradients<kIgSteps> ig;
   attribution::IntegratedGradients<kIgSteps> ig1;
@@ -190,21 +208,28 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_
       {"loss_full_backward_s", [&] { model.zero_grad(); fwd(); },
        [&] { benchmark::DoNotOptimize(model.loss(batch)); model.backward(); }},
       {"ga_attribution_s", fwd, [&] { ga.attribute(model, batch, actx); }},
-      {"select_topp_s", [] {},
+      {"select_topp_s", [] {}, [&] { topp.select<Backend>(cx, args); }},
+      {"select_topp_masks_s", [] {}, [&] { topp.select<Backend>(cx, with_masks); }},
+      {"select_topp_unfused_s", [] {},
        [&] {
          Backend::uniform(cx, n, 42, 1, u1.data());
-         topp.select<Backend>(cx, args);
+         Backend::to_device(cx, B, unfused_k.data(), threshold_indices.data());
+         Backend::top_p_candidates(cx, B, H, L, actx.scores[0].data(), key_mask.data(), threshold_indices.data(),
+                                   true, candidates.data());
+         Backend::q_sample(cx, n, candidates.data(), u1.data(), 0.7f, keep.data());
          Backend::keep_to_additive(cx, n, keep.data(), -10000.0f, additive.data());
        }},
       {"masked_forward_s", [&] { model.reset_attention_sites(); model.set_attention_mask(0, &additive); },
        [&] { model.use_workspace(0); model.forward(batch, train); }},
-      {"ig_attribution_s", fwd, [&] { ig.attribute(model, batch, actx); }},
-      {"ig_unbatched_attribution_s", fwd, [&] { ig1.attribute(model, batch, actx); }, ig_unbatched},
-      {"select_random_s", [] {},
+      {"ig_attribution_s", fwd, [&] { ig.attribute(model, batch, actx); }, with_ig},
+      {"ig_unbatched_attribution_s", fwd, [&] { ig1.attribute(model, batch, actx); }, with_ig && ig_unbatched},
+      {"select_random_s", [] {}, [&] { topp.select_random<Backend>(cx, args); }},
+      {"select_random_unfused_s", [] {},
        [&] {
          Backend::uniform(cx, n, 42, 1, u1.data());
          Backend::uniform(cx, n, 42, 2, u2.data());
-         topp.select_random<Backend>(cx, args);
+         Backend::random_keep(cx, B, H, L, key_mask.data(), u1.data(), 0.7f, u2.data(), 0.7f, candidates.data(),
+                              keep.data());
          Backend::keep_to_additive(cx, n, keep.data(), -10000.0f, additive.data());
        }},
   };
@@ -234,11 +259,6 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_
   }
   state.counters["repeats"] = repeats;
   state.counters["other_cores"] = load.cores();
-}
-
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoi(v) : fallback;
 }
 
 template <class Reg>

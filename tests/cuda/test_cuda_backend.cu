@@ -651,6 +651,44 @@ void test_selection() {
                                                         high, dcand.data());
             check_same("top_p_candidates (rank variant) " + at, down(dcand), cand);
           }
+          // The fused op (what AdDrop runs): GPU against CPU, generated and given draws, every
+          // output and the additive mask alone; and the CPU's fused op against its four passes.
+          {
+            std::vector<float> u(static_cast<std::size_t>(n));
+            Cpu::uniform(cpu, n, 21, 22, u.data());
+            auto du = up(u);
+            std::vector<T> c4(static_cast<std::size_t>(n)), k4(static_cast<std::size_t>(n)),
+                a4(static_cast<std::size_t>(n));
+            Cpu::q_sample(cpu, n, cand.data(), u.data(), 0.7f, k4.data());
+            Cpu::keep_to_additive(cpu, n, k4.data(), T(-10000), a4.data());
+            for (bool given : {false, true}) {
+              const std::string how = at + (given ? " given draws" : " generated draws");
+              const float* cu = given ? u.data() : nullptr;
+              const float* gu = given ? du.data() : nullptr;
+              std::vector<T> fc(static_cast<std::size_t>(n)), fk(static_cast<std::size_t>(n)),
+                  fa(static_cast<std::size_t>(n));
+              Cpu::select_top_p(cpu, B, H, L, scores.data(), mask.data(), k.data(), high, cu, 21, 22, 0.7f, T(-10000),
+                                fa.data(), fc.data(), fk.data());
+              check_same("Cpu::select_top_p candidates vs top_p_candidates " + how, fc, cand);
+              check_same("Cpu::select_top_p keep vs q_sample " + how, fk, k4);
+              check_same("Cpu::select_top_p additive vs keep_to_additive " + how, fa, a4);
+              DevT<T> gc({n}), gk({n}), ga({n});
+              Cuda::fill(gpu, n, T(5), gc.data());
+              Cuda::select_top_p(gpu, B, H, L, dscores.data(), dmask.data(), dk.data(), high, gu, 21, 22, 0.7f,
+                                 T(-10000), ga.data(), gc.data(), gk.data());
+              check_same("select_top_p candidates " + how, down(gc), fc);
+              check_same("select_top_p keep " + how, down(gk), fk);
+              check_same("select_top_p additive " + how, down(ga), fa);
+              Cuda::fill(gpu, n, T(5), ga.data());
+              Cuda::select_top_p(gpu, B, H, L, dscores.data(), dmask.data(), dk.data(), high, gu, 21, 22, 0.7f,
+                                 T(-10000), ga.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+              check_same("select_top_p additive alone " + how, down(ga), fa);
+              Cuda::fill(gpu, n, T(5), gk.data());
+              Cuda::select_top_p(gpu, B, H, L, dscores.data(), dmask.data(), dk.data(), high, gu, 21, 22, 0.7f,
+                                 T(-10000), static_cast<T*>(nullptr), static_cast<T*>(nullptr), gk.data());
+              check_same("select_top_p keep alone " + how, down(gk), fk);
+            }
+          }
           if (p != 0.3) continue;
           // q-sampling from these candidates
           std::vector<float> u(static_cast<std::size_t>(n));
@@ -682,6 +720,24 @@ void test_selection() {
     const std::string at = std::string(type_name<T>()) + " B,H,L=" + shape_str({B, H, L});
     check_same("random_keep candidates " + at, down(dcand), cand);
     check_same("random_keep keep " + at, down(dkeep), keep);
+    // RD fused: CPU against its passes, GPU against CPU, given and generated draws
+    std::vector<T> add(static_cast<std::size_t>(n));
+    Cpu::keep_to_additive(cpu, n, keep.data(), T(-10000), add.data());
+    for (bool given : {false, true}) {
+      const std::string how = at + (given ? " given draws" : " generated draws");
+      std::vector<T> fc(static_cast<std::size_t>(n)), fk(static_cast<std::size_t>(n)), fa(static_cast<std::size_t>(n));
+      Cpu::select_random(cpu, B, H, L, mask.data(), given ? u1.data() : nullptr, 3, 1, 0.7f,
+                         given ? u2.data() : nullptr, 2, 0.6f, T(-10000), fa.data(), fc.data(), fk.data());
+      check_same("Cpu::select_random candidates vs random_keep " + how, fc, cand);
+      check_same("Cpu::select_random keep vs random_keep " + how, fk, keep);
+      check_same("Cpu::select_random additive vs keep_to_additive " + how, fa, add);
+      DevT<T> gc({n}), gk({n}), ga({n});
+      Cuda::select_random(gpu, B, H, L, dmask.data(), given ? du1.data() : nullptr, 3, 1, 0.7f,
+                          given ? du2.data() : nullptr, 2, 0.6f, T(-10000), ga.data(), gc.data(), gk.data());
+      check_same("select_random candidates " + how, down(gc), fc);
+      check_same("select_random keep " + how, down(gk), fk);
+      check_same("select_random additive " + how, down(ga), fa);
+    }
   }
 }
 
@@ -892,6 +948,7 @@ void step_gpu_vs_cpu(models::EncoderModel<T, Cpu>& cm, models::EncoderModel<T, C
   options.layers = std::move(layers);
   options.steps = 4;
   options.seed = 1234;
+  options.record_masks = true;  // the 0/1 masks are compared below (the additive mask is what the step uses)
   AdDrop<Attr, selection::TopP<High>, schedule::Always> rc(options), rg(options);
   for (int step = 0; step < steps; ++step) {
     const std::string at = " (step " + std::to_string(step) + ")";

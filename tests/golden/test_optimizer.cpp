@@ -123,11 +123,8 @@ void check_final(const Params<T>& params, const train::AdamW<T, Cpu>& opt, const
     const auto m = fixture().values<double>(variant + ".exp_avg." + p->name);
     const auto v = fixture().values<double>(variant + ".exp_avg_sq." + p->name);
     ADDROP_CHECK_CLOSE_TENSOR(variant + " exp_avg " + p->name, opt.exp_avg(i).data(), m.data(), p->value.numel(), tol);
-    // The float backends form 1 - beta2 as 1 - float(0.999), 1.3e-5 (relative) below 0.001,
-    // which torch does not (it rounds the double 1 - beta2); v carries that offset.
-    const double tol_v = sizeof(T) == 4 ? 2e-5 : tol;
     ADDROP_CHECK_CLOSE_TENSOR(variant + " exp_avg_sq " + p->name, opt.exp_avg_sq(i).data(), v.data(),
-                              p->value.numel(), tol_v);
+                              p->value.numel(), tol);
   }
 }
 

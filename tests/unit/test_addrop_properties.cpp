@@ -177,6 +177,136 @@ BOOST_AUTO_TEST_CASE(random_rule_drops_p_times_q_of_the_keys) {
   }
 }
 
+// The fused pass AdDrop runs (Cpu::select_top_p, Cpu::select_random) gives exactly the
+// four passes it replaces: uniform, top_p_candidates, q_sample, keep_to_additive (and
+// random_keep for RD), with generated or given draws, any subset of outputs.
+using Real = boost::mpl::list<float, double>;
+
+template <class T>
+struct Reference {
+  std::vector<T> candidates, keep, additive;
+};
+
+template <class T>
+Reference<T> four_passes(const std::vector<T>& scores, const std::vector<int32_t>& mask,
+                         const std::vector<int64_t>& k, int64_t B, int64_t H, int64_t L, bool high, uint64_t seed,
+                         uint64_t stream, float keep_below) {
+  const int64_t n = B * H * L * L;
+  Reference<T> r{std::vector<T>(n), std::vector<T>(n), std::vector<T>(n)};
+  std::vector<float> u(n);
+  Cpu::uniform(kCtx, n, seed, stream, u.data());
+  Cpu::top_p_candidates(kCtx, B, H, L, scores.data(), mask.data(), k.data(), high, r.candidates.data());
+  Cpu::q_sample(kCtx, n, r.candidates.data(), u.data(), keep_below, r.keep.data());
+  Cpu::keep_to_additive(kCtx, n, r.keep.data(), T(-10000), r.additive.data());
+  return r;
+}
+
+template <class T>
+int64_t differences(const std::vector<T>& a, const std::vector<T>& b) {
+  int64_t d = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) d += a[i] != b[i];
+  return d;
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(fused_top_p_selection_equals_the_four_passes, T, Real) {
+  struct Case { int64_t B, H, L; bool ties; };
+  // L = 9 and 23: rows that do not start on a block of four draws; L = 1100: the heap scratch
+  for (const Case cs : {Case{3, 2, 9, false}, Case{2, 3, 23, true}, Case{2, 2, 64, false}, Case{4, 1, 37, true},
+                        Case{1, 1, 1100, false}}) {
+    const auto [B, H, L, ties] = cs;
+    const int64_t n = B * H * L * L;
+    std::vector<int32_t> mask(B * L, 0);
+    std::vector<int64_t> lengths(B, 0);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t len = b == 2 ? 0 : L - b * (L / 4);  // example 2 has no key at all
+      for (int64_t j = 0; j < len; ++j) mask[b * L + j] = 1;
+      if (b == 3)  // a gap inside
+        for (int64_t j = 0; j < L; j += 3) mask[b * L + j] = 0;
+      for (int64_t j = 0; j < L; ++j) lengths[b] += mask[b * L + j];
+    }
+    std::vector<T> scores(n);
+    for (int64_t i = 0; i < n; ++i) {
+      T v = static_cast<T>(random::uniform(17, 5, i)) * T(2) - T(1);
+      if (ties) v = std::round(v * T(3)) / T(3);  // 7 levels, +0 and -0 among them
+      if (i % 11 == 0) v = i % 2 ? T(0) : -T(0);
+      scores[i] = v;
+    }
+    for (double p : {0.0, 0.1, 0.3, 0.77, 1.0})
+      for (Side side : {Side::High, Side::Low}) {
+        const bool high = side == Side::High;
+        std::vector<int64_t> k(B);
+        for (int64_t b = 0; b < B; ++b) k[b] = selection::threshold_index(side, p, lengths[b]);
+        const auto want = four_passes<T>(scores, mask, k, B, H, L, high, 9, 77, 0.6f);
+        std::vector<float> u(n);
+        Cpu::uniform(kCtx, n, 9, 77, u.data());
+        for (bool given : {false, true}) {
+          BOOST_TEST_CONTEXT("B,H,L " << B << "," << H << "," << L << " p " << p << (high ? " high" : " low")
+                                      << (given ? " given draws" : " generated draws")) {
+            std::vector<T> c(n, T(5)), kp(n, T(5)), a(n, T(5));
+            Cpu::select_top_p(kCtx, B, H, L, scores.data(), mask.data(), k.data(), high, given ? u.data() : nullptr,
+                              9, 77, 0.6f, T(-10000), a.data(), c.data(), kp.data());
+            BOOST_TEST(differences(c, want.candidates) == 0);
+            BOOST_TEST(differences(kp, want.keep) == 0);
+            BOOST_TEST(differences(a, want.additive) == 0);
+            std::vector<T> alone(n, T(5));  // the training step's call: the additive mask alone
+            Cpu::select_top_p(kCtx, B, H, L, scores.data(), mask.data(), k.data(), high, given ? u.data() : nullptr,
+                              9, 77, 0.6f, T(-10000), alone.data(), static_cast<T*>(nullptr),
+                              static_cast<T*>(nullptr));
+            BOOST_TEST(differences(alone, want.additive) == 0);
+          }
+        }
+      }
+  }
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(fused_random_rule_equals_its_passes, T, Real) {
+  const RawRows r = make_rows(5, 3, 21, 31);
+  const int64_t B = r.B, H = r.H, L = r.L, n = B * H * L * L;
+  std::vector<T> c(n), kp(n), a(n), want_c(n), want_k(n), want_a(n);
+  Cpu::random_keep(kCtx, B, H, L, r.mask.data(), r.u.data(), 0.6f, r.u2.data(), 0.75f, want_c.data(), want_k.data());
+  Cpu::keep_to_additive(kCtx, n, want_k.data(), T(-10000), want_a.data());
+  for (bool given : {false, true}) {
+    // make_rows drew u from (seed 31, stream 3) and u2 from (31, 4)
+    Cpu::select_random(kCtx, B, H, L, r.mask.data(), given ? r.u.data() : nullptr, 31, 3, 0.6f,
+                       given ? r.u2.data() : nullptr, 4, 0.75f, T(-10000), a.data(), c.data(), kp.data());
+    BOOST_TEST(differences(c, want_c) == 0);
+    BOOST_TEST(differences(kp, want_k) == 0);
+    BOOST_TEST(differences(a, want_a) == 0);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_selection_policy_writes_only_the_outputs_asked_for) {
+  const RawRows r = make_rows(3, 2, 13, 12);
+  const Masks m = select(r, Side::High, 0.4, 0.5);  // candidates and keep, given draws
+  const int64_t size = r.B * r.H * r.L * r.L;
+  std::vector<double> additive(size, 5.0);
+  std::vector<int64_t> k(r.B);
+  selection::SelectionArgs<double> a;
+  a.batch = r.B;
+  a.heads = r.H;
+  a.length = r.L;
+  a.attribution = r.scores.data();
+  a.key_mask = r.mask.data();
+  a.key_lengths = r.lengths;
+  a.threshold_indices = k.data();
+  a.p = 0.4;
+  a.q = 0.5;
+  a.uniforms = r.u.data();
+  a.additive = additive.data();
+  selection::TopP<> sel;
+  sel.select<Cpu>(kCtx, a);
+  for (int64_t i = 0; i < size; ++i) BOOST_TEST_REQUIRE(additive[i] == (m.keep[i] == 1.0 ? 0.0 : -10000.0));
+  // generated draws: make_rows' u came from (seed 12, stream 3)
+  a.uniforms = nullptr;
+  a.seed = 12;
+  a.stream = 3;
+  std::fill(additive.begin(), additive.end(), 5.0);
+  sel.select<Cpu>(kCtx, a);
+  for (int64_t i = 0; i < size; ++i) BOOST_TEST_REQUIRE(additive[i] == (m.keep[i] == 1.0 ? 0.0 : -10000.0));
+  a.additive = nullptr;
+  BOOST_CHECK_THROW(sel.select<Cpu>(kCtx, a), std::invalid_argument);  // nothing to write
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // --------------------------------------------------------------------- with a model
@@ -266,9 +396,10 @@ BOOST_AUTO_TEST_CASE(masks_repeat_for_the_same_seed_and_step_and_differ_across_s
   models::EncoderModel<double> model(small_config(), {.threads = 1});
   models::init_weights(model, 4, 0.3);
   const auto batch = small_batch();
-  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> a({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9});
-  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> b({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9});
-  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> c({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 10});
+  using GA = AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always>;
+  GA a({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9, .record_masks = true});
+  GA b({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9, .record_masks = true});
+  GA c({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 10, .record_masks = true});
   const auto ka0 = host(*a.step(model, batch, 1).keep[1]);
   const auto kb0 = host(*b.step(model, batch, 1).keep[1]);
   const auto kc0 = host(*c.step(model, batch, 1).keep[1]);
@@ -276,6 +407,29 @@ BOOST_AUTO_TEST_CASE(masks_repeat_for_the_same_seed_and_step_and_differ_across_s
   BOOST_TEST(ka0 == kb0);
   BOOST_TEST(ka0 != kc0);
   BOOST_TEST(ka0 != ka1);
+}
+
+BOOST_AUTO_TEST_CASE(the_training_step_records_the_masks_only_when_asked) {
+  // Without record_masks the step writes the additive mask alone (the same draws: the
+  // logits agree with a recording step's); step_addrop always returns the masks.
+  models::EncoderModel<double> model(small_config(), {.threads = 1});
+  models::init_weights(model, 4, 0.3);
+  const auto batch = small_batch();
+  using GA = AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always>;
+  GA lean({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9});
+  GA recording({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9, .record_masks = true});
+  const auto r0 = lean.step(model, batch, 1);
+  BOOST_TEST(r0.candidates.empty());
+  BOOST_TEST(r0.keep.empty());
+  const auto logits0 = host(*r0.logits);
+  const auto r1 = recording.step(model, batch, 1);
+  BOOST_TEST(r1.candidates.size() == 2u);
+  BOOST_TEST(r1.keep.size() == 2u);
+  BOOST_TEST(host(*r1.logits) == logits0);
+  int64_t dropped = 0;
+  for (double k : host(*r1.keep[0])) dropped += k == 0.0;
+  BOOST_TEST(dropped > 0);
+  BOOST_TEST(lean.step_addrop(model, batch, nullptr, false).keep.size() == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(side_is_an_option_too) {

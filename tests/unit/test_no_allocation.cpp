@@ -165,6 +165,8 @@ BOOST_AUTO_TEST_CASE(addrop_steps_allocate_nothing_after_the_first) {
   using Always = schedule::Always;
   AdDrop<attribution::Gradient, selection::TopP<High>, Always> ga({.layers = {0, 2}});
   check(ga, "GA");
+  AdDrop<attribution::Gradient, selection::TopP<High>, Always> ga_masks({.layers = {1}, .record_masks = true});
+  check(ga_masks, "GA recording the masks");
   AdDrop<attribution::IntegratedGradients<>, selection::TopP<High>, Always> iga({.layers = {1}, .steps = 5});
   iga.attribution_policy().memory_cap_bytes = 3000000;  // chunks of 2, 2, 1 alpha steps
   BOOST_TEST(iga.attribution_policy().chunk_steps(model, 6, 40, 1) == 2);

@@ -193,6 +193,24 @@ struct Cpu {
   template <class T>
   static void keep_to_additive(const Context&, int64_t n, const T* keep, T dropped_value, T* additive);
 
+  /// Steps 4-5 and the additive mask in one pass per row (b, h, i), with no intermediate
+  /// buffer: the result of top_p_candidates, then q_sample with the draws of
+  /// uniform(B*H*L*L, seed, stream) (or u[e] when u is not null), then keep_to_additive,
+  /// bit for bit. additive, candidates and keep [B,H,L,L] are each written only when not
+  /// null (the training step asks for additive alone). k [B] as for top_p_candidates.
+  /// Draws are made only for candidates (a draw is a pure function of its index).
+  template <class T>
+  static void select_top_p(const Context&, int64_t B, int64_t H, int64_t L, const T* scores, const int32_t* key_mask,
+                           const int64_t* k, bool high, const float* u, uint64_t seed, uint64_t stream,
+                           float keep_below, T dropped_value, T* additive, T* candidates, T* keep);
+  /// RD's rule fused the same way: random_keep with the draws u1 (or uniform(seed,
+  /// stream1)) and u2 (or uniform(seed, stream2)), then keep_to_additive. u2 is read (or
+  /// drawn) only where u1 does not already keep the key.
+  template <class T>
+  static void select_random(const Context&, int64_t B, int64_t H, int64_t L, const int32_t* key_mask,
+                            const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
+                            uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep);
+
   // ---------------------------------------------------------------- optimizer
   /// One AdamW update of param [n] from grad [n] with moments m, v [n], at step t (1-based).
   /// hugging_face = true: transformers' AdamW (eps added to sqrt(v) before the bias

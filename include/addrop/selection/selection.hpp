@@ -1,7 +1,8 @@
 #pragma once
-// Selection strategies: attributions -> candidate discard region -> q-sampled keep mask
-// (ALGORITHM.md steps 4-5). They work on raw backend buffers, so a trainer with its own
-// transformer can call them without the library's models.
+// Selection strategies: attributions -> candidate discard region -> q-sampled keep mask ->
+// the additive mask of the second forward (ALGORITHM.md steps 4-6), in one fused backend
+// pass. They work on raw backend buffers, so a trainer with its own transformer can call
+// them without the library's models.
 #include <concepts>
 #include <cstdint>
 #include <span>
@@ -29,6 +30,12 @@ inline int64_t threshold_index(Side side, double p, int64_t n) {
 
 /// Everything one selection call reads and writes for one target layer. Pointers are
 /// backend buffers except key_lengths (host).
+///
+/// Draws: `uniforms` (and RD's `uniforms2`) when given, else the counter-based generator's
+/// draws (seed, stream) (and (seed, stream2)), element e taking draw e: the draws
+/// `Backend::uniform(size(), seed, stream, u)` would write, without the buffer.
+/// Outputs: each of additive, candidates and keep is written when not null; a training
+/// step asks for the additive mask alone, inspection and tests for the 0/1 masks.
 template <class T>
 struct SelectionArgs {
   int64_t batch = 0, heads = 0, length = 0;
@@ -37,8 +44,12 @@ struct SelectionArgs {
   std::span<const int64_t> key_lengths;  ///< host [B]: n_b, the non-pad keys of each example
   int64_t* threshold_indices = nullptr;  ///< [B] backend scratch for k_b
   double p = 0.3, q = 0.3;
-  const float* uniforms = nullptr;    ///< [B,H,L,L] draws in [0, 1): a candidate is kept iff u < 1 - q
-  const float* uniforms2 = nullptr;   ///< [B,H,L,L] RD's second draw
+  const float* uniforms = nullptr;    ///< [B,H,L,L] draws in [0, 1): a candidate is kept iff u < 1 - q; null: generated
+  const float* uniforms2 = nullptr;   ///< [B,H,L,L] RD's second draw; null: generated
+  uint64_t seed = 0;                  ///< generator seed, when the draws are generated
+  uint64_t stream = 0, stream2 = 0;   ///< generator streams of the first and RD's second draw
+  T* additive = nullptr;              ///< out [B,H,L,L]: 0 where kept, dropped_value where dropped
+  T dropped_value = T(-10000);        ///< the reference's additive value for a dropped (or pad) key
   T* candidates = nullptr;            ///< out [B,H,L,L] 0/1
   T* keep = nullptr;                  ///< out [B,H,L,L] 0/1
   int64_t rows() const { return batch * heads * length; }
@@ -46,7 +57,8 @@ struct SelectionArgs {
 };
 
 /// What a selection policy provides: the candidate region and keep mask from attributions,
-/// and the random (RD) rule, both over a backend.
+/// and the random (RD) rule, both over a backend. Each writes every output of SelectionArgs
+/// that is not null (AdDrop's training step passes the additive mask alone).
 template <class S, class Backend, class T>
 concept Selection = requires(const S s, const typename Backend::Context& ctx, const SelectionArgs<T>& args) {
   s.template select<Backend>(ctx, args);
@@ -58,37 +70,44 @@ template <class SideTag = High>
 struct TopP {
   Side side = SideTag::side;
 
+  /// Candidates, q-sampling and the additive mask in one fused backend pass
+  /// (Backend::select_top_p).
   template <class Backend, class T>
   void select(const typename Backend::Context& ctx, const SelectionArgs<T>& a) const {
-    check(a);
+    check(a, false);
     std::vector<int64_t>& k = host_k_;
     k.resize(static_cast<std::size_t>(a.batch));
     for (int64_t b = 0; b < a.batch; ++b) k[b] = threshold_index(side, a.p, a.key_lengths[b]);
     Backend::to_device(ctx, a.batch, k.data(), a.threshold_indices);
-    Backend::top_p_candidates(ctx, a.batch, a.heads, a.length, a.attribution, a.key_mask, a.threshold_indices,
-                              side == Side::High, a.candidates);
-    Backend::q_sample(ctx, a.size(), a.candidates, a.uniforms, static_cast<float>(1.0 - a.q), a.keep);
+    Backend::select_top_p(ctx, a.batch, a.heads, a.length, a.attribution, a.key_mask, a.threshold_indices,
+                          side == Side::High, a.uniforms, a.seed, a.stream, static_cast<float>(1.0 - a.q),
+                          a.dropped_value, a.additive, a.candidates, a.keep);
   }
 
   /// RD: every non-pad key is a candidate; kept iff u1 < 1 - p or u2 < 1 - q.
   template <class Backend, class T>
   void select_random(const typename Backend::Context& ctx, const SelectionArgs<T>& a) const {
-    if (!a.uniforms || !a.uniforms2) throw std::invalid_argument("random selection needs two uniform draws");
-    Backend::random_keep(ctx, a.batch, a.heads, a.length, a.key_mask, a.uniforms, static_cast<float>(1.0 - a.p),
-                         a.uniforms2, static_cast<float>(1.0 - a.q), a.candidates, a.keep);
+    check(a, true);
+    Backend::select_random(ctx, a.batch, a.heads, a.length, a.key_mask, a.uniforms, a.seed, a.stream,
+                           static_cast<float>(1.0 - a.p), a.uniforms2, a.stream2, static_cast<float>(1.0 - a.q),
+                           a.dropped_value, a.additive, a.candidates, a.keep);
   }
 
  private:
   template <class T>
-  static void check(const SelectionArgs<T>& a) {
+  static void check(const SelectionArgs<T>& a, bool random_rule) {
     if (!(a.p >= 0 && a.p <= 1) || !(a.q >= 0 && a.q <= 1))
       throw std::invalid_argument("AD-DROP selection: p and q must be in [0, 1] (p = " + std::to_string(a.p) +
                                   ", q = " + std::to_string(a.q) + ")");
+    if (!a.key_mask) throw std::invalid_argument("AD-DROP selection: the key mask is missing");
+    if (!a.additive && !a.candidates && !a.keep)
+      throw std::invalid_argument("AD-DROP selection: no output buffer (additive, candidates or keep)");
+    if (random_rule) return;
     if (static_cast<int64_t>(a.key_lengths.size()) != a.batch)
       throw std::invalid_argument("AD-DROP selection: key_lengths has " + std::to_string(a.key_lengths.size()) +
                                   " entries for a batch of " + std::to_string(a.batch));
-    if (!a.attribution || !a.uniforms || !a.key_mask || !a.candidates || !a.keep || !a.threshold_indices)
-      throw std::invalid_argument("AD-DROP selection: a buffer is missing");
+    if (!a.attribution || !a.threshold_indices)
+      throw std::invalid_argument("AD-DROP selection: the attributions or the threshold scratch is missing");
   }
   mutable std::vector<int64_t> host_k_;  // reused: no allocation per step
 };

@@ -333,6 +333,18 @@ struct Cuda {
                           float keep_p, const float* u2, float keep_q, T* candidates, T* keep);
   template <class T>
   static void keep_to_additive(const Context&, int64_t n, const T* keep, T dropped_value, T* additive);
+  /// As Cpu::select_top_p (identical outputs): top_p_candidates into the first output that
+  /// is given (candidates, else additive, else keep), then one elementwise pass that draws
+  /// (or reads u), q-samples and writes the outputs in place. k [B] is a device buffer.
+  template <class T>
+  static void select_top_p(const Context&, int64_t B, int64_t H, int64_t L, const T* scores, const int32_t* key_mask,
+                           const int64_t* k, bool high, const float* u, uint64_t seed, uint64_t stream,
+                           float keep_below, T dropped_value, T* additive, T* candidates, T* keep);
+  /// As Cpu::select_random (identical outputs), one elementwise pass.
+  template <class T>
+  static void select_random(const Context&, int64_t B, int64_t H, int64_t L, const int32_t* key_mask,
+                            const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
+                            uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep);
 
   // ---------------------------------------------------------------- optimizer
   template <class T>

@@ -578,24 +578,70 @@ template <class T>
 __global__ void keep_to_additive_kernel(int64_t n, const T* keep, T dropped_value, T* additive) {
   ADDROP_CUDA_GRID_STRIDE(i, n) additive[i] = keep[i] != T(0) ? T(0) : dropped_value;
 }
+// Fused q-sampling (Cuda::select_top_p), a thread per Philox block of four elements:
+// `flags` holds the 0/1 candidates (top_p_candidates' output; it may be one of the outputs,
+// each element is read before it is written). Draw e is u[e], or word e % 4 of Philox block
+// e / 4 of (seed, stream): the draws of uniform_kernel.
+template <class T>
+__global__ void q_sample_fused_kernel(int64_t n, const T* flags, const float* u, uint64_t seed, uint64_t stream,
+                                      float keep_below, T dropped_value, T* additive, T* candidates, T* keep) {
+  const int64_t groups = (n + 3) / 4;
+  ADDROP_CUDA_GRID_STRIDE(g, groups) {
+    uint32_t w[4] = {0, 0, 0, 0};
+    if (!u) random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
+    for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
+      const int64_t i = g * 4 + k;
+      const bool candidate = flags[i] != T(0);
+      const float draw = u ? u[i] : random::to_unit_float(w[k]);
+      const bool kept = !candidate || draw < keep_below;
+      if (additive) additive[i] = kept ? T(0) : dropped_value;
+      if (candidates) candidates[i] = candidate ? T(1) : T(0);
+      if (keep) keep[i] = kept ? T(1) : T(0);
+    }
+  }
+}
+// Fused RD rule (Cuda::select_random), a thread per Philox block of four elements.
+template <class T>
+__global__ void random_select_kernel(int64_t n, int64_t HL, int64_t L, const int32_t* key_mask, const float* u1,
+                                     uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
+                                     uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates,
+                                     T* keep) {
+  const int64_t groups = (n + 3) / 4;
+  ADDROP_CUDA_GRID_STRIDE(g, groups) {
+    uint32_t w1[4] = {0, 0, 0, 0}, w2[4] = {0, 0, 0, 0};
+    if (!u1) random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream1, w1);
+    if (!u2) random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream2, w2);
+    for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
+      const int64_t i = g * 4 + k;
+      const int64_t row = i / L, j = i % L;
+      const bool candidate = key_mask[(row / HL) * L + j] != 0;
+      const float d1 = u1 ? u1[i] : random::to_unit_float(w1[k]);
+      const float d2 = u2 ? u2[i] : random::to_unit_float(w2[k]);
+      const bool kept = !candidate || d1 < keep_p || d2 < keep_q;
+      if (additive) additive[i] = kept ? T(0) : dropped_value;
+      if (candidates) candidates[i] = candidate ? T(1) : T(0);
+      if (keep) keep[i] = kept ? T(1) : T(0);
+    }
+  }
+}
 
 // ---------------------------------------------------------------- AdamW
 template <class T>
-__global__ void adamw_hf_kernel(int64_t n, T* param, const T* grad, T* m, T* v, T b1, T b2, T e, T step, T decay) {
+__global__ void adamw_hf_kernel(int64_t n, T* param, const T* grad, T* m, T* v, T b1, T b2, T c1, T c2, T e, T step, T decay) {
   ADDROP_CUDA_GRID_STRIDE(i, n) {
-    m[i] = b1 * m[i] + (T(1) - b1) * grad[i];
-    v[i] = b2 * v[i] + (T(1) - b2) * grad[i] * grad[i];
+    m[i] = b1 * m[i] + c1 * grad[i];
+    v[i] = b2 * v[i] + c2 * grad[i] * grad[i];
     param[i] -= step * m[i] / (d_sqrt(v[i]) + e);
     param[i] -= decay * param[i];
   }
 }
 template <class T>
-__global__ void adamw_torch_kernel(int64_t n, T* param, const T* grad, T* m, T* v, T b1, T b2, T e, T keep, T step,
+__global__ void adamw_torch_kernel(int64_t n, T* param, const T* grad, T* m, T* v, T b1, T b2, T c1, T c2, T e, T keep, T step,
                                    T inv_sqrt_bc2) {
   ADDROP_CUDA_GRID_STRIDE(i, n) {
     param[i] *= keep;
-    m[i] = b1 * m[i] + (T(1) - b1) * grad[i];
-    v[i] = b2 * v[i] + (T(1) - b2) * grad[i] * grad[i];
+    m[i] = b1 * m[i] + c1 * grad[i];
+    v[i] = b2 * v[i] + c2 * grad[i] * grad[i];
     param[i] -= step * m[i] / (d_sqrt(v[i]) * inv_sqrt_bc2 + e);
   }
 }
@@ -1184,6 +1230,36 @@ void Cuda::keep_to_additive(const Context& ctx, int64_t n, const T* keep, T drop
 }
 
 template <class T>
+void Cuda::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t L, const T* scores,
+                        const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
+                        uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep) {
+  const int64_t n = B * H * L * L;
+  if (n <= 0) return;
+  T* flags = candidates ? candidates : additive ? additive : keep;
+  if (!flags) return;
+  top_p_candidates(ctx, B, H, L, scores, key_mask, k, high, flags);
+  auto& s = ctx.state();
+  cuda_detail::activate(s, "select_top_p");
+  cuda_detail::q_sample_fused_kernel<T><<<cuda_detail::blocks_for((n + 3) / 4), cuda_detail::kThreads, 0, s.stream>>>(
+      n, flags, u, seed, stream, keep_below, dropped_value, additive, candidates, keep);
+  cuda_detail::check_launch("select_top_p");
+}
+
+template <class T>
+void Cuda::select_random(const Context& ctx, int64_t B, int64_t H, int64_t L, const int32_t* key_mask,
+                         const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
+                         uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep) {
+  const int64_t n = B * H * L * L;
+  if (n <= 0) return;
+  auto& s = ctx.state();
+  cuda_detail::activate(s, "select_random");
+  cuda_detail::random_select_kernel<T><<<cuda_detail::blocks_for((n + 3) / 4), cuda_detail::kThreads, 0, s.stream>>>(
+      n, H * L, L, key_mask, u1, seed, stream1, keep_p, u2, stream2, keep_q, dropped_value, additive, candidates,
+      keep);
+  cuda_detail::check_launch("select_random");
+}
+
+template <class T>
 void Cuda::adamw_update(const Context& ctx, int64_t n, T* param, const T* grad, T* m, T* v, double lr, double beta1,
                         double beta2, double eps, double weight_decay, int64_t t, bool hugging_face) {
   if (n <= 0) return;
@@ -1192,15 +1268,16 @@ void Cuda::adamw_update(const Context& ctx, int64_t n, T* param, const T* grad, 
   // The step constants exactly as the CPU computes them (on the host, in double).
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(t));
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(t));
-  const T b1 = T(beta1), b2 = T(beta2), e = T(eps);
+  // 1 - beta in double, then rounded (as torch does), not 1 - float(beta).
+  const T b1 = T(beta1), b2 = T(beta2), c1 = T(1.0 - beta1), c2 = T(1.0 - beta2), e = T(eps);
   if (hugging_face) {
     const T step = T(lr * std::sqrt(bc2) / bc1), decay = T(lr * weight_decay);
     cuda_detail::adamw_hf_kernel<T><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, s.stream>>>(
-        n, param, grad, m, v, b1, b2, e, step, decay);
+        n, param, grad, m, v, b1, b2, c1, c2, e, step, decay);
   } else {
     const T keep = T(1.0 - lr * weight_decay), step = T(lr / bc1), inv_sqrt_bc2 = T(1.0 / std::sqrt(bc2));
     cuda_detail::adamw_torch_kernel<T><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, s.stream>>>(
-        n, param, grad, m, v, b1, b2, e, keep, step, inv_sqrt_bc2);
+        n, param, grad, m, v, b1, b2, c1, c2, e, keep, step, inv_sqrt_bc2);
   }
   cuda_detail::check_launch("adamw_update");
 }

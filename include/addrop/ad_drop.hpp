@@ -33,6 +33,7 @@ struct AdDropOptions {
   int steps = 0;                ///< IG's m; 0 keeps the attribution policy's own (20)
   bool iga_per_step = false;    ///< IG: the reference's argmax at every α instead of the fixed pseudo label
   uint64_t seed = 42;           ///< q-sampling draws and ordinary dropout
+  bool record_masks = false;    ///< step() also returns the 0/1 candidates and keep masks (step_addrop always does)
 };
 
 /// Uniform draws supplied by the caller instead of the generator, per target layer in
@@ -51,7 +52,9 @@ struct StepResult {
   const Tensor<T, Backend>* logits = nullptr;                     ///< of the trained (second) forward
   std::span<const int> layers;                                    ///< target layers (when used_addrop)
   std::span<const Tensor<T, Backend>* const> attributions;        ///< B_l per target layer (empty for RD)
-  std::span<const Tensor<T, Backend>* const> candidates, keep;    ///< 0/1 [B,H,L,L] per target layer
+  /// 0/1 [B,H,L,L] per target layer; from step_addrop(), or step() with
+  /// AdDropOptions::record_masks (else empty: the training step writes only the additive mask)
+  std::span<const Tensor<T, Backend>* const> candidates, keep;
 };
 
 template <class Attribution = attribution::Gradient, class Selection = selection::TopP<High>,
@@ -93,6 +96,8 @@ class AdDrop {
   Schedule& schedule_policy() { return schedule_; }
   /// Steps taken so far; the q-sampling and dropout streams are keyed by it.
   int64_t step_count() const { return step_; }
+  /// Continues the streams from a saved run (resuming): the next step is number `steps`.
+  void set_step_count(int64_t steps) { step_ = steps; }
 
   /// One training step on `batch` in 0-based `epoch`: AD-DROP when the schedule says so,
   /// else the plain forward/backward. Parameter gradients accumulate in the model.
@@ -100,17 +105,18 @@ class AdDrop {
   StepResult<typename Model::value_type, typename Model::backend_type> step(Model& model, const models::Batch& batch,
                                                                             int epoch,
                                                                             const ExternalUniforms* uniforms = nullptr) {
-    return run(model, batch, schedule_.active(epoch, step_), uniforms, true);
+    return run(model, batch, schedule_.active(epoch, step_), uniforms, true, options_.record_masks);
   }
 
   /// The AD-DROP passes whatever the schedule says; `train` false runs every pass without
-  /// ordinary dropout (deterministic output, for inspection and checks).
+  /// ordinary dropout (deterministic output, for inspection and checks). The result always
+  /// holds the candidates and keep masks.
   template <models::AttentionSiteModel Model>
   StepResult<typename Model::value_type, typename Model::backend_type> step_addrop(Model& model,
                                                                                    const models::Batch& batch,
                                                                                    const ExternalUniforms* uniforms = nullptr,
                                                                                    bool train = true) {
-    return run(model, batch, true, uniforms, train);
+    return run(model, batch, true, uniforms, train, true);
   }
 
  private:
@@ -120,7 +126,7 @@ class AdDrop {
     using Backend = typename Model::backend_type;
     attribution::AttributionContext<Model> attribution;
     std::vector<Tensor<T, Backend>> candidates, keep, additive;
-    std::vector<Tensor<float, Backend>> draws, second_draws;
+    std::vector<Tensor<float, Backend>> draws, second_draws;  // only for ExternalUniforms
     Tensor<int32_t, Backend> key_mask;
     Tensor<int64_t, Backend> threshold_indices;
     std::vector<int64_t> key_lengths;
@@ -147,7 +153,7 @@ class AdDrop {
   template <class Model>
   StepResult<typename Model::value_type, typename Model::backend_type> run(Model& model, const models::Batch& batch,
                                                                           bool addrop, const ExternalUniforms* ext,
-                                                                          bool train) {
+                                                                          bool train, bool record) {
     static_assert(attribution::AttributionMethod<Attribution, Model>,
                   "AdDrop: the Attribution policy needs `needs_first_forward`, `is_random` and "
                   "`attribute(model, batch, AttributionContext<Model>&)`");
@@ -183,9 +189,16 @@ class AdDrop {
     w.draws.resize(n_layers);
     w.second_draws.resize(n_layers);
     for (std::size_t i = 0; i < n_layers; ++i) {
-      for (auto* t : {&w.attribution.scores[i], &w.candidates[i], &w.keep[i], &w.additive[i]}) t->resize(probs);
-      w.draws[i].resize(probs);
-      if (Attribution::is_random) w.second_draws[i].resize(probs);
+      w.additive[i].resize(probs);
+      if (!Attribution::is_random) w.attribution.scores[i].resize(probs);
+      if (record) {
+        w.candidates[i].resize(probs);
+        w.keep[i].resize(probs);
+      }
+      if (ext) {
+        w.draws[i].resize(probs);
+        if (Attribution::is_random) w.second_draws[i].resize(probs);
+      }
     }
     w.key_mask.resize({B * L});
     Backend::to_device(cx, B * L, batch.attention_mask.data(), w.key_mask.data());
@@ -200,42 +213,45 @@ class AdDrop {
       model.use_workspace(0);
     }
 
-    // Steps 4-5: candidate region and q-sampling, per target layer.
+    // Steps 4-5: candidate region, q-sampling and the additive mask, per target layer, in
+    // one fused pass; the draws come from the generator (stream = step, layer, draw) unless
+    // the caller supplies them.
     for (std::size_t i = 0; i < n_layers; ++i) {
       const int l = options_.layers[i];
       const int64_t n = probs.numel();
-      auto fill_draws = [&](Tensor<float, Backend>& dst, const std::vector<std::span<const float>>* given, int draw) {
-        if (given) {
-          if (given->size() != n_layers || static_cast<int64_t>((*given)[i].size()) != n)
-            throw std::invalid_argument("AdDrop: supplied uniforms for layer " + std::to_string(l) +
-                                        " must hold B*H*L*L = " + std::to_string(n) + " draws");
-          Backend::to_device(cx, n, (*given)[i].data(), dst.data());
-        } else {
-          Backend::uniform(cx, n, options_.seed, uniform_stream(static_cast<int64_t>(s), l, draw), dst.data());
-        }
+      auto given_draws = [&](Tensor<float, Backend>& dst, const std::vector<std::span<const float>>& given) {
+        if (given.size() != n_layers || static_cast<int64_t>(given[i].size()) != n)
+          throw std::invalid_argument("AdDrop: supplied uniforms for layer " + std::to_string(l) +
+                                      " must hold B*H*L*L = " + std::to_string(n) + " draws");
+        Backend::to_device(cx, n, given[i].data(), dst.data());
+        return static_cast<const float*>(dst.data());
       };
-      fill_draws(w.draws[i], ext ? &ext->draws : nullptr, 0);
       selection::SelectionArgs<T> args;
       args.batch = B;
       args.heads = H;
       args.length = L;
-      args.attribution = w.attribution.scores[i].data();
+      args.attribution = Attribution::is_random ? nullptr : w.attribution.scores[i].data();
       args.key_mask = w.key_mask.data();
       args.key_lengths = w.key_lengths;
       args.threshold_indices = w.threshold_indices.data();
       args.p = options_.p;
       args.q = options_.q;
-      args.uniforms = w.draws[i].data();
-      args.candidates = w.candidates[i].data();
-      args.keep = w.keep[i].data();
+      args.seed = options_.seed;
+      args.stream = uniform_stream(static_cast<int64_t>(s), l, 0);
+      args.stream2 = uniform_stream(static_cast<int64_t>(s), l, 1);
+      if (ext) args.uniforms = given_draws(w.draws[i], ext->draws);
+      args.additive = w.additive[i].data();
+      args.dropped_value = T(-10000);
+      if (record) {
+        args.candidates = w.candidates[i].data();
+        args.keep = w.keep[i].data();
+      }
       if constexpr (Attribution::is_random) {
-        fill_draws(w.second_draws[i], ext ? &ext->second_draws : nullptr, 1);
-        args.uniforms2 = w.second_draws[i].data();
+        if (ext) args.uniforms2 = given_draws(w.second_draws[i], ext->second_draws);
         selection_.template select_random<Backend>(cx, args);
       } else {
         selection_.template select<Backend>(cx, args);
       }
-      Backend::keep_to_additive(cx, n, w.keep[i].data(), T(-10000), w.additive[i].data());
       model.set_attention_mask(l, &w.additive[i]);
     }
 
@@ -256,8 +272,10 @@ class AdDrop {
       w.keep_views[i] = &w.keep[i];
     }
     if constexpr (!Attribution::is_random) out.attributions = w.attribution_views;
-    out.candidates = w.candidate_views;
-    out.keep = w.keep_views;
+    if (record) {
+      out.candidates = w.candidate_views;
+      out.keep = w.keep_views;
+    }
     return out;
   }
 

@@ -1,0 +1,253 @@
+// addrop-glue: fine-tunes a BERT-family model on a GLUE task, plain or with AD-DROP,
+// as the paper's experiments do: one run, several runs on one plot (--runs none,ga,rd),
+// several seeds (--seeds 1,2,3), or the p/q grid search (--grid p=0.1:0.9:0.1,q=...).
+// Each run writes metrics.jsonl, summary.json, the best checkpoint (Hugging Face
+// layout, with the tokenizer files) and the state to resume from; the output folder
+// gets curves.svg (train loss, dev loss and dev metric per epoch, every run) and, for
+// several runs, a table (table.md, table.json).
+//
+//   addrop-glue --task sst2 --init mini --vocab VOCAB.txt --data GLUE_DIR --output OUT
+//   addrop-glue --task rte --model bert-base-uncased/ --data GLUE_DIR --output OUT --attribution ga --p 0.3 --q 0.3
+#include <CLI/CLI.hpp>
+
+#include <addrop/data/glue.hpp>
+#include <addrop/metrics/glue.hpp>
+#include <addrop/text/tokenizer.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "glue_cli.hpp"
+#include "glue_train.hpp"
+
+namespace fs = std::filesystem;
+using namespace addrop;
+
+namespace {
+
+struct Options {
+  std::string task;
+  std::string model, init, vocab;
+  std::string data, train_file, dev_file, dev_mm_file, test_file;
+  std::string output;
+  bool overwrite = false, resume = false, predict = false, skip_bad_rows = false;
+  std::string device = "cpu";
+  int threads = 0;
+  glue::AdDropFlags addrop;
+  std::string runs;    // comma list of attributions
+  std::string seeds;   // comma list
+  std::string grid;    // p=a:b:s,q=a:b:s
+  glue::TrainFlags training;
+};
+
+/// Task data file: an explicit --train/--dev/--test, else <data>/<TaskDir>/<split file>.
+fs::path split_file(const Options& o, data::GlueTask task, const std::string& given, const std::string& split,
+                    bool required) {
+  if (!given.empty()) {
+    if (!fs::exists(given)) throw std::runtime_error(given + ": not found");
+    return given;
+  }
+  if (o.data.empty()) throw std::runtime_error("--data DIR (or --train/--dev files) is needed");
+  fs::path dir = o.data;
+  const auto& info = data::task_info(task);
+  if (fs::exists(dir / info.dir)) dir /= info.dir;
+  try {
+    return data::glue_split_path(task, dir, split);
+  } catch (const std::exception&) {
+    if (required) throw;
+    return {};
+  }
+}
+
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"addrop-glue: fine-tune a BERT-family model on a GLUE task, with or without AD-DROP"};
+  app.get_formatter()->column_width(34);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag wins
+  app.add_option("--task", o.task, "sst2, mnli, qnli, qqp, cola, stsb, mrpc or rte")->required();
+  app.add_option("--model", o.model, "Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer files)");
+  app.add_option("--init", o.init, "random initialisation instead of --model: tiny, mini or small");
+  app.add_option("--vocab", o.vocab, "with --init: vocab.txt (WordPiece) or a tokenizer folder");
+  app.add_option("--data", o.data, "GLUE folder (holding SST-2/, RTE/, ... or the task's own files)");
+  app.add_option("--train", o.train_file, "training file (overrides --data)");
+  app.add_option("--dev", o.dev_file, "dev file (overrides --data)");
+  app.add_option("--dev-mismatched", o.dev_mm_file, "MNLI: the mismatched dev file (overrides --data)");
+  app.add_option("--test", o.test_file, "test file for --predict (overrides --data)");
+  app.add_option("--output", o.output, "output folder")->required();
+  app.add_flag("--overwrite", o.overwrite, "replace an existing output folder");
+  app.add_flag("--resume", o.resume, "continue the runs in --output from their last saved epoch");
+  app.add_flag("--predict", o.predict, "write the GLUE leaderboard TSV of the test split with the best checkpoint");
+  app.add_flag("--skip-bad-rows", o.skip_bad_rows, "skip (and count) malformed rows instead of failing");
+  app.add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
+  glue::add_addrop_flags(app, o.addrop);
+  app.add_option("--runs", o.runs, "several runs on one plot: a comma list of attributions, e.g. none,ga,rd");
+  app.add_option("--seeds", o.seeds, "run every setting with each of these seeds, e.g. 1,2,3");
+  app.add_option("--grid", o.grid, "p/q grid search, e.g. p=0.1:0.9:0.1,q=0.1:0.9:0.1 (resumable)");
+  glue::add_train_flags(app, o.training);
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    const data::GlueTask task = data::parse_task(o.task);
+    const auto& info = data::task_info(task);
+    if (o.model.empty() == o.init.empty()) throw std::runtime_error("give either --model DIR or --init PRESET (with --vocab)");
+    if (!o.init.empty() && o.vocab.empty()) throw std::runtime_error("--init needs --vocab (vocab.txt or a tokenizer folder)");
+    glue::validate(o.addrop);
+    glue::validate(o.training);
+    if (o.device == "cuda" && !glue::cuda_available())
+      throw std::runtime_error("--device cuda: " + glue::cuda_unavailable_reason());
+
+    // Output folder: refuse to clobber.
+    const fs::path out = o.output;
+    if (fs::exists(out) && !fs::is_empty(out) && !o.overwrite && !o.resume && o.grid.empty())
+      throw std::runtime_error(out.string() + " exists and is not empty (use --overwrite, or --resume to continue)");
+    if (o.overwrite && !o.resume && fs::exists(out)) fs::remove_all(out);
+    fs::create_directories(out);
+
+    // Tokenizer and model config.
+    const fs::path tok_source = !o.model.empty() ? fs::path(o.model) : fs::path(o.vocab);
+    std::unique_ptr<text::Tokenizer> tokenizer = glue::open_tokenizer(tok_source);
+    models::ModelConfig config;
+    if (!o.model.empty()) {
+      config = io::load_hf_config(o.model);
+    } else {
+      const bool bpe = tokenizer->kind() == "byte_bpe";
+      config = models::preset_config(o.init, tokenizer->vocab_size(), tokenizer->pad_id(),
+                                     bpe ? models::Family::Roberta : models::Family::Bert,
+                                     std::max<int64_t>(512, o.training.max_length));
+    }
+    config.num_labels = info.num_labels;
+    config.task = info.regression ? models::Task::Regression : models::Task::SequenceClassification;
+    if (o.training.dropout >= 0) config.hidden_dropout_prob = config.attention_probs_dropout_prob = static_cast<float>(o.training.dropout);
+    config.validate();
+    if (o.training.max_length > config.max_position_embeddings)
+      throw std::runtime_error("--max-length " + std::to_string(o.training.max_length) + " exceeds the model's " +
+                               std::to_string(config.max_position_embeddings) + " positions");
+
+    // Data.
+    data::ReadOptions ropt{.skip_bad_rows = o.skip_bad_rows};
+    auto load = [&](const fs::path& file, const char* what) {
+      data::ReadReport report;
+      auto examples = data::read_glue(task, file, ropt, &report);
+      std::fprintf(stderr, "%s: %zu %s examples from %s%s\n", info.name.c_str(), examples.size(), what,
+                   file.string().c_str(),
+                   report.skipped ? (" (" + std::to_string(report.skipped) + " bad rows skipped)").c_str() : "");
+      return examples;
+    };
+    auto train_examples = load(split_file(o, task, o.train_file, "train", true), "training");
+    if (o.training.max_train_examples > 0 && static_cast<int64_t>(train_examples.size()) > o.training.max_train_examples)
+      train_examples.resize(static_cast<std::size_t>(o.training.max_train_examples));
+    const auto dev_examples = load(split_file(o, task, o.dev_file, "dev", true), "dev");
+    std::vector<data::Example> mm_examples, test_examples;
+    if (task == data::GlueTask::MNLI) {
+      const fs::path mm = split_file(o, task, o.dev_mm_file, "dev_mismatched", false);
+      if (!mm.empty()) mm_examples = load(mm, "dev-mismatched");
+    }
+    if (o.predict) test_examples = load(split_file(o, task, o.test_file, "test", true), "test");
+
+    glue::Job job;
+    job.config = config;
+    job.model_dir = o.model;
+    job.threads = o.threads;
+    int64_t truncated = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    job.train = glue::encode_examples(*tokenizer, train_examples, o.training.max_length, info.regression, &truncated);
+    job.dev = glue::encode_examples(*tokenizer, dev_examples, o.training.max_length, info.regression, &truncated);
+    job.dev_mismatched = glue::encode_examples(*tokenizer, mm_examples, o.training.max_length, info.regression, &truncated);
+    job.test = glue::encode_examples(*tokenizer, test_examples, o.training.max_length, info.regression, &truncated);
+    std::fprintf(stderr, "tokenized %zu examples in %.2f s (%lld truncated to %lld tokens)\n",
+                 job.train.size() + job.dev.size() + job.dev_mismatched.size() + job.test.size(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                 static_cast<long long>(truncated), static_cast<long long>(o.training.max_length));
+    if (!train::has_labels(job.dev, info.regression))
+      throw std::runtime_error("the dev file has no labels (is it a test file?)");
+    job.pad_id = tokenizer->pad_id();
+    job.layers = o.addrop.layers;
+    job.side = o.addrop.side;
+    job.schedule = o.addrop.schedule;
+    job.ig_steps = o.addrop.ig_steps;
+    job.eval_batch_size = o.training.eval_batch_size;
+    job.trainer = glue::trainer_options(o.training);
+    job.trainer.save_extra = [&](const fs::path& dir) { tokenizer->save(dir); };
+    job.metrics = [task](const train::Predictions& pred, const std::vector<data::Feature>& gold) {
+      train::EvalResult r;
+      r.loss = pred.loss;
+      metrics::MetricValues values;
+      if (data::task_info(task).regression) {
+        std::vector<double> g(gold.size());
+        for (std::size_t i = 0; i < gold.size(); ++i) g[i] = gold[i].target;
+        values = metrics::glue_metrics(task, std::span<const double>(pred.scores), std::span<const double>(g));
+      } else {
+        std::vector<int32_t> g(gold.size());
+        for (std::size_t i = 0; i < gold.size(); ++i) g[i] = gold[i].label;
+        values = metrics::glue_metrics(task, std::span<const int32_t>(pred.labels), std::span<const int32_t>(g));
+      }
+      for (const auto& [name, v] : values.values) r.metrics[name] = v;
+      r.main = values.at(values.main);
+      return r;
+    };
+    job.predict_test = o.predict;
+    job.write_predictions = [task](const train::Predictions& pred, const fs::path& dir) {
+      const fs::path file = dir / data::leaderboard_file_name(task, "test");
+      if (data::task_info(task).regression) data::write_leaderboard(task, file, std::span<const double>(pred.scores));
+      else data::write_leaderboard(task, file, std::span<const int32_t>(pred.labels));
+      std::fprintf(stderr, "test predictions: %s\n", file.string().c_str());
+    };
+
+    // The runs: attributions x seeds, or the p/q grid.
+    std::vector<glue::RunSpec> specs = glue::plan_runs(o.addrop, glue::split_list(o.runs), glue::split_list(o.seeds), o.grid);
+    const bool several = specs.size() > 1;
+    if (several) {
+      job.trainer.save_last = true;
+      if (!o.grid.empty()) job.trainer.save_best = false;  // a grid keeps its table, not 81 checkpoints
+    }
+
+    std::vector<glue::RunRecord> records;
+    for (const auto& spec : specs) {
+      const fs::path dir = several ? out / spec.name : out;
+      glue::RunRecord rec{spec, {}, dir};
+      if (several && fs::exists(dir / "summary.json") && !o.overwrite) {
+        rec.summary = nlohmann::json::parse(train::read_file(dir / "summary.json"));
+        std::fprintf(stderr, "%s: done earlier (%s), skipped\n", spec.name.c_str(), (dir / "summary.json").c_str());
+        records.push_back(rec);
+        continue;
+      }
+      fs::create_directories(dir);
+      job.trainer.resume = fs::exists(dir / "last" / "trainer_state.json") && (o.resume || several);
+      std::fprintf(stderr, "== %s: attribution %s, p %.2f, q %.2f, seed %llu, %s%s\n", spec.name.c_str(),
+                   spec.attribution.c_str(), spec.p, spec.q, static_cast<unsigned long long>(spec.seed),
+                   o.device.c_str(), job.trainer.resume ? " (resumed)" : "");
+      const glue::RunOutcome outcome = o.device == "cuda" ? glue::train_run_cuda(job, spec, dir, o.threads)
+                                                          : glue::train_run_cpu(job, spec, dir, o.threads);
+      rec.summary = glue::summarize(outcome, spec, info, o.training);
+      train::write_summary(dir / "summary.json", rec.summary);
+      if (!outcome.result.stop_reason.empty())
+        std::fprintf(stderr, "%s: stopped: %s\n", spec.name.c_str(), outcome.result.stop_reason.c_str());
+      records.push_back(rec);
+    }
+
+    glue::write_curves(out / "curves.svg", records, info.main_metric);
+    if (several) glue::write_table(out, records, info, !o.grid.empty());
+    else std::printf("%s\n", records.front().summary.dump(2).c_str());
+    const bool nan_stop = std::any_of(records.begin(), records.end(), [](const glue::RunRecord& r) {
+      return r.summary.value("stop_reason", std::string()).find("became") != std::string::npos;
+    });
+    return nan_stop ? 3 : 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "addrop-glue: %s\n", e.what());
+    return 1;
+  }
+}

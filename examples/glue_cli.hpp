@@ -1,0 +1,363 @@
+#pragma once
+// The command-line side shared by the example trainers: the AD-DROP and training flags
+// (DESIGN.md's conventions), the plan of runs (attributions x seeds, or a p/q grid),
+// run summaries, the curve plot over runs and the results table.
+#include <CLI/CLI.hpp>
+
+#include <addrop/data/glue.hpp>
+#include <addrop/text/tokenizer.hpp>
+#include <addrop/train/curve_plot.hpp>
+#include <addrop/train/run_files.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "glue_train.hpp"
+
+namespace glue {
+
+namespace fs = std::filesystem;
+
+struct AdDropFlags {
+  std::string attribution = "ga";
+  double p = 0.3, q = 0.3;
+  std::vector<int> layers{0};
+  std::string side = "high";
+  std::string schedule = "cross";
+  int ig_steps = 20;
+  uint64_t seed = 42;
+};
+
+struct TrainFlags {
+  int epochs = 3;
+  int64_t batch_size = 32, eval_batch_size = 64;
+  double lr = 2e-5, warmup = 0, weight_decay = 0.01, max_grad_norm = 1.0;
+  std::string lr_schedule = "constant", adamw = "hf";
+  int64_t max_length = 128;
+  int patience = 0;
+  int64_t eval_every = 0;
+  int64_t max_train_examples = 0;
+  bool bucket = false;
+  double dropout = -1;
+  bool no_progress = false;
+};
+
+inline void add_addrop_flags(CLI::App& app, AdDropFlags& f) {
+  app.add_option("--attribution", f.attribution, "none (plain fine-tuning), ga, iga, aa or rd")
+      ->check(CLI::IsMember({"none", "ga", "iga", "aa", "rd"}));
+  app.add_option("--p", f.p, "AD-DROP candidate fraction p in [0,1]");
+  app.add_option("--q", f.q, "AD-DROP drop probability q in [0,1]");
+  app.add_option("--layers", f.layers, "target layers, e.g. 0 or 0,1,2,3")->delimiter(',');
+  app.add_option("--side", f.side, "candidates from the high (default) or low attributions")
+      ->check(CLI::IsMember({"high", "low"}));
+  app.add_option("--schedule", f.schedule, "cross (AD-DROP in odd epochs), always, never")
+      ->check(CLI::IsMember({"cross", "always", "never"}));
+  app.add_option("--ig-steps", f.ig_steps, "integrated-gradients steps m (iga)");
+  app.add_option("--seed", f.seed, "seed of shuffling, initialisation, dropout and AD-DROP draws");
+}
+
+inline void add_train_flags(CLI::App& app, TrainFlags& f) {
+  app.add_option("--epochs", f.epochs, "training epochs");
+  app.add_option("--batch-size", f.batch_size, "examples per optimizer step");
+  app.add_option("--eval-batch-size", f.eval_batch_size, "examples per evaluation batch");
+  app.add_option("--lr", f.lr, "AdamW learning rate");
+  app.add_option("--lr-schedule", f.lr_schedule, "constant, linear (warmup then linear decay) or constant-warmup")
+      ->check(CLI::IsMember({"constant", "linear", "constant-warmup"}));
+  app.add_option("--warmup", f.warmup, "warmup: a fraction of all steps (< 1) or a step count");
+  app.add_option("--weight-decay", f.weight_decay, "decoupled weight decay (none on biases and LayerNorm weights)");
+  app.add_option("--adamw", f.adamw, "hf (transformers' AdamW, the reference's) or torch (torch.optim.AdamW)")
+      ->check(CLI::IsMember({"hf", "torch"}));
+  app.add_option("--max-grad-norm", f.max_grad_norm, "gradient-norm clipping (0: off)");
+  app.add_option("--max-length", f.max_length, "tokens per example after truncation (longest first)");
+  app.add_option("--patience", f.patience, "early stopping after this many evaluations without improvement (0: off)");
+  app.add_option("--eval-every", f.eval_every, "evaluate every N steps instead of every epoch");
+  app.add_option("--max-train-examples", f.max_train_examples, "train on this prefix of the training set");
+  app.add_flag("--bucket", f.bucket, "length-bucketed batches (less padding)");
+  app.add_option("--dropout", f.dropout, "override the model's hidden and attention dropout");
+  app.add_flag("--no-progress", f.no_progress, "no progress bar");
+}
+
+inline void validate(const AdDropFlags& f) {
+  if (!(f.p >= 0 && f.p <= 1) || !(f.q >= 0 && f.q <= 1)) throw std::invalid_argument("--p and --q must be in [0, 1]");
+  if (f.layers.empty()) throw std::invalid_argument("--layers: no target layer");
+  if (f.ig_steps <= 0) throw std::invalid_argument("--ig-steps must be positive");
+}
+
+inline void validate(const TrainFlags& f) {
+  if (f.epochs <= 0 || f.batch_size <= 0 || f.eval_batch_size <= 0 || f.max_length < 4 || !(f.lr > 0))
+    throw std::invalid_argument("--epochs, --batch-size, --eval-batch-size, --lr must be positive and --max-length >= 4");
+}
+
+inline addrop::train::TrainerOptions trainer_options(const TrainFlags& f) {
+  using namespace addrop::train;
+  TrainerOptions t;
+  t.epochs = f.epochs;
+  t.eval_every = f.eval_every;
+  t.patience = f.patience;
+  t.max_grad_norm = f.max_grad_norm;
+  t.optimizer.lr = f.lr;
+  t.optimizer.weight_decay = f.weight_decay;
+  if (f.adamw == "torch") {
+    t.optimizer.variant = AdamWVariant::Torch;
+    t.optimizer.eps = 1e-8;
+  }
+  t.lr_schedule = f.lr_schedule == "linear"            ? ScheduleKind::Linear
+                  : f.lr_schedule == "constant-warmup" ? ScheduleKind::ConstantWithWarmup
+                                                       : ScheduleKind::Constant;
+  t.warmup = f.warmup;
+  t.sampler.batch_size = f.batch_size;
+  t.sampler.bucket_by_length = f.bucket;
+  t.progress = !f.no_progress;
+  return t;
+}
+
+/// A tokenizer from a folder (its tokenizer files) or from a lone vocab.txt / vocab.json.
+inline std::unique_ptr<addrop::text::Tokenizer> open_tokenizer(const fs::path& path) {
+  if (fs::is_directory(path)) return addrop::text::load_tokenizer(path);
+  if (!fs::exists(path)) throw std::runtime_error(path.string() + ": not found");
+  return addrop::text::load_tokenizer(path.parent_path());
+}
+
+/// Tokenizes examples (in parallel, order kept); counts those truncation shortened.
+inline std::vector<addrop::data::Feature> encode_examples(const addrop::text::Tokenizer& tok, const std::vector<addrop::data::Example>& examples,
+                                  int64_t max_length, bool regression, int64_t* truncated) {
+  std::vector<addrop::data::Feature> out(examples.size());
+#pragma omp parallel for schedule(dynamic, 256) reduction(+ : truncated[:1])
+  for (std::size_t i = 0; i < examples.size(); ++i) {
+    const auto& e = examples[i];
+    const auto enc = e.has_pair ? tok.encode(e.text_a, std::string_view(e.text_b), max_length) : tok.encode(e.text_a, std::nullopt, max_length);
+    addrop::data::Feature& f = out[i];
+    f.ids = enc.ids;
+    f.type_ids = enc.type_ids;
+    f.label = e.label;
+    f.target = regression ? e.score : 0.0;
+    f.index = static_cast<int64_t>(i);
+    truncated[0] += enc.truncated_tokens > 0;
+  }
+  return out;
+}
+
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+/// "a:b:s" → a, a+s, ..., b (inclusive, rounded to the step's digits).
+inline std::vector<double> parse_range(const std::string& text, const std::string& what) {
+  std::vector<double> parts;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ':');) {
+    try {
+      std::size_t used = 0;
+      parts.push_back(std::stod(item, &used));
+      if (used != item.size()) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+      throw std::invalid_argument("--grid " + what + ": \"" + item + "\" is not a number");
+    }
+  }
+  if (parts.size() == 1) return parts;
+  if (parts.size() != 3 || !(parts[2] > 0) || parts[1] < parts[0])
+    throw std::invalid_argument("--grid " + what + "=" + text + ": expected start:end:step with end >= start, step > 0");
+  std::vector<double> out;
+  for (int i = 0;; ++i) {
+    const double v = std::round((parts[0] + i * parts[2]) * 1e6) / 1e6;
+    if (v > parts[1] + 1e-9) break;
+    out.push_back(v);
+  }
+  return out;
+}
+
+inline std::string number_name(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+/// The runs to do: the grid (p x q, with the --attribution method), else attributions x seeds.
+inline std::vector<RunSpec> plan_runs(const AdDropFlags& f, const std::vector<std::string>& runs,
+                                      const std::vector<std::string>& seeds, const std::string& grid) {
+  std::vector<uint64_t> seed_values;
+  for (const auto& s : seeds) {
+    try {
+      seed_values.push_back(std::stoull(s));
+    } catch (const std::exception&) {
+      throw std::invalid_argument("--seeds: \"" + s + "\" is not a seed");
+    }
+  }
+  if (seed_values.empty()) seed_values.push_back(f.seed);
+  std::vector<RunSpec> out;
+  const bool many_seeds = seed_values.size() > 1;
+  if (!grid.empty()) {
+    std::vector<double> ps{f.p}, qs{f.q};
+    std::stringstream ss(grid);
+    for (std::string item; std::getline(ss, item, ',');) {
+      const auto eq = item.find('=');
+      if (eq == std::string::npos) throw std::invalid_argument("--grid: \"" + item + "\" should be p=... or q=...");
+      const std::string key = item.substr(0, eq);
+      if (key == "p") ps = parse_range(item.substr(eq + 1), "p");
+      else if (key == "q") qs = parse_range(item.substr(eq + 1), "q");
+      else throw std::invalid_argument("--grid: unknown parameter \"" + key + "\" (p or q)");
+    }
+    if (f.attribution == "none") throw std::invalid_argument("--grid needs an AD-DROP --attribution (not none)");
+    for (double p : ps)
+      for (double q : qs)
+        for (uint64_t seed : seed_values) {
+          if (p < 0 || p > 1 || q < 0 || q > 1) throw std::invalid_argument("--grid: p and q must be in [0, 1]");
+          RunSpec s{"p" + number_name(p) + "_q" + number_name(q) + (many_seeds ? "_seed" + std::to_string(seed) : ""),
+                    f.attribution, p, q, seed};
+          out.push_back(s);
+        }
+    return out;
+  }
+  std::vector<std::string> attributions = runs.empty() ? std::vector<std::string>{f.attribution} : runs;
+  for (const auto& a : attributions) {
+    if (a != "none" && a != "ga" && a != "iga" && a != "aa" && a != "rd")
+      throw std::invalid_argument("--runs: \"" + a + "\" is not none, ga, iga, aa or rd");
+    for (uint64_t seed : seed_values) {
+      const std::string base = a == "none" ? "baseline" : a;
+      out.push_back({base + (many_seeds ? "_seed" + std::to_string(seed) : ""), a, f.p, f.q, seed});
+    }
+  }
+  return out;
+}
+
+struct RunRecord {
+  RunSpec spec;
+  nlohmann::json summary;
+  fs::path dir;
+};
+
+inline nlohmann::json summarize(const RunOutcome& o, const RunSpec& spec, const addrop::data::TaskInfo& info,
+                                const TrainFlags& flags) {
+  nlohmann::json j;
+  j["run"] = spec.name;
+  j["task"] = info.name;
+  j["attribution"] = spec.attribution;
+  j["p"] = spec.p;
+  j["q"] = spec.q;
+  j["seed"] = spec.seed;
+  j["epochs"] = flags.epochs;
+  j["steps"] = o.result.steps;
+  j["seconds"] = o.result.seconds;
+  j["main_metric"] = info.main_metric;
+  j["stop_reason"] = o.result.stop_reason;
+  j["history"] = nlohmann::json::array();
+  for (const auto& r : o.result.history) j["history"].push_back(addrop::train::to_json(r, spec.name));
+  if (const auto* best = o.result.best()) {
+    j["best_epoch"] = best->epoch;
+    j["best_step"] = best->step;
+    j["best"] = best->dev.main;
+    j["best_metrics"] = best->dev.metrics;
+  }
+  return j;
+}
+
+/// Curves of every run: train loss and dev loss in one panel, the dev metric in another.
+inline void write_curves(const fs::path& file, const std::vector<RunRecord>& records, const std::string& metric) {
+  std::vector<addrop::train::CurveRun> runs;
+  for (const auto& r : records) {
+    addrop::train::CurveRun c;
+    c.name = r.spec.name;
+    for (const auto& h : r.summary.value("history", nlohmann::json::array())) {
+      c.train_loss.push_back(h.at("train_loss").get<double>());
+      c.dev_loss.push_back(h.at("dev_loss").is_null() ? std::nan("") : h.at("dev_loss").get<double>());
+      c.dev_metric.push_back(h.at("main").get<double>());
+    }
+    runs.push_back(std::move(c));
+  }
+  addrop::train::write_curve_plot(file, runs, {.title = "", .metric_name = "dev " + metric});
+}
+
+inline double mean_of(const std::vector<double>& v) {
+  return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+}
+inline double std_of(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = mean_of(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+
+/// table.md / table.json: per setting, mean ± std over seeds of the best dev metric and
+/// of the train/dev loss gap at the best epoch; for a grid, the best (p, q).
+inline void write_table(const fs::path& out, const std::vector<RunRecord>& records, const addrop::data::TaskInfo& info,
+                        bool grid) {
+  struct Group {
+    std::string setting;
+    std::vector<double> best, gap, final_gap, seconds;
+  };
+  std::vector<Group> groups;
+  for (const auto& r : records) {
+    std::string setting = r.spec.name;
+    if (const auto pos = setting.find("_seed"); pos != std::string::npos) setting = setting.substr(0, pos);
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.setting == setting; });
+    if (it == groups.end()) {
+      groups.push_back({setting, {}, {}, {}, {}});
+      it = groups.end() - 1;
+    }
+    const auto& s = r.summary;
+    if (!s.contains("best")) continue;
+    it->best.push_back(s.at("best").get<double>());
+    it->seconds.push_back(s.at("seconds").get<double>());
+    const auto& hist = s.at("history");
+    const int best_epoch = s.at("best_epoch").get<int>();
+    for (const auto& h : hist)
+      if (h.at("epoch").get<int>() == best_epoch && !h.at("dev_loss").is_null())
+        it->gap.push_back(h.at("dev_loss").get<double>() - h.at("train_loss").get<double>());
+    if (!hist.empty() && !hist.back().at("dev_loss").is_null())
+      it->final_gap.push_back(hist.back().at("dev_loss").get<double>() - hist.back().at("train_loss").get<double>());
+  }
+  std::ostringstream md;
+  md << "| " << (grid ? "p, q" : "run") << " | seeds | dev " << info.main_metric
+     << " (best epoch, mean ± std) | dev−train loss gap at best | gap at last epoch | seconds/run |\n|---|---|---|---|---|---|\n";
+  nlohmann::json table = nlohmann::json::array();
+  const Group* best_group = nullptr;
+  for (const auto& g : groups) {
+    char line[512];
+    std::snprintf(line, sizeof line, "| %s | %zu | %.4f ± %.4f | %.4f | %.4f | %.0f |\n", g.setting.c_str(), g.best.size(),
+                  mean_of(g.best), std_of(g.best), mean_of(g.gap), mean_of(g.final_gap), mean_of(g.seconds));
+    md << line;
+    table.push_back({{"setting", g.setting}, {"runs", g.best.size()}, {"mean", mean_of(g.best)},
+                     {"std", std_of(g.best)}, {"values", g.best}, {"loss_gap_at_best", mean_of(g.gap)},
+                     {"loss_gap_last", mean_of(g.final_gap)}, {"seconds", mean_of(g.seconds)}});
+    if (!g.best.empty() && (!best_group || mean_of(g.best) > mean_of(best_group->best))) best_group = &g;
+  }
+  nlohmann::json j{{"task", info.name}, {"metric", info.main_metric}, {"rows", table}};
+  if (best_group) {
+    j["best_setting"] = best_group->setting;
+    md << "\nbest: " << best_group->setting << " (" << info.main_metric << " " << mean_of(best_group->best) << ")\n";
+  }
+  addrop::train::write_file_atomic(out / "table.md", md.str());
+  addrop::train::write_json_atomic(out / "table.json", j);
+  std::printf("%s", md.str().c_str());
+}
+
+// Device dispatch: defined in glue_cpu.cpp and glue_cuda.cu (or glue_no_cuda.cpp).
+RunOutcome train_run_cpu(const Job& job, const RunSpec& spec, const fs::path& dir, int threads);
+RunOutcome train_run_cuda(const Job& job, const RunSpec& spec, const fs::path& dir, int threads);
+addrop::train::Predictions predict_folder_cpu(const fs::path& dir, const addrop::models::ModelConfig& config,
+                                              const std::vector<addrop::data::Feature>& features, int32_t pad_id,
+                                              int64_t batch_size, int threads);
+addrop::train::Predictions predict_folder_cuda(const fs::path& dir, const addrop::models::ModelConfig& config,
+                                               const std::vector<addrop::data::Feature>& features, int32_t pad_id,
+                                               int64_t batch_size, int threads);
+bool cuda_available();
+std::string cuda_unavailable_reason();
+
+}  // namespace glue

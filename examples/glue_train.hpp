@@ -1,0 +1,136 @@
+#pragma once
+// The model side of addrop-glue: build or load a model on a backend, train one run with
+// the shared Trainer, evaluate, predict. Kept apart from the text and file handling
+// (glue.cpp) so that a CUDA translation unit can instantiate it for backend::Cuda.
+#include <addrop/addrop.hpp>
+#include <addrop/models/presets.hpp>
+#include <addrop/train/evaluate.hpp>
+#include <addrop/train/trainer.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace glue {
+
+namespace fs = std::filesystem;
+
+/// One training run: the AD-DROP setting and the seed.
+struct RunSpec {
+  std::string name;                 ///< folder and legend name
+  std::string attribution = "ga";   ///< none, ga, iga, aa, rd
+  double p = 0.3, q = 0.3;
+  uint64_t seed = 42;
+};
+
+/// Everything a run needs that does not depend on the backend.
+struct Job {
+  addrop::models::ModelConfig config;  ///< task head and num_labels already set
+  std::string model_dir;               ///< load weights from here; empty: random init (preset)
+  std::vector<addrop::data::Feature> train, dev, dev_mismatched, test;
+  int32_t pad_id = 0;
+  int threads = 0;
+  int64_t eval_batch_size = 64;
+  std::vector<int> layers{0};
+  std::string side = "high", schedule = "cross";
+  int ig_steps = 20;
+  addrop::train::TrainerOptions trainer;
+  /// Dev metrics from predictions; `mismatched` selects MNLI's second dev set naming.
+  std::function<addrop::train::EvalResult(const addrop::train::Predictions&, const std::vector<addrop::data::Feature>&)>
+      metrics;
+  bool predict_test = false;
+  std::function<void(const addrop::train::Predictions&, const fs::path&)> write_predictions;
+};
+
+struct RunOutcome {
+  addrop::train::TrainResult result;
+  std::optional<addrop::train::EvalResult> best_dev;
+};
+
+template <class Model, class Reg>
+RunOutcome train_with(Model& model, Reg& reg, const Job& job, const RunSpec& spec, const fs::path& out_dir) {
+  using namespace addrop;
+  train::TrainerOptions topt = job.trainer;
+  topt.output = out_dir;
+  topt.run_name = spec.name;
+  topt.sampler.seed = spec.seed;
+  train::Trainer trainer(model, reg, topt);
+  auto evaluate = [&](Model& m) {
+    const auto pred = train::predict(m, job.dev, job.eval_batch_size, job.pad_id);
+    train::EvalResult r = job.metrics(pred, job.dev);
+    if (!job.dev_mismatched.empty()) {
+      const auto mm = train::predict(m, job.dev_mismatched, job.eval_batch_size, job.pad_id);
+      const train::EvalResult rm = job.metrics(mm, job.dev_mismatched);
+      for (const auto& [k, v] : rm.metrics) r.metrics["mm_" + k] = v;
+      r.metrics["mm_loss"] = rm.loss;
+    }
+    return r;
+  };
+  RunOutcome outcome;
+  outcome.result = trainer.fit(job.train, evaluate, job.pad_id);
+  if (const auto* best = outcome.result.best()) outcome.best_dev = best->dev;
+  if (job.predict_test && !job.test.empty() && topt.save_best && fs::exists(out_dir / "best" / "model.safetensors")) {
+    io::load_weights(model, io::SafeTensors::load(out_dir / "best" / "model.safetensors"), true);
+    const auto pred = train::predict(model, job.test, job.eval_batch_size, job.pad_id);
+    job.write_predictions(pred, out_dir);
+  }
+  return outcome;
+}
+
+/// Builds the model on `Backend`, then dispatches on the attribution method.
+template <class Backend>
+RunOutcome train_run(const Job& job, const RunSpec& spec, const fs::path& out_dir,
+                     typename Backend::Context ctx) {
+  using namespace addrop;
+  models::EncoderModel<float, Backend> model(job.config, ctx);
+  if (job.model_dir.empty()) {
+    models::init_weights(model, spec.seed);
+  } else {
+    const auto report = io::load_pretrained(model, job.model_dir, spec.seed);
+    if (!report.missing.empty())
+      std::fprintf(stderr, "%s: %zu parameters not in the checkpoint, initialised fresh (the task head)\n",
+                   spec.name.c_str(), report.missing.size());
+  }
+  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed};
+  ad.side = job.side == "low" ? Side::Low : Side::High;
+  ad.steps = job.ig_steps;
+  auto with_schedule = [&]<class Attribution>(Attribution) {
+    if (job.schedule == "always") {
+      AdDrop<Attribution, selection::TopP<High>, schedule::Always> reg(ad);
+      return train_with(model, reg, job, spec, out_dir);
+    }
+    if (job.schedule == "never") {
+      AdDrop<Attribution, selection::TopP<High>, schedule::Never> reg(ad);
+      return train_with(model, reg, job, spec, out_dir);
+    }
+    AdDrop<Attribution, selection::TopP<High>, schedule::CrossTuning> reg(ad);
+    return train_with(model, reg, job, spec, out_dir);
+  };
+  if (spec.attribution == "none") {
+    AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never> reg(ad);
+    return train_with(model, reg, job, spec, out_dir);
+  }
+  if (spec.attribution == "iga") return with_schedule(attribution::IntegratedGradients<>{});
+  if (spec.attribution == "aa") return with_schedule(attribution::Attention{});
+  if (spec.attribution == "rd") return with_schedule(attribution::Random{});
+  return with_schedule(attribution::Gradient{});
+}
+
+/// Predictions of a trained model folder on a feature set (addrop-ood, --predict).
+template <class Backend>
+addrop::train::Predictions predict_folder(const fs::path& dir, const addrop::models::ModelConfig& config,
+                                          const std::vector<addrop::data::Feature>& features, int32_t pad_id,
+                                          int64_t batch_size, typename Backend::Context ctx) {
+  using namespace addrop;
+  models::EncoderModel<float, Backend> model(config, ctx);
+  io::load_weights(model, io::SafeTensors::load(dir / "model.safetensors"), true);
+  return train::predict(model, features, batch_size, pad_id);
+}
+
+}  // namespace glue

@@ -89,7 +89,8 @@ void write_task(const fs::path& dir, int train_rows, int dev_rows) {
     for (int i = 0; i < len; ++i) {
       const char* w = kWords[next() % 20];
       if (std::string(w) == "good" || std::string(w) == "great") label = 1;
-      s += (i ? " " : "") + std::string(w);
+      if (i) s += " ";
+      s += w;
     }
     return s + " .";
   };

@@ -452,18 +452,40 @@ double Cpu::mse(const Context&, int64_t n, const T* pred, const T* target, T* dp
   return n ? total / static_cast<double>(n) : 0.0;
 }
 
-template <class T>
-double Cpu::sum_squares(const Context&, int64_t n, const T* x) {
+namespace cpu_detail {
+// Reductions in fixed blocks (partial sums in double, added in block order): vectorised,
+// spread over the threads, and the same result for any thread count.
+constexpr int64_t kReduceBlock = 1 << 14;
+
+template <class T, class BlockFn>
+double blocked_reduce(int threads, int64_t n, BlockFn&& block_sum) {
+  const int64_t blocks = (n + kReduceBlock - 1) / kReduceBlock;
+  if (blocks <= 1) return n > 0 ? block_sum(int64_t{0}, n) : 0.0;
+  thread_local std::vector<double> partial;  // grow-only: no allocation in steady state
+  if (static_cast<int64_t>(partial.size()) < blocks) partial.resize(static_cast<std::size_t>(blocks));
+  double* out = partial.data();
+  parallel_for(threads, blocks, kReduceBlock, [&](int64_t b) {
+    const int64_t begin = b * kReduceBlock;
+    out[b] = block_sum(begin, std::min(n, begin + kReduceBlock));
+  });
   double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+  for (int64_t b = 0; b < blocks; ++b) s += out[b];
   return s;
+}
+}  // namespace cpu_detail
+
+template <class T>
+double Cpu::sum_squares(const Context& ctx, int64_t n, const T* x) {
+  return cpu_detail::blocked_reduce<T>(ctx.num_threads(), n, [x](int64_t begin, int64_t end) {
+    return Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(x + begin, end - begin).template cast<double>().square().sum();
+  });
 }
 
 template <class T>
-double Cpu::sum(const Context&, int64_t n, const T* x) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]);
-  return s;
+double Cpu::sum(const Context& ctx, int64_t n, const T* x) {
+  return cpu_detail::blocked_reduce<T>(ctx.num_threads(), n, [x](int64_t begin, int64_t end) {
+    return Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(x + begin, end - begin).template cast<double>().sum();
+  });
 }
 
 template <class T>

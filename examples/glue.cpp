@@ -112,8 +112,8 @@ int main(int argc, char** argv) {
 
     // Output folder: refuse to clobber.
     const fs::path out = o.output;
-    if (fs::exists(out) && !fs::is_empty(out) && !o.overwrite && !o.resume && o.grid.empty())
-      throw std::runtime_error(out.string() + " exists and is not empty (use --overwrite, or --resume to continue)");
+    if (fs::exists(out) && !fs::is_empty(out) && !o.overwrite && !o.resume && o.grid.empty() && o.runs.empty() && o.seeds.empty())
+      throw std::runtime_error(out.string() + " exists and is not empty (use --overwrite, or --resume to continue; with --runs, --seeds or --grid finished runs are skipped)");
     if (o.overwrite && !o.resume && fs::exists(out)) fs::remove_all(out);
     fs::create_directories(out);
 

@@ -54,7 +54,7 @@ run_small() {
 run_grid() {
   "$glue" --task rte --init tiny --vocab "$vocab" --data "$data/glue" --output "$out/rte-grid" \
     --grid p=0.1:0.5:0.2,q=0.1:0.5:0.2 --attribution ga --epochs 4 --batch-size 32 --lr 5e-4 --bucket \
-    --max-length 128 --threads 2 --no-progress
+    --max-length 128 --threads 1 --no-progress
 }
 
 case "$what" in

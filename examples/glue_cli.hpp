@@ -301,6 +301,7 @@ inline void write_table(const fs::path& out, const std::vector<RunRecord>& recor
   struct Group {
     std::string setting;
     std::vector<double> best, gap, final_gap, seconds;
+    std::vector<std::vector<double>> epoch_gap;  ///< [evaluation][run]: dev - train loss
   };
   std::vector<Group> groups;
   for (const auto& r : records) {
@@ -308,7 +309,7 @@ inline void write_table(const fs::path& out, const std::vector<RunRecord>& recor
     if (const auto pos = setting.find("_seed"); pos != std::string::npos) setting = setting.substr(0, pos);
     auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.setting == setting; });
     if (it == groups.end()) {
-      groups.push_back({setting, {}, {}, {}, {}});
+      groups.push_back({setting, {}, {}, {}, {}, {}});
       it = groups.end() - 1;
     }
     const auto& s = r.summary;
@@ -320,22 +321,37 @@ inline void write_table(const fs::path& out, const std::vector<RunRecord>& recor
     for (const auto& h : hist)
       if (h.at("epoch").get<int>() == best_epoch && !h.at("dev_loss").is_null())
         it->gap.push_back(h.at("dev_loss").get<double>() - h.at("train_loss").get<double>());
+    for (std::size_t e = 0; e < hist.size(); ++e) {
+      if (hist[e].at("dev_loss").is_null()) continue;
+      if (it->epoch_gap.size() <= e) it->epoch_gap.resize(e + 1);
+      it->epoch_gap[e].push_back(hist[e].at("dev_loss").get<double>() - hist[e].at("train_loss").get<double>());
+    }
     if (!hist.empty() && !hist.back().at("dev_loss").is_null())
       it->final_gap.push_back(hist.back().at("dev_loss").get<double>() - hist.back().at("train_loss").get<double>());
   }
   std::ostringstream md;
   md << "| " << (grid ? "p, q" : "run") << " | seeds | dev " << info.main_metric
-     << " (best epoch, mean ± std) | dev−train loss gap at best | gap at last epoch | seconds/run |\n|---|---|---|---|---|---|\n";
+     << " (best epoch, mean ± std) | dev−train loss gap at best | gap per evaluation (epoch 1, 2, …) | seconds/run |\n"
+     << "|---|---|---|---|---|---|\n";
   nlohmann::json table = nlohmann::json::array();
   const Group* best_group = nullptr;
   for (const auto& g : groups) {
-    char line[512];
-    std::snprintf(line, sizeof line, "| %s | %zu | %.4f ± %.4f | %.4f | %.4f | %.0f |\n", g.setting.c_str(), g.best.size(),
-                  mean_of(g.best), std_of(g.best), mean_of(g.gap), mean_of(g.final_gap), mean_of(g.seconds));
+    std::vector<double> gaps;
+    std::string gap_text;
+    for (const auto& e : g.epoch_gap) {
+      gaps.push_back(mean_of(e));
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%s%.3f", gap_text.empty() ? "" : ", ", mean_of(e));
+      gap_text += buf;
+    }
+    char line[768];
+    std::snprintf(line, sizeof line, "| %s | %zu | %.4f ± %.4f | %.4f | %s | %.0f |\n", g.setting.c_str(), g.best.size(),
+                  mean_of(g.best), std_of(g.best), mean_of(g.gap), gap_text.c_str(), mean_of(g.seconds));
     md << line;
     table.push_back({{"setting", g.setting}, {"runs", g.best.size()}, {"mean", mean_of(g.best)},
                      {"std", std_of(g.best)}, {"values", g.best}, {"loss_gap_at_best", mean_of(g.gap)},
-                     {"loss_gap_last", mean_of(g.final_gap)}, {"seconds", mean_of(g.seconds)}});
+                     {"loss_gap_per_evaluation", gaps}, {"loss_gap_last", mean_of(g.final_gap)},
+                     {"seconds", mean_of(g.seconds)}});
     if (!g.best.empty() && (!best_group || mean_of(g.best) > mean_of(best_group->best))) best_group = &g;
   }
   nlohmann::json j{{"task", info.name}, {"metric", info.main_metric}, {"rows", table}};

@@ -1,0 +1,304 @@
+// addrop-ner: fine-tunes a BERT-family model (BERT, ELECTRA or RoBERTa layouts) on
+// CoNLL-2003 named-entity recognition, plain or with AD-DROP at the token level, as the
+// paper's NER experiment (ELECTRA-base; all layers as targets, p 0.8, q 0.1).
+//
+//   addrop-ner --init mini --vocab bert-base-cased/vocab.txt --data conll2003/ --output OUT --lr 1e-3
+//   addrop-ner --model electra-base-discriminator/ --data conll2003/ --output OUT --lr 2e-5 --attribution ga
+//
+// Words are tokenized into sub-tokens (the first sub-token carries the word's label; the
+// others -100, or a label with --label-all-tokens); evaluation maps the first sub-token's
+// prediction back to each word and scores entities as conlleval does. Every epoch is
+// evaluated on valid.txt; the best checkpoint (valid entity F1) scores test.txt and writes
+// test_predictions.txt ("word gold predicted", conlleval's input), test_report.txt
+// (conlleval's report), metrics.jsonl, summary.json; the output folder gets curves.svg.
+#include <CLI/CLI.hpp>
+
+#include <addrop/data/conll.hpp>
+#include <addrop/data/token_alignment.hpp>
+#include <addrop/metrics/entity.hpp>
+#include <addrop/text/tokenizer.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "glue_cli.hpp"
+#include "ner_train.hpp"
+
+namespace fs = std::filesystem;
+using namespace addrop;
+
+namespace {
+
+struct Options {
+  std::string model, init, vocab;
+  std::string data, train_file, valid_file, test_file;
+  std::string output;
+  std::string scheme = "iob2";
+  bool label_all_tokens = false;
+  std::string continuation = "b-to-i";
+  bool test_each_epoch = false;
+  bool overwrite = false, resume = false;
+  std::string device = "cpu";
+  int threads = 0;
+  glue::AdDropFlags addrop;
+  std::string runs, seeds, grid;
+  glue::TrainFlags training;
+};
+
+fs::path split_file(const Options& o, const std::string& given, const char* name, const char* flag) {
+  if (given.empty() && o.data.empty())
+    throw std::runtime_error(std::string("--data DIR (or ") + flag + " FILE) is needed");
+  const fs::path p = !given.empty() ? fs::path(given) : fs::path(o.data) / name;
+  if (!fs::exists(p)) throw std::runtime_error(p.string() + ": not found");
+  return p;
+}
+
+struct Split {
+  std::vector<data::Sentence> sentences;  // tags in IOB2
+  data::TokenFeatures features;
+  std::vector<std::vector<std::string>> gold;
+};
+
+std::string scheme_name(data::TagScheme s) { return s == data::TagScheme::IOB1 ? "iob1" : "iob2"; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  // The reference's CoNLL-2003 setting: every encoder layer a target, p 0.8, q 0.1.
+  o.addrop.p = 0.8;
+  o.addrop.q = 0.1;
+  o.addrop.layers.clear();  // empty = all layers (filled in once the model is known)
+  CLI::App app{"addrop-ner: fine-tune a BERT-family model on CoNLL-2003 NER, with or without AD-DROP"};
+  app.get_formatter()->column_width(34);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--model", o.model, "Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer files)");
+  app.add_option("--init", o.init, "random initialisation instead of --model: tiny, mini or small");
+  app.add_option("--vocab", o.vocab, "with --init: vocab.txt (WordPiece) or a tokenizer folder");
+  app.add_option("--data", o.data, "CoNLL-2003 folder with train.txt, valid.txt, test.txt");
+  app.add_option("--train", o.train_file, "training file (overrides --data)");
+  app.add_option("--valid", o.valid_file, "validation file (overrides --data)");
+  app.add_option("--test", o.test_file, "test file (overrides --data; scored with the best checkpoint)");
+  app.add_option("--output", o.output, "output folder")->required();
+  app.add_option("--scheme", o.scheme, "tagging scheme of the files: iob2 (B- starts every entity) or iob1 (original CoNLL)")
+      ->check(CLI::IsMember({"iob1", "iob2"}));
+  app.add_flag("--label-all-tokens", o.label_all_tokens,
+               "label every sub-token of a word (the AD-DROP reference's setting), not only the first");
+  app.add_option("--continuation", o.continuation,
+                 "with --label-all-tokens: b-to-i (B-X continues as I-X; run_ner.py >= 4.11, the reference) or same")
+      ->check(CLI::IsMember({"b-to-i", "same"}));
+  app.add_flag("--test-each-epoch", o.test_each_epoch, "also score the test set at every evaluation (test_* metrics)");
+  app.add_flag("--overwrite", o.overwrite, "replace an existing output folder");
+  app.add_flag("--resume", o.resume, "continue the runs in --output from their last saved epoch");
+  app.add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
+  glue::add_addrop_flags(app, o.addrop);
+  app.add_option("--runs", o.runs, "several runs on one plot: a comma list of attributions, e.g. none,ga");
+  app.add_option("--seeds", o.seeds, "run every setting with each of these seeds, e.g. 1,2,3");
+  app.add_option("--grid", o.grid, "p/q grid search, e.g. p=0.1:0.9:0.1,q=0.1:0.9:0.1 (resumable)");
+  glue::add_train_flags(app, o.training);
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (o.model.empty() == o.init.empty()) throw std::runtime_error("give either --model DIR or --init PRESET (with --vocab)");
+    if (!o.init.empty() && o.vocab.empty()) throw std::runtime_error("--init needs --vocab (vocab.txt or a tokenizer folder)");
+    glue::validate(o.training);
+    if (o.device == "cuda" && !glue::cuda_available())
+      throw std::runtime_error("--device cuda: " + glue::cuda_unavailable_reason());
+    const data::TagScheme scheme = o.scheme == "iob1" ? data::TagScheme::IOB1 : data::TagScheme::IOB2;
+
+    const fs::path out = o.output;
+    if (fs::exists(out) && !fs::is_empty(out) && !o.overwrite && !o.resume && o.grid.empty())
+      throw std::runtime_error(out.string() + " exists and is not empty (use --overwrite, or --resume to continue)");
+    if (o.overwrite && !o.resume && fs::exists(out)) fs::remove_all(out);
+    fs::create_directories(out);
+
+    // Data: tags are read in the file's scheme and trained on in IOB2.
+    auto read = [&](const fs::path& file, const char* what) {
+      Split s;
+      s.sentences = data::read_conll(file, scheme, data::TagScheme::IOB2);
+      int64_t words = 0;
+      for (const auto& x : s.sentences) words += static_cast<int64_t>(x.words.size());
+      std::fprintf(stderr, "conll2003: %zu %s sentences (%lld words) from %s\n", s.sentences.size(), what,
+                   static_cast<long long>(words), file.string().c_str());
+      return s;
+    };
+    Split train = read(split_file(o, o.train_file, "train.txt", "--train"), "training");
+    if (o.training.max_train_examples > 0 && static_cast<int64_t>(train.sentences.size()) > o.training.max_train_examples)
+      train.sentences.resize(static_cast<std::size_t>(o.training.max_train_examples));
+    Split valid = read(split_file(o, o.valid_file, "valid.txt", "--valid"), "validation");
+    Split test;
+    const bool have_test = !o.test_file.empty() || (!o.data.empty() && fs::exists(fs::path(o.data) / "test.txt"));
+    if (have_test) test = read(split_file(o, o.test_file, "test.txt", "--test"), "test");
+    const std::vector<std::string> labels = data::label_set(train.sentences);
+
+    // Tokenizer and model config.
+    const fs::path tok_source = !o.model.empty() ? fs::path(o.model) : fs::path(o.vocab);
+    std::unique_ptr<text::Tokenizer> tokenizer = glue::open_tokenizer(tok_source);
+    models::ModelConfig config;
+    if (!o.model.empty()) {
+      config = io::load_hf_config(o.model);
+    } else {
+      const bool bpe = tokenizer->kind() == "byte_bpe";
+      config = models::preset_config(o.init, tokenizer->vocab_size(), tokenizer->pad_id(),
+                                     bpe ? models::Family::Roberta : models::Family::Bert,
+                                     std::max<int64_t>(512, o.training.max_length));
+    }
+    config.num_labels = static_cast<int64_t>(labels.size());
+    config.task = models::Task::TokenClassification;
+    if (o.training.dropout >= 0) config.hidden_dropout_prob = config.attention_probs_dropout_prob = static_cast<float>(o.training.dropout);
+    config.validate();
+    if (o.training.max_length > config.max_position_embeddings)
+      throw std::runtime_error("--max-length " + std::to_string(o.training.max_length) + " exceeds the model's " +
+                               std::to_string(config.max_position_embeddings) + " positions");
+    if (o.addrop.layers.empty())
+      for (int l = 0; l < config.num_hidden_layers; ++l) o.addrop.layers.push_back(l);
+    glue::validate(o.addrop);
+    for (int l : o.addrop.layers)
+      if (l < 0 || l >= config.num_hidden_layers)
+        throw std::runtime_error("--layers: layer " + std::to_string(l) + " but the model has " +
+                                 std::to_string(config.num_hidden_layers) + " layers");
+
+    // Tokenization and label alignment.
+    const data::TokenAlignOptions align{.max_length = o.training.max_length,
+                                        .label_all_tokens = o.label_all_tokens,
+                                        .continuation = o.continuation == "same" ? data::Continuation::Same
+                                                                                 : data::Continuation::BToI};
+    const std::vector<int32_t> continuation = data::b_to_i_map(labels);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto encode = [&](Split& s, const char* what) {
+      std::vector<std::vector<std::string>> words;
+      std::vector<std::vector<int32_t>> ids;
+      for (const auto& x : s.sentences) {
+        words.push_back(x.words);
+        ids.push_back(data::encode_tags(x.tags, labels));  // throws on a type absent from train.txt
+        s.gold.push_back(x.tags);
+      }
+      s.features = data::encode_sentences(*tokenizer, words, ids, align, continuation);
+      if (s.features.truncated_words || s.features.empty_words)
+        std::fprintf(stderr, "%s: %lld words cut by truncation to %lld tokens (in %lld sentences; predicted O)%s\n", what,
+                     static_cast<long long>(s.features.truncated_words), static_cast<long long>(o.training.max_length),
+                     static_cast<long long>(s.features.truncated_sentences),
+                     s.features.empty_words ? (", " + std::to_string(s.features.empty_words) + " words without tokens").c_str() : "");
+    };
+    try {
+      encode(train, "train");
+      encode(valid, "valid");
+      if (have_test) encode(test, "test");
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(std::string(e.what()) + " (labels come from the training file: " + std::to_string(labels.size()) + ")");
+    }
+    std::fprintf(stderr, "tokenized %zu sentences in %.2f s; %zu labels:", train.sentences.size() + valid.sentences.size() + test.sentences.size(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), labels.size());
+    for (const auto& l : labels) std::fprintf(stderr, " %s", l.c_str());
+    std::fprintf(stderr, "\n");
+
+    ner::Job job;
+    job.config = config;
+    job.model_dir = o.model;
+    job.labels = labels;
+    job.train = std::move(train.features);
+    job.dev = std::move(valid.features);
+    job.dev_gold = valid.gold;
+    job.test = std::move(test.features);
+    job.test_gold = test.gold;
+    job.pad_id = tokenizer->pad_id();
+    job.eval_batch_size = o.training.eval_batch_size;
+    job.layers = o.addrop.layers;
+    job.side = o.addrop.side;
+    job.schedule = o.addrop.schedule;
+    job.ig_steps = o.addrop.ig_steps;
+    job.test_each_epoch = o.test_each_epoch && have_test;
+    job.trainer = glue::trainer_options(o.training);
+    job.trainer.save_extra = [&](const fs::path& dir) {
+      tokenizer->save(dir);
+      // config.json with the label names (Hugging Face's id2label / label2id).
+      auto j = nlohmann::json::parse(train::read_file(dir / "config.json"));
+      nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
+      for (std::size_t i = 0; i < labels.size(); ++i) {
+        id2label[std::to_string(i)] = labels[i];
+        label2id[labels[i]] = i;
+      }
+      j["id2label"] = id2label;
+      j["label2id"] = label2id;
+      train::write_json_atomic(dir / "config.json", j);
+    };
+
+    std::vector<glue::RunSpec> specs = glue::plan_runs(o.addrop, glue::split_list(o.runs), glue::split_list(o.seeds), o.grid);
+    const bool several = specs.size() > 1;
+    data::TaskInfo info{};
+    info.name = "conll2003";
+    info.main_metric = "f1";
+    std::vector<glue::RunRecord> records;
+    for (const auto& spec : specs) {
+      const fs::path dir = several ? out / spec.name : out;
+      glue::RunRecord rec{spec, {}, dir};
+      if (several && fs::exists(dir / "summary.json") && !o.overwrite) {
+        rec.summary = nlohmann::json::parse(train::read_file(dir / "summary.json"));
+        std::fprintf(stderr, "%s: done earlier (%s), skipped\n", spec.name.c_str(), (dir / "summary.json").c_str());
+        records.push_back(rec);
+        continue;
+      }
+      fs::create_directories(dir);
+      job.trainer.resume = fs::exists(dir / "last" / "trainer_state.json") && (o.resume || several);
+      std::fprintf(stderr, "== %s: attribution %s, layers %zu, p %.2f, q %.2f, seed %llu, %s%s\n", spec.name.c_str(),
+                   spec.attribution.c_str(), job.layers.size(), spec.p, spec.q,
+                   static_cast<unsigned long long>(spec.seed), o.device.c_str(), job.trainer.resume ? " (resumed)" : "");
+      const ner::Outcome outcome = o.device == "cuda" ? ner::train_run_cuda(job, spec, dir, o.threads)
+                                                      : ner::train_run_cpu(job, spec, dir, o.threads);
+      rec.summary = glue::summarize(outcome.run, spec, info, o.training);
+      rec.summary["scheme"] = scheme_name(scheme);
+      rec.summary["labels"] = labels;
+      rec.summary["layers"] = job.layers;
+      rec.summary["label_all_tokens"] = o.label_all_tokens;
+      if (o.label_all_tokens) rec.summary["continuation"] = o.continuation;
+      rec.summary["max_length"] = o.training.max_length;
+      rec.summary["truncated_words"] = {{"train", job.train.truncated_words},
+                                        {"valid", job.dev.truncated_words},
+                                        {"test", job.test.truncated_words}};
+      if (outcome.test) {
+        const auto& t = *outcome.test;
+        nlohmann::json tj = t.metrics();
+        tj["loss"] = std::isfinite(t.loss) ? nlohmann::json(t.loss) : nlohmann::json(nullptr);
+        tj["checkpoint"] = outcome.test_from_best ? "best" : "last";
+        tj["gold_entities"] = t.counts.total().gold;
+        tj["predicted_entities"] = t.counts.total().predicted;
+        tj["correct_entities"] = t.counts.total().correct;
+        rec.summary["test"] = tj;
+        // conlleval's input, in the files' own scheme, and its report.
+        std::vector<data::Sentence> sentences = test.sentences;
+        std::vector<std::vector<std::string>> predicted = t.predicted;
+        if (scheme == data::TagScheme::IOB1) {
+          for (auto& s : sentences) s.tags = data::iob2_to_iob1(s.tags);
+          for (auto& p : predicted) p = data::iob2_to_iob1(p);
+        }
+        data::write_conll_predictions(dir / "test_predictions.txt", sentences, predicted);
+        train::write_file_atomic(dir / "test_report.txt", t.counts.report());
+        std::fprintf(stderr, "%s: test (%s checkpoint): F1 %.4f, precision %.4f, recall %.4f; %s\n", spec.name.c_str(),
+                     outcome.test_from_best ? "best" : "last", t.counts.f1(), t.counts.precision(), t.counts.recall(),
+                     (dir / "test_predictions.txt").c_str());
+        if (!o.grid.empty()) fs::remove_all(dir / "best");  // a grid keeps its table, not 81 checkpoints
+      }
+      train::write_summary(dir / "summary.json", rec.summary);
+      if (!outcome.run.result.stop_reason.empty())
+        std::fprintf(stderr, "%s: stopped: %s\n", spec.name.c_str(), outcome.run.result.stop_reason.c_str());
+      records.push_back(rec);
+    }
+
+    glue::write_curves(out / "curves.svg", records, "entity F1");
+    if (several) glue::write_table(out, records, info, !o.grid.empty());
+    else std::printf("%s\n", records.front().summary.dump(2).c_str());
+    const bool nan_stop = std::any_of(records.begin(), records.end(), [](const glue::RunRecord& r) {
+      return r.summary.value("stop_reason", std::string()).find("became") != std::string::npos;
+    });
+    return nan_stop ? 3 : 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "addrop-ner: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,132 @@
+#pragma once
+// The model side of addrop-ner: build or load a token classifier on a backend, train one
+// run with the shared Trainer (through train::TokenLabelSteps, which gives the trainer's
+// batches their token labels), evaluate on valid every epoch, and score the test set with
+// the best checkpoint. Kept apart from the file and text handling (ner.cpp) so that a CUDA
+// translation unit can instantiate it for backend::Cuda.
+#include <addrop/addrop.hpp>
+#include <addrop/data/token_alignment.hpp>
+#include <addrop/train/evaluate_tokens.hpp>
+#include <addrop/train/trainer.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "glue_train.hpp"
+
+namespace ner {
+
+namespace fs = std::filesystem;
+
+/// Everything a run needs that does not depend on the backend.
+struct Job {
+  addrop::models::ModelConfig config;  ///< TokenClassification, num_labels = labels.size()
+  std::string model_dir;               ///< load weights from here; empty: random init (preset)
+  addrop::data::TokenFeatures train, dev, test;
+  std::vector<std::vector<std::string>> dev_gold, test_gold;  ///< word tags (IOB2) per sentence
+  std::vector<std::string> labels;     ///< label names by id
+  int32_t pad_id = 0;
+  int64_t eval_batch_size = 64;
+  std::vector<int> layers;             ///< AD-DROP target layers (all by default)
+  std::string side = "high", schedule = "cross";
+  int ig_steps = 20;
+  bool test_each_epoch = false;        ///< also score the test set at every evaluation (test_* metrics)
+  addrop::train::TrainerOptions trainer;
+};
+
+struct Outcome {
+  glue::RunOutcome run;
+  std::optional<addrop::train::TokenEvaluation> test;  ///< with the best checkpoint (else the last model)
+  bool test_from_best = false;
+};
+
+inline addrop::train::EvalResult to_eval_result(const addrop::train::TokenEvaluation& e) {
+  addrop::train::EvalResult r;
+  r.loss = e.loss;
+  r.metrics = e.metrics();
+  r.main = e.counts.f1();
+  return r;
+}
+
+template <class Model, class Reg>
+Outcome train_with(Model& model, Reg& reg, const Job& job, const glue::RunSpec& spec, const fs::path& out_dir) {
+  using namespace addrop;
+  train::TrainerOptions topt = job.trainer;
+  topt.output = out_dir;
+  topt.run_name = spec.name;
+  topt.sampler.seed = spec.seed;
+  train::TokenLabelSteps<Reg> steps(reg, job.train);
+  train::Trainer trainer(model, steps, topt);
+  auto evaluate = [&](Model& m) {
+    train::EvalResult r = to_eval_result(
+        train::evaluate_tokens(m, job.dev, job.dev_gold, job.labels, job.eval_batch_size, job.pad_id));
+    if (job.test_each_epoch && !job.test.empty()) {
+      const auto t = train::evaluate_tokens(m, job.test, job.test_gold, job.labels, job.eval_batch_size, job.pad_id);
+      for (const auto& [k, v] : t.metrics()) r.metrics["test_" + k] = v;
+      if (std::isfinite(t.loss)) r.metrics["test_loss"] = t.loss;
+    }
+    return r;
+  };
+  Outcome outcome;
+  outcome.run.result = trainer.fit(job.train.features, evaluate, job.pad_id);
+  if (const auto* best = outcome.run.result.best()) outcome.run.best_dev = best->dev;
+  if (!job.test.empty()) {
+    const fs::path best = out_dir / "best" / "model.safetensors";
+    if (topt.save_best && fs::exists(best)) {
+      io::load_weights(model, io::SafeTensors::load(best), true);
+      outcome.test_from_best = true;
+    }
+    outcome.test = train::evaluate_tokens(model, job.test, job.test_gold, job.labels, job.eval_batch_size, job.pad_id);
+  }
+  return outcome;
+}
+
+/// Builds the model on `Backend`, then dispatches on the attribution method. Every
+/// attribution uses the token-level objective (F = -CE(pseudo labels) over attended
+/// positions) because the model's task is TokenClassification.
+template <class Backend>
+Outcome train_run(const Job& job, const glue::RunSpec& spec, const fs::path& out_dir, typename Backend::Context ctx) {
+  using namespace addrop;
+  models::EncoderModel<float, Backend> model(job.config, ctx);
+  if (job.model_dir.empty()) {
+    models::init_weights(model, spec.seed);
+  } else {
+    const auto report = io::load_pretrained(model, job.model_dir, spec.seed);
+    if (!report.missing.empty())
+      std::fprintf(stderr, "%s: %zu parameters not in the checkpoint, initialised fresh (the task head)\n",
+                   spec.name.c_str(), report.missing.size());
+  }
+  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed};
+  ad.side = job.side == "low" ? Side::Low : Side::High;
+  ad.steps = job.ig_steps;
+  auto with_schedule = [&]<class Attribution>(Attribution) {
+    if (job.schedule == "always") {
+      AdDrop<Attribution, selection::TopP<High>, schedule::Always> reg(ad);
+      return ner::train_with(model, reg, job, spec, out_dir);
+    }
+    if (job.schedule == "never") {
+      AdDrop<Attribution, selection::TopP<High>, schedule::Never> reg(ad);
+      return ner::train_with(model, reg, job, spec, out_dir);
+    }
+    AdDrop<Attribution, selection::TopP<High>, schedule::CrossTuning> reg(ad);
+    return ner::train_with(model, reg, job, spec, out_dir);
+  };
+  if (spec.attribution == "none") {
+    AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never> reg(ad);
+    return ner::train_with(model, reg, job, spec, out_dir);
+  }
+  if (spec.attribution == "iga") return with_schedule(attribution::IntegratedGradients<>{});
+  if (spec.attribution == "aa") return with_schedule(attribution::Attention{});
+  if (spec.attribution == "rd") return with_schedule(attribution::Random{});
+  return with_schedule(attribution::Gradient{});
+}
+
+// Device dispatch: defined in ner_cpu.cpp and ner_cuda.cu (or ner_no_cuda.cpp).
+Outcome train_run_cpu(const Job& job, const glue::RunSpec& spec, const fs::path& dir, int threads);
+Outcome train_run_cuda(const Job& job, const glue::RunSpec& spec, const fs::path& dir, int threads);
+
+}  // namespace ner

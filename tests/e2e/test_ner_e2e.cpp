@@ -1,0 +1,252 @@
+// End-to-end tests of addrop-ner on small CoNLL files the test writes: a learnable task
+// (a capitalised name after "Mr" or "Mrs" is a person, possibly two words; a capitalised
+// city after "in" is a location; other capitalised words are O), a WordPiece vocabulary
+// where some names split into sub-tokens. Checks learning (entity F1 rises), the outputs
+// (metrics.jsonl, summary.json with test scores, test_predictions.txt readable as
+// conlleval input, test_report.txt, curves.svg, the best checkpoint with label names),
+// token-level AD-DROP in cross-tuning, truncation reports, the IOB1 scheme and clear
+// errors. With ADDROP_DATA_DIR holding conll2003/ and bert-base-cased, a short real run.
+#define BOOST_TEST_MODULE ner_e2e
+#include <boost/test/unit_test.hpp>
+
+#include <addrop/data/conll.hpp>
+#include <addrop/metrics/entity.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "support/helpers.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct Run {
+  int status;
+  std::string output;
+};
+
+Run run(const std::string& args) {
+  const std::string cmd = std::string(ADDROP_NER_BINARY) + " " + args + " 2>&1";
+  Run r{0, {}};
+  FILE* pipe = popen(cmd.c_str(), "r");
+  BOOST_REQUIRE(pipe);
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, pipe)) r.output += buf;
+  const int st = pclose(pipe);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  BOOST_REQUIRE_MESSAGE(in, p.string() + " missing");
+  return json::parse(in);
+}
+
+std::vector<json> read_jsonl(const fs::path& p) {
+  std::ifstream in(p);
+  std::vector<json> out;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(json::parse(line));
+  return out;
+}
+
+const char* const kNames[] = {"Smith", "Jones", "Brown", "Taylor", "Johnson", "Wilson", "Clarkson", "Davies"};
+const char* const kFirst[] = {"John", "Anna", "Peter"};
+const char* const kCities[] = {"Paris", "Berlin", "London", "Madrid", "Rome"};
+const char* const kCapitalO[] = {"Monday", "Friday", "The", "Yesterday", "Police", "Today"};
+const char* const kLower[] = {"said", "that", "he", "she", "was", "seen", "on", "the", "team", "won", "lost", "a",
+                              "game", "met", "with", "officials", "and", "left", "early"};
+
+struct Corpus {
+  uint64_t state = 2024;
+  int next(int n) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<int>((state >> 33) % static_cast<uint64_t>(n));
+  }
+  // One sentence as (word, tag) pairs, IOB2.
+  std::vector<std::pair<std::string, std::string>> sentence() {
+    std::vector<std::pair<std::string, std::string>> s;
+    auto filler = [&](int k) {
+      for (int i = 0; i < k; ++i) s.emplace_back(kLower[next(19)], "O");
+    };
+    if (next(2)) s.emplace_back(kCapitalO[next(6)], "O");
+    filler(next(3));
+    s.emplace_back(next(2) ? "Mr" : "Mrs", "O");
+    if (next(3) == 0) {
+      s.emplace_back(kFirst[next(3)], "B-PER");
+      s.emplace_back(kNames[next(8)], "I-PER");
+    } else {
+      s.emplace_back(kNames[next(8)], "B-PER");
+    }
+    filler(1 + next(3));
+    if (next(2)) {
+      s.emplace_back("in", "O");
+      s.emplace_back(kCities[next(5)], "B-LOC");
+    }
+    if (next(3) == 0) s.emplace_back(kCapitalO[next(6)], "O");
+    s.emplace_back(".", "O");
+    return s;
+  }
+};
+
+/// Writes vocab.txt and train.txt / valid.txt / test.txt (4 columns) in `dir`.
+void write_corpus(const fs::path& dir, int train, int valid, int test, bool iob1 = false) {
+  fs::create_directories(dir);
+  std::ofstream vocab(dir / "vocab.txt");
+  for (const char* s : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "Mr", "Mrs", "in", "-", "X"}) vocab << s << "\n";
+  // Johnson, Clarkson, Davies split into sub-tokens.
+  for (const char* s : {"Smith", "Jones", "Brown", "Taylor", "John", "##son", "Wilson", "Clark", "Dav", "##ies", "Anna",
+                        "Peter"})
+    vocab << s << "\n";
+  for (const char* s : kCities) vocab << s << "\n";
+  for (const char* s : kCapitalO) vocab << s << "\n";
+  for (const char* s : kLower) vocab << s << "\n";
+  vocab.close();
+  Corpus c;
+  for (auto [name, n] : {std::pair{"train.txt", train}, std::pair{"valid.txt", valid}, std::pair{"test.txt", test}}) {
+    std::ofstream f(dir / name);
+    f << "-DOCSTART- -X- -X- O\n\n";
+    for (int i = 0; i < n; ++i) {
+      auto s = c.sentence();
+      std::vector<std::string> tags;
+      for (auto& [w, t] : s) tags.push_back(t);
+      if (iob1) tags = addrop::data::iob2_to_iob1(tags);
+      for (std::size_t k = 0; k < s.size(); ++k) f << s[k].first << " X X " << tags[k] << "\n";
+      f << "\n";
+    }
+  }
+}
+
+std::string base_args(const fs::path& dir) {
+  return "--init tiny --vocab " + (dir / "vocab.txt").string() + " --data " + dir.string() +
+         " --batch-size 16 --lr 2e-3 --lr-schedule linear --warmup 0.1 --max-length 32 --threads 2 --no-progress";
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(learns_writes_outputs_and_cross_tunes) {
+  addrop::testing::TempDir tmp("ner");
+  write_corpus(tmp.dir, 400, 80, 80);
+  const fs::path out = tmp.dir / "out";
+  const Run r = run(base_args(tmp.dir) + " --epochs 6 --attribution ga --test-each-epoch --output " + out.string());
+  BOOST_TEST_INFO(r.output);
+  BOOST_REQUIRE_EQUAL(r.status, 0);
+  const json summary = read_json(out / "summary.json");
+  BOOST_REQUIRE_EQUAL(summary.at("history").size(), 6u);
+  const auto& hist = summary.at("history");
+  const double first = hist[0].at("main").get<double>(), best = summary.at("best").get<double>();
+  BOOST_TEST_INFO("first F1 " << first << ", best " << best);
+  BOOST_TEST(best > first);
+  BOOST_TEST(best >= 0.8);  // the rule is learnable
+  BOOST_TEST(summary.at("main_metric") == "f1");
+  BOOST_TEST(summary.at("layers") == json({0, 1}));  // all layers by default
+  BOOST_TEST(summary.at("p").get<double>() == 0.8);
+  BOOST_TEST(summary.at("q").get<double>() == 0.1);
+  BOOST_TEST(summary.at("test").at("f1").get<double>() >= 0.7);
+  BOOST_TEST(summary.at("test").at("checkpoint") == "best");
+  BOOST_TEST(hist[5].contains("dev_test_f1"));
+  const auto lines = read_jsonl(out / "metrics.jsonl");
+  BOOST_REQUIRE_EQUAL(lines.size(), 6u);
+  for (int e = 0; e < 6; ++e) {
+    BOOST_TEST(lines[e].at("addrop").get<bool>() == (e % 2 == 1));  // cross-tuning
+    BOOST_TEST(lines[e].contains("dev_f1"));
+    BOOST_TEST(lines[e].contains("dev_f1_PER"));
+  }
+  BOOST_TEST(lines[5].at("train_loss").get<double>() < lines[0].at("train_loss").get<double>());
+  for (const char* f : {"best/config.json", "best/model.safetensors", "best/vocab.txt", "last/trainer_state.json",
+                        "curves.svg", "test_predictions.txt", "test_report.txt"})
+    BOOST_TEST(fs::exists(out / f), f);
+  const json config = read_json(out / "best" / "config.json");
+  BOOST_TEST(config.at("architectures")[0] == "BertForTokenClassification");
+  BOOST_TEST(config.at("id2label").at("0") == "O");
+  BOOST_TEST(config.at("label2id").at("B-PER") == 3);
+  // the predictions file is conlleval's input: every test sentence, every word
+  const auto pred = addrop::data::read_conll_predictions(out / "test_predictions.txt");
+  BOOST_REQUIRE_EQUAL(pred.size(), 80u);
+  addrop::metrics::EntityCounts counts;
+  for (const auto& s : pred) counts.add(s.gold, s.predicted);
+  BOOST_TEST(std::abs(counts.f1() - summary.at("test").at("f1").get<double>()) < 1e-12);
+  std::ifstream report(out / "test_report.txt");
+  std::string line;
+  std::getline(report, line);
+  BOOST_TEST(line.find("processed") == 0u);
+  for (const auto& e : fs::recursive_directory_iterator(out))
+    BOOST_TEST(e.path().filename().string().find(".tmp") == std::string::npos, e.path().string());
+  // no clobbering
+  const Run again = run(base_args(tmp.dir) + " --epochs 1 --output " + out.string());
+  BOOST_TEST(again.status != 0);
+  BOOST_TEST(again.output.find("--overwrite") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(label_all_tokens_truncation_and_iob1) {
+  addrop::testing::TempDir tmp("ner");
+  write_corpus(tmp.dir, 120, 40, 40, /*iob1=*/true);
+  const fs::path out = tmp.dir / "out";
+  const Run r = run(base_args(tmp.dir) + " --scheme iob1 --label-all-tokens --max-length 8 --epochs 1 --attribution ga "
+                    "--schedule always --layers 1 --output " + out.string());
+  BOOST_TEST_INFO(r.output);
+  BOOST_REQUIRE_EQUAL(r.status, 0);
+  BOOST_TEST(r.output.find("cut by truncation") != std::string::npos);
+  const json summary = read_json(out / "summary.json");
+  BOOST_TEST(summary.at("truncated_words").at("train").get<int64_t>() > 0);
+  BOOST_TEST(summary.at("label_all_tokens").get<bool>());
+  BOOST_TEST(summary.at("layers") == json({1}));
+  BOOST_TEST(summary.at("scheme") == "iob1");
+  // predictions in the files' scheme (IOB1): gold column equals the file's tags
+  const auto pred = addrop::data::read_conll_predictions(out / "test_predictions.txt");
+  const auto test = addrop::data::read_conll(tmp.dir / "test.txt", addrop::data::TagScheme::IOB1,
+                                             addrop::data::TagScheme::IOB1);
+  BOOST_REQUIRE_EQUAL(pred.size(), test.size());
+  for (std::size_t s = 0; s < pred.size(); ++s) {
+    BOOST_TEST(pred[s].words == test[s].words, boost::test_tools::per_element());
+    BOOST_TEST(pred[s].gold == test[s].tags, boost::test_tools::per_element());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(several_runs_and_errors) {
+  addrop::testing::TempDir tmp("ner");
+  write_corpus(tmp.dir, 80, 30, 30);
+  const fs::path out = tmp.dir / "runs";
+  const Run r = run(base_args(tmp.dir) + " --epochs 1 --runs none,rd --output " + out.string());
+  BOOST_TEST_INFO(r.output);
+  BOOST_REQUIRE_EQUAL(r.status, 0);
+  for (const char* f : {"baseline/summary.json", "rd/summary.json", "rd/test_predictions.txt", "table.md", "curves.svg"})
+    BOOST_TEST(fs::exists(out / f), f);
+  // a tag in valid.txt that train.txt never has
+  std::ofstream(tmp.dir / "valid.txt", std::ios::app) << "Acme X X B-ORG\n\n";
+  const Run bad = run(base_args(tmp.dir) + " --epochs 1 --output " + (tmp.dir / "bad").string());
+  BOOST_TEST(bad.status == 1);
+  BOOST_TEST(bad.output.find("B-ORG") != std::string::npos);
+  const Run layers = run(base_args(tmp.dir) + " --epochs 1 --layers 5 --output " + (tmp.dir / "bad2").string());
+  BOOST_TEST(layers.status == 1);
+  BOOST_TEST(layers.output.find("layer 5") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(real_conll2003_smoke, *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
+  const char* d = std::getenv("ADDROP_DATA_DIR");
+  return boost::test_tools::assertion_result(
+      d && *d && fs::exists(fs::path(d) / "conll2003" / "train.txt") &&
+      fs::exists(fs::path(d) / "tokenizers" / "bert-base-cased" / "vocab.txt"));
+})) {
+  const fs::path data = std::getenv("ADDROP_DATA_DIR");
+  addrop::testing::TempDir tmp("ner_real");
+  const Run r = run("--init tiny --vocab " + (data / "tokenizers" / "bert-base-cased" / "vocab.txt").string() +
+                    " --data " + (data / "conll2003").string() + " --output " + (tmp.dir / "out").string() +
+                    " --epochs 1 --max-train-examples 300 --batch-size 32 --lr 1e-3 --max-length 64 --threads 2 "
+                    "--no-progress --attribution ga");
+  BOOST_TEST_INFO(r.output);
+  BOOST_REQUIRE_EQUAL(r.status, 0);
+  const json summary = read_json(tmp.dir / "out" / "summary.json");
+  BOOST_TEST(summary.at("labels").size() == 9u);
+  const auto pred = addrop::data::read_conll_predictions(tmp.dir / "out" / "test_predictions.txt");
+  BOOST_TEST(pred.size() == 3453u);
+}

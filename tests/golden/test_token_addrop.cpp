@@ -1,0 +1,246 @@
+// Golden tests of one token-level AD-DROP step (NER) against PyTorch autograd
+// (tests/reference/make_token_addrop_fixture.py): the pseudo label per token, F = -CE_mean
+// over attended positions, GA on ALL layers (the reference's CoNLL-2003 setting p 0.8,
+// q 0.1), GA on one layer (low side), IGA and AA on all layers, BERT and ELECTRA token
+// classifiers. Attributions, the second pass and every parameter gradient agree to 1e-9
+// (double) / 1e-4 (float) relative; candidates and keep masks agree exactly (float:
+// except rows whose threshold gap, from the stored attribution, is below 1e-5; counted).
+// Also: the attributions of several target layers from ONE backward equal each layer's
+// own backward, bit for bit; TokenLabelSteps gives the same step as a hand-made batch.
+#define BOOST_TEST_MODULE golden_token_addrop
+#include <boost/mpl/list.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <addrop/addrop.hpp>
+#include <addrop/data/token_alignment.hpp>
+#include <addrop/train/evaluate_tokens.hpp>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+
+#include "support/compare.hpp"
+#include "support/helpers.hpp"
+
+namespace fs = std::filesystem;
+using namespace addrop;
+using backend::Cpu;
+
+namespace {
+
+template <class T> constexpr double tolerance();
+template <> constexpr double tolerance<double>() { return 1e-9; }
+template <> constexpr double tolerance<float>() { return 1e-4; }
+
+const fs::path kFixtures = fs::path(ADDROP_FIXTURE_DIR);
+const fs::path kAddrop = kFixtures.parent_path() / "addrop";
+
+std::vector<int> parse_layers(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  for (std::string part; std::getline(ss, part, ',');) out.push_back(std::stoi(part));
+  return out;
+}
+
+template <class T>
+std::vector<T> values(const Tensor<T, Cpu>& t) { return std::vector<T>(t.data(), t.data() + t.numel()); }
+
+/// Per row (b, h, i): the relative threshold gap of the stored double attribution
+/// (tests/golden/addrop/README.md), +inf where the decision cannot flip.
+std::vector<double> row_gaps(const std::vector<double>& attr, const models::Batch& batch, int64_t H, double p,
+                             bool high) {
+  const int64_t B = batch.size, L = batch.length;
+  std::vector<double> gaps(static_cast<std::size_t>(B * H * L), std::numeric_limits<double>::infinity());
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = batch.key_length(b);
+    const float r = static_cast<float>(high ? 1.0 - p : p);
+    const auto k = static_cast<int64_t>(static_cast<float>(r * static_cast<float>(n)));
+    if (k >= n) continue;
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < L; ++i) {
+        std::vector<double> v;
+        double rowmax = 0;
+        for (int64_t j = 0; j < L; ++j)
+          if (batch.attention_mask[b * L + j]) {
+            v.push_back(attr[((b * H + h) * L + i) * L + j]);
+            rowmax = std::max(rowmax, std::abs(v.back()));
+          }
+        std::vector<double> sorted = v;
+        std::sort(sorted.begin(), sorted.end());
+        const double t = sorted[static_cast<std::size_t>(k)];
+        double below = -std::numeric_limits<double>::infinity();
+        for (double x : v)
+          if (x < t) below = std::max(below, x);
+        if (std::isfinite(below) && rowmax > 0) gaps[(b * H + h) * L + i] = (t - below) / rowmax;
+      }
+  }
+  return gaps;
+}
+
+template <class T, class Attr>
+void run_variant(const fs::path& file, const std::string& layout) {
+  const auto expected = io::SafeTensors::load(file);
+  const auto& meta = expected.metadata();
+  BOOST_REQUIRE(meta.at("objective") == "token");
+  const double tol = tolerance<T>();
+  const auto config = io::load_hf_config(kFixtures / layout);
+  BOOST_REQUIRE(config.task == models::Task::TokenClassification);
+  models::EncoderModel<T> model(config, {.threads = 2});
+  io::load_weights(model, io::SafeTensors::load(kFixtures / layout / "model.safetensors"), true);
+  const auto batch = testing::read_fixture_batch(io::SafeTensors::load(kFixtures / layout / "batch.safetensors"), config);
+  BOOST_REQUIRE_EQUAL(batch.labels.size(), static_cast<std::size_t>(batch.tokens()));
+  const auto layers = parse_layers(meta.at("layers"));
+  const int64_t H = config.num_attention_heads;
+
+  const auto& logits = model.forward(batch);  // [B*L, C] = the fixture's [B, L, C]
+  ADDROP_CHECK_CLOSE_TENSOR("logits", values(logits), expected.values<double>("logits"), tol);
+
+  AdDropOptions options;
+  options.p = std::stod(meta.at("p"));
+  options.q = std::stod(meta.at("q"));
+  options.layers = layers;
+  options.steps = std::stoi(meta.at("steps"));
+  AdDrop<Attr, selection::TopP<High>, schedule::Always> reg(options);
+  const bool high = meta.at("side") != "low";
+  reg.selection_policy().side = high ? Side::High : Side::Low;
+
+  std::vector<std::vector<float>> draws;
+  ExternalUniforms ext;
+  for (int l : layers) draws.push_back(expected.values<float>("uniforms.layer" + std::to_string(l)));
+  for (auto& d : draws) ext.draws.emplace_back(d);
+
+  model.zero_grad();
+  const auto r = reg.step_addrop(model, batch, &ext, /*train=*/false);
+  BOOST_TEST(r.used_addrop);
+  BOOST_REQUIRE_EQUAL(r.keep.size(), layers.size());
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const std::string s = ".layer" + std::to_string(layers[i]);
+    const auto want_attr = expected.values<double>("attribution" + s);
+    ADDROP_CHECK_CLOSE_TENSOR("attribution" + s, values(*r.attributions[i]), want_attr, tol);
+    // Padded query rows: exactly zero for GA and IGA.
+    if (meta.at("attribution") != "aa") {
+      const auto got = values(*r.attributions[i]);
+      int64_t nonzero = 0;
+      for (int64_t b = 0; b < batch.size; ++b)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t q = batch.key_length(b); q < batch.length; ++q)
+            for (int64_t j = 0; j < batch.length; ++j)
+              nonzero += got[((b * H + h) * batch.length + q) * batch.length + j] != T(0);
+      BOOST_TEST(nonzero == 0, "attribution" << s << ": " << nonzero << " non-zero entries in padded query rows");
+    }
+    // Masks: exact, row by row; float skips rows whose decision is a near tie.
+    const std::vector<double> gaps = row_gaps(want_attr, batch, H, options.p, high);
+    const auto cand = values(*r.candidates[i]), keep = values(*r.keep[i]);
+    const auto want_cand = expected.values<double>("candidates" + s), want_keep = expected.values<double>("keep_mask" + s);
+    int64_t differ = 0, skipped = 0;
+    const int64_t L = batch.length;
+    for (std::size_t row = 0; row < gaps.size(); ++row) {
+      bool same = true;
+      for (int64_t j = 0; j < L; ++j) {
+        const std::size_t e = row * static_cast<std::size_t>(L) + static_cast<std::size_t>(j);
+        same = same && static_cast<double>(cand[e]) == want_cand[e] && static_cast<double>(keep[e]) == want_keep[e];
+      }
+      if (same) continue;
+      if (sizeof(T) == 4 && gaps[row] < 1e-5) ++skipped;
+      else ++differ;
+    }
+    BOOST_TEST(differ == 0, "candidates/keep" << s << ": " << differ << " rows differ");
+    if (skipped) BOOST_TEST_MESSAGE("candidates/keep" << s << ": " << skipped << " near-tie rows differ in float (allowed)");
+  }
+  ADDROP_CHECK_CLOSE_TENSOR("masked_logits", values(*r.logits), expected.values<double>("masked_logits"), tol);
+  const double want_loss = expected.values<double>("loss").at(0);
+  BOOST_TEST(std::abs(r.loss - want_loss) <= tol * std::abs(want_loss), "loss " << r.loss << " want " << want_loss);
+  for (const auto* p : model.parameters()) {
+    const std::string name = "grad." + p->name;
+    const auto want = expected.values<double>(name);
+    if (p->name.ends_with("attention.self.key.bias")) {  // exactly zero in exact arithmetic
+      double scale = 0;
+      for (double w : expected.values<double>(name.substr(0, name.size() - 4) + "weight")) scale = std::max(scale, std::abs(w));
+      const auto cmp = testing::compare(name, p->grad.data(), want.data(), p->grad.numel(), tol);
+      BOOST_CHECK_MESSAGE(cmp.max_abs_error <= tol * scale, cmp.report);
+    } else {
+      ADDROP_CHECK_CLOSE_TENSOR(name, p->grad.data(), want.data(), p->grad.numel(), tol);
+    }
+  }
+}
+
+template <class T>
+void run_layout(const std::string& layout) {
+  std::vector<fs::path> paths;
+  for (const auto& e : fs::directory_iterator(kAddrop / layout))
+    if (e.path().extension() == ".safetensors" && e.path().filename().string().starts_with("token_")) paths.push_back(e.path());
+  std::sort(paths.begin(), paths.end());
+  BOOST_TEST(paths.size() >= 4u, "token fixtures found for " << layout);
+  for (const auto& path : paths) {
+    BOOST_TEST_CONTEXT(layout << "/" << path.filename().string() << " in " << (sizeof(T) == 8 ? "double" : "float")) {
+      const auto kind = io::SafeTensors::load(path).metadata().at("attribution");
+      if (kind == "ga") run_variant<T, attribution::Gradient>(path, layout);
+      else if (kind == "iga") run_variant<T, attribution::IntegratedGradients<>>(path, layout);
+      else if (kind == "aa") run_variant<T, attribution::Attention>(path, layout);
+      else BOOST_FAIL("unknown attribution " << kind);
+    }
+  }
+}
+
+using Scalars = boost::mpl::list<double, float>;
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(bert_token_classification, T, Scalars) { run_layout<T>("bert_token"); }
+BOOST_AUTO_TEST_CASE_TEMPLATE(electra_token_classification, T, Scalars) { run_layout<T>("electra_token"); }
+
+// GA reads every target layer's dF/dA_l from one input-gradient backward that stops at the
+// lowest target layer: the same values, bit for bit, as one backward per layer.
+BOOST_AUTO_TEST_CASE(one_backward_serves_all_target_layers) {
+  const auto config = io::load_hf_config(kFixtures / "bert_token");
+  models::EncoderModel<double> model(config, {.threads = 1});
+  io::load_weights(model, io::SafeTensors::load(kFixtures / "bert_token" / "model.safetensors"), true);
+  const auto batch = testing::read_fixture_batch(io::SafeTensors::load(kFixtures / "bert_token" / "batch.safetensors"), config);
+  auto attributions = [&](std::vector<int> layers) {
+    AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> reg({.p = 0.8, .q = 0.1, .layers = layers});
+    model.zero_grad();
+    const auto r = reg.step_addrop(model, batch, nullptr, false);
+    std::vector<std::vector<double>> out;
+    for (const auto* t : r.attributions) out.push_back(values(*t));
+    return out;
+  };
+  const auto joint = attributions({0, 1});
+  const auto only0 = attributions({0}), only1 = attributions({1});
+  BOOST_REQUIRE_EQUAL(joint.size(), 2u);
+  BOOST_TEST(joint[0] == only0[0]);
+  BOOST_TEST(joint[1] == only1[0]);
+}
+
+// TokenLabelSteps: a trainer batch (labels = feature keys) gets its token labels [B, L].
+BOOST_AUTO_TEST_CASE(token_label_steps_matches_a_hand_made_batch) {
+  const auto config = io::load_hf_config(kFixtures / "bert_token");
+  const auto batch = testing::read_fixture_batch(io::SafeTensors::load(kFixtures / "bert_token" / "batch.safetensors"), config);
+  data::TokenFeatures data;
+  for (int64_t b = 0; b < batch.size; ++b) {
+    const int64_t n = batch.key_length(b);
+    data::Feature f;
+    f.ids.assign(batch.input_ids.begin() + b * batch.length, batch.input_ids.begin() + b * batch.length + n);
+    f.type_ids.assign(batch.token_type_ids.begin() + b * batch.length, batch.token_type_ids.begin() + b * batch.length + n);
+    f.label = static_cast<int32_t>(b);
+    f.index = b;
+    data.features.push_back(f);
+    data.labels.emplace_back(batch.labels.begin() + b * batch.length, batch.labels.begin() + b * batch.length + n);
+  }
+  const auto made = data::make_token_batch(data, {0, 1, 2}, static_cast<int32_t>(config.pad_token_id));
+  BOOST_TEST(made.labels == batch.labels);
+  BOOST_TEST(made.input_ids == batch.input_ids);
+
+  auto step = [&](bool adapter) {
+    models::EncoderModel<double> model(config, {.threads = 1});
+    io::load_weights(model, io::SafeTensors::load(kFixtures / "bert_token" / "model.safetensors"), true);
+    AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> reg({.p = 0.8, .q = 0.1, .layers = {0, 1}});
+    model.zero_grad();
+    if (adapter) {
+      train::TokenLabelSteps steps(reg, data);
+      const auto trainer_batch = data::make_batch(data.features, {0, 1, 2}, static_cast<int32_t>(config.pad_token_id), false);
+      return steps.step(model, trainer_batch, 0).loss;
+    }
+    return reg.step(model, batch, 0).loss;
+  };
+  BOOST_TEST(step(true) == step(false));
+}

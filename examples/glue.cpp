@@ -35,18 +35,11 @@ using namespace addrop;
 
 namespace {
 
-struct Options {
+struct Options : glue::RunFlags {
   std::string task;
-  std::string model, init, vocab;
   std::string data, train_file, dev_file, dev_mm_file, test_file;
-  std::string output;
-  bool overwrite = false, resume = false, predict = false, skip_bad_rows = false;
-  std::string device = "cpu";
-  int threads = 0;
+  bool predict = false, skip_bad_rows = false;
   glue::AdDropFlags addrop;
-  std::string runs;    // comma list of attributions
-  std::string seeds;   // comma list
-  std::string grid;    // p=a:b:s,q=a:b:s
   glue::TrainFlags training;
 };
 
@@ -78,44 +71,26 @@ int main(int argc, char** argv) {
   app.get_formatter()->column_width(34);
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag wins
   app.add_option("--task", o.task, "sst2, mnli, qnli, qqp, cola, stsb, mrpc or rte")->required();
-  app.add_option("--model", o.model, "Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer files)");
-  app.add_option("--init", o.init, "random initialisation instead of --model: tiny, mini or small");
-  app.add_option("--vocab", o.vocab, "with --init: vocab.txt (WordPiece) or a tokenizer folder");
+  glue::add_model_flags(app, o);
   app.add_option("--data", o.data, "GLUE folder (holding SST-2/, RTE/, ... or the task's own files)");
   app.add_option("--train", o.train_file, "training file (overrides --data)");
   app.add_option("--dev", o.dev_file, "dev file (overrides --data)");
   app.add_option("--dev-mismatched", o.dev_mm_file, "MNLI: the mismatched dev file (overrides --data)");
   app.add_option("--test", o.test_file, "test file for --predict (overrides --data)");
-  app.add_option("--output", o.output, "output folder")->required();
-  app.add_flag("--overwrite", o.overwrite, "replace an existing output folder");
-  app.add_flag("--resume", o.resume, "continue the runs in --output from their last saved epoch");
   app.add_flag("--predict", o.predict, "write the GLUE leaderboard TSV of the test split with the best checkpoint");
   app.add_flag("--skip-bad-rows", o.skip_bad_rows, "skip (and count) malformed rows instead of failing");
-  app.add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
+  glue::add_run_flags(app, o);
   glue::add_addrop_flags(app, o.addrop);
-  app.add_option("--runs", o.runs, "several runs on one plot: a comma list of attributions, e.g. none,ga,rd");
-  app.add_option("--seeds", o.seeds, "run every setting with each of these seeds, e.g. 1,2,3");
-  app.add_option("--grid", o.grid, "p/q grid search, e.g. p=0.1:0.9:0.1,q=0.1:0.9:0.1 (resumable)");
   glue::add_train_flags(app, o.training);
   CLI11_PARSE(app, argc, argv);
 
   try {
     const data::GlueTask task = data::parse_task(o.task);
     const auto& info = data::task_info(task);
-    if (o.model.empty() == o.init.empty()) throw std::runtime_error("give either --model DIR or --init PRESET (with --vocab)");
-    if (!o.init.empty() && o.vocab.empty()) throw std::runtime_error("--init needs --vocab (vocab.txt or a tokenizer folder)");
+    glue::check_run_flags(o);
     glue::validate(o.addrop);
     glue::validate(o.training);
-    if (o.device == "cuda" && !glue::cuda_available())
-      throw std::runtime_error("--device cuda: " + glue::cuda_unavailable_reason());
-
-    // Output folder: refuse to clobber.
-    const fs::path out = o.output;
-    if (fs::exists(out) && !fs::is_empty(out) && !o.overwrite && !o.resume && o.grid.empty() && o.runs.empty() && o.seeds.empty())
-      throw std::runtime_error(out.string() + " exists and is not empty (use --overwrite, or --resume to continue; with --runs, --seeds or --grid finished runs are skipped)");
-    if (o.overwrite && !o.resume && fs::exists(out)) fs::remove_all(out);
-    fs::create_directories(out);
+    const fs::path out = glue::prepare_output(o);
 
     // Tokenizer and model config.
     const fs::path tok_source = !o.model.empty() ? fs::path(o.model) : fs::path(o.vocab);

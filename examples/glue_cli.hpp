@@ -376,4 +376,54 @@ addrop::train::Predictions predict_folder_cuda(const fs::path& dir, const addrop
 bool cuda_available();
 std::string cuda_unavailable_reason();
 
+
+/// The flags every example trainer has besides its data and task: where the model
+/// comes from, where results go, the device, and the plan of runs.
+struct RunFlags {
+  std::string model, init, vocab;
+  std::string output;
+  bool overwrite = false, resume = false;
+  std::string device = "cpu";
+  int threads = 0;
+  std::string runs, seeds, grid;  ///< comma lists; p=a:b:s,q=a:b:s
+};
+
+inline void add_model_flags(CLI::App& app, RunFlags& f) {
+  app.add_option("--model", f.model, "Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer files)");
+  app.add_option("--init", f.init, "random initialisation instead of --model: tiny, mini or small");
+  app.add_option("--vocab", f.vocab, "with --init: vocab.txt (WordPiece) or a tokenizer folder");
+}
+
+inline void add_run_flags(CLI::App& app, RunFlags& f) {
+  app.add_option("--output", f.output, "output folder")->required();
+  app.add_flag("--overwrite", f.overwrite, "replace an existing output folder");
+  app.add_flag("--resume", f.resume, "continue the runs in --output from their last saved epoch");
+  app.add_option("--device", f.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--threads", f.threads, "CPU threads (0: all cores)");
+  app.add_option("--runs", f.runs, "several runs on one plot: a comma list of attributions, e.g. none,ga,rd");
+  app.add_option("--seeds", f.seeds, "run every setting with each of these seeds, e.g. 1,2,3");
+  app.add_option("--grid", f.grid, "p/q grid search, e.g. p=0.1:0.9:0.1,q=0.1:0.9:0.1 (resumable)");
+}
+
+/// Throws when the model source is incomplete or the device cannot be used.
+inline void check_run_flags(const RunFlags& f) {
+  if (f.model.empty() == f.init.empty()) throw std::runtime_error("give either --model DIR or --init PRESET (with --vocab)");
+  if (!f.init.empty() && f.vocab.empty()) throw std::runtime_error("--init needs --vocab (vocab.txt or a tokenizer folder)");
+  if (f.device == "cuda" && !cuda_available()) throw std::runtime_error("--device cuda: " + cuda_unavailable_reason());
+}
+
+/// Creates the output folder. A non-empty one is refused unless --overwrite (which
+/// clears it) or --resume; with several runs (--runs, --seeds, --grid) it is reused and
+/// finished runs are skipped.
+inline fs::path prepare_output(const RunFlags& f) {
+  const fs::path out = f.output;
+  const bool several = !f.grid.empty() || !f.runs.empty() || !f.seeds.empty();
+  if (fs::exists(out) && !fs::is_empty(out) && !f.overwrite && !f.resume && !several)
+    throw std::runtime_error(out.string() + " exists and is not empty (use --overwrite, or --resume to continue; "
+                             "with --runs, --seeds or --grid finished runs are skipped)");
+  if (f.overwrite && !f.resume && fs::exists(out)) fs::remove_all(out);
+  fs::create_directories(out);
+  return out;
+}
+
 }  // namespace glue

@@ -34,19 +34,13 @@ using namespace addrop;
 
 namespace {
 
-struct Options {
-  std::string model, init, vocab;
+struct Options : glue::RunFlags {
   std::string data, train_file, valid_file, test_file;
-  std::string output;
   std::string scheme = "iob2";
   bool label_all_tokens = false;
   std::string continuation = "b-to-i";
   bool test_each_epoch = false;
-  bool overwrite = false, resume = false;
-  std::string device = "cpu";
-  int threads = 0;
   glue::AdDropFlags addrop;
-  std::string runs, seeds, grid;
   glue::TrainFlags training;
 };
 
@@ -77,14 +71,11 @@ int main(int argc, char** argv) {
   CLI::App app{"addrop-ner: fine-tune a BERT-family model on CoNLL-2003 NER, with or without AD-DROP"};
   app.get_formatter()->column_width(34);
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--model", o.model, "Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer files)");
-  app.add_option("--init", o.init, "random initialisation instead of --model: tiny, mini or small");
-  app.add_option("--vocab", o.vocab, "with --init: vocab.txt (WordPiece) or a tokenizer folder");
+  glue::add_model_flags(app, o);
   app.add_option("--data", o.data, "CoNLL-2003 folder with train.txt, valid.txt, test.txt");
   app.add_option("--train", o.train_file, "training file (overrides --data)");
   app.add_option("--valid", o.valid_file, "validation file (overrides --data)");
   app.add_option("--test", o.test_file, "test file (overrides --data; scored with the best checkpoint)");
-  app.add_option("--output", o.output, "output folder")->required();
   app.add_option("--scheme", o.scheme, "tagging scheme of the files: iob2 (B- starts every entity) or iob1 (original CoNLL)")
       ->check(CLI::IsMember({"iob1", "iob2"}));
   app.add_flag("--label-all-tokens", o.label_all_tokens,
@@ -93,30 +84,17 @@ int main(int argc, char** argv) {
                  "with --label-all-tokens: b-to-i (B-X continues as I-X; run_ner.py >= 4.11, the reference) or same")
       ->check(CLI::IsMember({"b-to-i", "same"}));
   app.add_flag("--test-each-epoch", o.test_each_epoch, "also score the test set at every evaluation (test_* metrics)");
-  app.add_flag("--overwrite", o.overwrite, "replace an existing output folder");
-  app.add_flag("--resume", o.resume, "continue the runs in --output from their last saved epoch");
-  app.add_option("--device", o.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
+  glue::add_run_flags(app, o);
   glue::add_addrop_flags(app, o.addrop);
-  app.add_option("--runs", o.runs, "several runs on one plot: a comma list of attributions, e.g. none,ga");
-  app.add_option("--seeds", o.seeds, "run every setting with each of these seeds, e.g. 1,2,3");
-  app.add_option("--grid", o.grid, "p/q grid search, e.g. p=0.1:0.9:0.1,q=0.1:0.9:0.1 (resumable)");
   glue::add_train_flags(app, o.training);
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (o.model.empty() == o.init.empty()) throw std::runtime_error("give either --model DIR or --init PRESET (with --vocab)");
-    if (!o.init.empty() && o.vocab.empty()) throw std::runtime_error("--init needs --vocab (vocab.txt or a tokenizer folder)");
+    glue::check_run_flags(o);
     glue::validate(o.training);
-    if (o.device == "cuda" && !glue::cuda_available())
-      throw std::runtime_error("--device cuda: " + glue::cuda_unavailable_reason());
     const data::TagScheme scheme = o.scheme == "iob1" ? data::TagScheme::IOB1 : data::TagScheme::IOB2;
 
-    const fs::path out = o.output;
-    if (fs::exists(out) && !fs::is_empty(out) && !o.overwrite && !o.resume && o.grid.empty())
-      throw std::runtime_error(out.string() + " exists and is not empty (use --overwrite, or --resume to continue)");
-    if (o.overwrite && !o.resume && fs::exists(out)) fs::remove_all(out);
-    fs::create_directories(out);
+    const fs::path out = glue::prepare_output(o);
 
     // Data: tags are read in the file's scheme and trained on in IOB2.
     auto read = [&](const fs::path& file, const char* what) {

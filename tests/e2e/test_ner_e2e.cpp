@@ -22,42 +22,17 @@
 #include <nlohmann/json.hpp>
 
 #include "support/helpers.hpp"
+#include "support/programs.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-struct Run {
-  int status;
-  std::string output;
-};
-
-Run run(const std::string& args) {
-  const std::string cmd = std::string(ADDROP_NER_BINARY) + " " + args + " 2>&1";
-  Run r{0, {}};
-  FILE* pipe = popen(cmd.c_str(), "r");
-  BOOST_REQUIRE(pipe);
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, pipe)) r.output += buf;
-  const int st = pclose(pipe);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
-json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  BOOST_REQUIRE_MESSAGE(in, p.string() + " missing");
-  return json::parse(in);
-}
-
-std::vector<json> read_jsonl(const fs::path& p) {
-  std::ifstream in(p);
-  std::vector<json> out;
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(json::parse(line));
-  return out;
-}
+using Run = addrop::testing::ProgramRun;
+Run run(const std::string& args) { return addrop::testing::run_program(ADDROP_NER_BINARY, args); }
+nlohmann::json read_json(const fs::path& p) { return addrop::testing::read_json_file(p); }
+std::vector<nlohmann::json> read_jsonl(const fs::path& p) { return addrop::testing::read_jsonl_file(p); }
 
 const char* const kNames[] = {"Smith", "Jones", "Brown", "Taylor", "Johnson", "Wilson", "Clarkson", "Davies"};
 const char* const kFirst[] = {"John", "Anna", "Peter"};

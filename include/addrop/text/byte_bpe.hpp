@@ -187,16 +187,10 @@ class ByteBpeTokenizer final : public Tokenizer {
     const auto config = detail::parse_json_if_exists(dir / "tokenizer_config.json");
     const auto specials = detail::parse_json_if_exists(dir / "special_tokens_map.json");
     const auto tj = detail::parse_json_if_exists(dir / "tokenizer.json");
-    for (const auto* j : {config ? &*config : nullptr, specials ? &*specials : nullptr}) {
-      if (!j) continue;
-      if (auto t = detail::special_token(*j, "cls_token")) o.cls_token = *t;
-      if (auto t = detail::special_token(*j, "sep_token")) o.sep_token = *t;
-      if (auto t = detail::special_token(*j, "pad_token")) o.pad_token = *t;
-      if (auto t = detail::special_token(*j, "unk_token")) o.unk_token = *t;
-      if (auto t = detail::special_token(*j, "mask_token")) o.mask_token = *t;
-      if (auto t = detail::special_token(*j, "bos_token")) o.bos_token = *t;
-      if (auto t = detail::special_token(*j, "eos_token")) o.eos_token = *t;
-    }
+    detail::read_special_tokens(config, specials,
+                                {{"cls_token", &o.cls_token}, {"sep_token", &o.sep_token}, {"pad_token", &o.pad_token},
+                                 {"unk_token", &o.unk_token}, {"mask_token", &o.mask_token}, {"bos_token", &o.bos_token},
+                                 {"eos_token", &o.eos_token}});
     if (config) {
       detail::read_if(*config, "add_prefix_space", o.add_prefix_space);
       detail::read_if(*config, "trim_offsets", o.trim_offsets);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -240,6 +241,18 @@ inline std::optional<std::string> special_token(const nlohmann::json& j, const c
   if (v.is_string()) return v.get<std::string>();
   if (v.is_object() && v.contains("content") && v.at("content").is_string()) return v.at("content").get<std::string>();
   return std::nullopt;
+}
+
+/// Reads the named special tokens from tokenizer_config.json, then special_tokens_map.json
+/// (the later file wins), into the given strings; absent files or keys leave them as they are.
+inline void read_special_tokens(const std::optional<nlohmann::json>& config,
+                                const std::optional<nlohmann::json>& special_tokens_map,
+                                std::initializer_list<std::pair<const char*, std::string*>> tokens) {
+  for (const auto* j : {config ? &*config : nullptr, special_tokens_map ? &*special_tokens_map : nullptr}) {
+    if (!j) continue;
+    for (const auto& [key, out] : tokens)
+      if (auto t = special_token(*j, key)) *out = *t;
+  }
 }
 
 /// model_max_length: Hugging Face writes 1e30 for "no limit"; that reads as INT64_MAX.

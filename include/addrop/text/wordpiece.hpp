@@ -73,14 +73,9 @@ class WordPieceTokenizer final : public Tokenizer {
     const auto config = detail::parse_json_if_exists(dir / "tokenizer_config.json");
     const auto specials = detail::parse_json_if_exists(dir / "special_tokens_map.json");
     const auto tj = detail::parse_json_if_exists(dir / "tokenizer.json");
-    for (const auto* j : {config ? &*config : nullptr, specials ? &*specials : nullptr}) {
-      if (!j) continue;
-      if (auto t = detail::special_token(*j, "unk_token")) o.unk_token = *t;
-      if (auto t = detail::special_token(*j, "cls_token")) o.cls_token = *t;
-      if (auto t = detail::special_token(*j, "sep_token")) o.sep_token = *t;
-      if (auto t = detail::special_token(*j, "pad_token")) o.pad_token = *t;
-      if (auto t = detail::special_token(*j, "mask_token")) o.mask_token = *t;
-    }
+    detail::read_special_tokens(config, specials,
+                                {{"unk_token", &o.unk_token}, {"cls_token", &o.cls_token}, {"sep_token", &o.sep_token},
+                                 {"pad_token", &o.pad_token}, {"mask_token", &o.mask_token}});
     if (config) {
       detail::read_if(*config, "do_lower_case", o.lower_case);
       if (config->contains("strip_accents") && config->at("strip_accents").is_boolean())

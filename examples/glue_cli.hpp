@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "device.hpp"
 #include "glue_train.hpp"
 
 namespace glue {
@@ -252,6 +253,14 @@ inline nlohmann::json summarize(const RunOutcome& o, const RunSpec& spec, const 
   j["q"] = spec.q;
   j["seed"] = spec.seed;
   j["epochs"] = flags.epochs;
+  // The training settings, so that a summary alone says how its numbers were made.
+  j["training"] = {{"batch_size", flags.batch_size},       {"lr", flags.lr},
+                   {"lr_schedule", flags.lr_schedule},     {"warmup", flags.warmup},
+                   {"weight_decay", flags.weight_decay},   {"adamw", flags.adamw},
+                   {"max_grad_norm", flags.max_grad_norm}, {"max_length", flags.max_length},
+                   {"bucket", flags.bucket},               {"patience", flags.patience},
+                   {"eval_every", flags.eval_every},       {"max_train_examples", flags.max_train_examples},
+                   {"dropout", flags.dropout >= 0 ? nlohmann::json(flags.dropout) : nlohmann::json("model")}};
   j["steps"] = o.result.steps;
   j["seconds"] = o.result.seconds;
   j["main_metric"] = info.main_metric;
@@ -301,6 +310,7 @@ inline void write_table(const fs::path& out, const std::vector<RunRecord>& recor
   struct Group {
     std::string setting;
     std::vector<double> best, gap, final_gap, seconds;
+    std::vector<double> test;                    ///< test-set main metric of the best checkpoint (when scored)
     std::vector<std::vector<double>> epoch_gap;  ///< [evaluation][run]: dev - train loss
   };
   std::vector<Group> groups;
@@ -309,13 +319,15 @@ inline void write_table(const fs::path& out, const std::vector<RunRecord>& recor
     if (const auto pos = setting.find("_seed"); pos != std::string::npos) setting = setting.substr(0, pos);
     auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.setting == setting; });
     if (it == groups.end()) {
-      groups.push_back({setting, {}, {}, {}, {}, {}});
+      groups.push_back({setting, {}, {}, {}, {}, {}, {}});
       it = groups.end() - 1;
     }
     const auto& s = r.summary;
     if (!s.contains("best")) continue;
     it->best.push_back(s.at("best").get<double>());
     it->seconds.push_back(s.at("seconds").get<double>());
+    if (s.contains("test") && s.at("test").contains(info.main_metric))
+      it->test.push_back(s.at("test").at(info.main_metric).get<double>());
     const auto& hist = s.at("history");
     const int best_epoch = s.at("best_epoch").get<int>();
     for (const auto& h : hist)
@@ -329,10 +341,12 @@ inline void write_table(const fs::path& out, const std::vector<RunRecord>& recor
     if (!hist.empty() && !hist.back().at("dev_loss").is_null())
       it->final_gap.push_back(hist.back().at("dev_loss").get<double>() - hist.back().at("train_loss").get<double>());
   }
+  const bool with_test = std::any_of(groups.begin(), groups.end(), [](const Group& g) { return !g.test.empty(); });
   std::ostringstream md;
-  md << "| " << (grid ? "p, q" : "run") << " | seeds | dev " << info.main_metric
-     << " (best epoch, mean ± std) | dev−train loss gap at best | gap per evaluation (epoch 1, 2, …) | seconds/run |\n"
-     << "|---|---|---|---|---|---|\n";
+  md << "| " << (grid ? "p, q" : "run") << " | seeds | dev " << info.main_metric << " (best epoch, mean ± std) | "
+     << (with_test ? "test " + info.main_metric + " (best checkpoint) | " : std::string())
+     << "dev−train loss gap at best | gap per evaluation (epoch 1, 2, …) | seconds/run |\n"
+     << (with_test ? "|---|---|---|---|---|---|---|\n" : "|---|---|---|---|---|---|\n");
   nlohmann::json table = nlohmann::json::array();
   const Group* best_group = nullptr;
   for (const auto& g : groups) {
@@ -344,14 +358,19 @@ inline void write_table(const fs::path& out, const std::vector<RunRecord>& recor
       std::snprintf(buf, sizeof buf, "%s%.3f", gap_text.empty() ? "" : ", ", mean_of(e));
       gap_text += buf;
     }
+    char test_text[64] = "";
+    if (with_test) std::snprintf(test_text, sizeof test_text, " %.4f ± %.4f |", mean_of(g.test), std_of(g.test));
     char line[768];
-    std::snprintf(line, sizeof line, "| %s | %zu | %.4f ± %.4f | %.4f | %s | %.0f |\n", g.setting.c_str(), g.best.size(),
-                  mean_of(g.best), std_of(g.best), mean_of(g.gap), gap_text.c_str(), mean_of(g.seconds));
+    std::snprintf(line, sizeof line, "| %s | %zu | %.4f ± %.4f |%s %.4f | %s | %.0f |\n", g.setting.c_str(),
+                  g.best.size(), mean_of(g.best), std_of(g.best), test_text, mean_of(g.gap), gap_text.c_str(),
+                  mean_of(g.seconds));
     md << line;
-    table.push_back({{"setting", g.setting}, {"runs", g.best.size()}, {"mean", mean_of(g.best)},
-                     {"std", std_of(g.best)}, {"values", g.best}, {"loss_gap_at_best", mean_of(g.gap)},
-                     {"loss_gap_per_evaluation", gaps}, {"loss_gap_last", mean_of(g.final_gap)},
-                     {"seconds", mean_of(g.seconds)}});
+    nlohmann::json row{{"setting", g.setting}, {"runs", g.best.size()}, {"mean", mean_of(g.best)},
+                       {"std", std_of(g.best)}, {"values", g.best}, {"loss_gap_at_best", mean_of(g.gap)},
+                       {"loss_gap_per_evaluation", gaps}, {"loss_gap_last", mean_of(g.final_gap)},
+                       {"seconds", mean_of(g.seconds)}};
+    if (!g.test.empty()) row["test"] = {{"mean", mean_of(g.test)}, {"std", std_of(g.test)}, {"values", g.test}};
+    table.push_back(row);
     if (!g.best.empty() && (!best_group || mean_of(g.best) > mean_of(best_group->best))) best_group = &g;
   }
   nlohmann::json j{{"task", info.name}, {"metric", info.main_metric}, {"rows", table}};
@@ -373,8 +392,8 @@ addrop::train::Predictions predict_folder_cpu(const fs::path& dir, const addrop:
 addrop::train::Predictions predict_folder_cuda(const fs::path& dir, const addrop::models::ModelConfig& config,
                                                const std::vector<addrop::data::Feature>& features, int32_t pad_id,
                                                int64_t batch_size, int threads);
-bool cuda_available();
-std::string cuda_unavailable_reason();
+using addrop_examples::cuda_available;
+using addrop_examples::cuda_unavailable_reason;
 
 
 /// The flags every example trainer has besides its data and task: where the model

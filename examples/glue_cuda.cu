@@ -6,12 +6,6 @@
 glue::RunOutcome glue::train_run_cuda(const Job& job, const RunSpec& spec, const fs::path& dir, int) {
   return train_run<addrop::backend::Cuda>(job, spec, dir, addrop::backend::Cuda::Context::create(0));
 }
-bool glue::cuda_available() { return addrop::backend::Cuda::device_count() > 0; }
-std::string glue::cuda_unavailable_reason() {
-  std::string why;
-  if (addrop::backend::cuda_detail::device_count(&why) > 0) return "";
-  return "no usable GPU (" + why + ")";
-}
 addrop::train::Predictions glue::predict_folder_cuda(const fs::path& dir, const addrop::models::ModelConfig& config,
                                                      const std::vector<addrop::data::Feature>& features,
                                                      int32_t pad_id, int64_t batch_size, int) {

@@ -4,10 +4,6 @@
 glue::RunOutcome glue::train_run_cuda(const Job&, const RunSpec&, const fs::path&, int) {
   throw std::runtime_error("--device cuda: " + cuda_unavailable_reason());
 }
-bool glue::cuda_available() { return false; }
-std::string glue::cuda_unavailable_reason() {
-  return "this build of addrop has no CUDA support (configure on a machine with the CUDA Toolkit; see README)";
-}
 addrop::train::Predictions glue::predict_folder_cuda(const fs::path&, const addrop::models::ModelConfig&,
                                                      const std::vector<addrop::data::Feature>&, int32_t, int64_t, int) {
   throw std::runtime_error("--device cuda: " + cuda_unavailable_reason());

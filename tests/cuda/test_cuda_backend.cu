@@ -312,8 +312,9 @@ void test_gemm_batched() {
   using S = Cuda::BatchStrides;
   using SC = Cpu::BatchStrides;
   // The four products of nn/attention.hpp: B outer, H inner, heads interleaved in [B*L, D].
+  // B < H runs one cuBLAS call per example, B >= H one per head, B = 1 a single call.
   for (auto [B, H, L, dh] : {std::array<int64_t, 4>{3, 4, 17, 8}, std::array<int64_t, 4>{2, 2, 64, 16},
-                             std::array<int64_t, 4>{1, 3, 5, 4}}) {
+                             std::array<int64_t, 4>{5, 2, 9, 8}, std::array<int64_t, 4>{1, 3, 5, 4}}) {
     const int64_t D = H * dh;
     const std::string at = std::string(type_name<T>()) + " B,H,L,dh=" + shape_str({B, H, L, dh});
     const auto q = random_vec<T>(B * L * D), k = random_vec<T>(B * L * D);

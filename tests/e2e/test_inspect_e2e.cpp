@@ -118,15 +118,16 @@ std::string joined(const std::vector<std::string>& v) {
 }
 
 /// Runs the tool on one golden variant in `dtype` and compares every tensor.
-void check_variant(const std::string& layout, const fs::path& golden, const std::string& dtype) {
+void check_variant(const std::string& layout, const fs::path& golden, const std::string& dtype,
+                   const std::string& device = "cpu") {
   const auto expected = SafeTensors::load(golden);
   const auto& meta = expected.metadata();
   const double tol = dtype == "f64" ? 1e-9 : 1e-4;
-  const std::string stem = layout + "_" + golden.stem().string() + "_" + dtype;
+  const std::string stem = layout + "_" + golden.stem().string() + "_" + dtype + "_" + device;
   const fs::path batch = make_batch(layout, golden, "batch_" + stem);
   const fs::path output = scratch() / ("out_" + stem + ".safetensors");
   std::vector<std::string> args{"--model", (kFixtures / layout).string(), "--batch", batch.string(),
-                                "--output", output.string(), "--dtype", dtype, "--threads", "2"};
+                                "--output", output.string(), "--dtype", dtype, "--threads", "2", "--device", device};
   for (auto& f : flags_from(meta)) args.push_back(f);
   BOOST_TEST_INFO("addrop-inspect " << joined(args));
   const auto r = inspect(args);
@@ -140,6 +141,7 @@ void check_variant(const std::string& layout, const fs::path& golden, const std:
   BOOST_TEST(std::stod(got.metadata().at("q")) == std::stod(meta.at("q")));
   BOOST_TEST(got.metadata().at("dtype") == dtype);
   BOOST_TEST(got.metadata().at("uniforms") == "batch");
+  BOOST_TEST(got.metadata().at("device") == device);
   const auto want_dtype = dtype == "f64" ? addrop::io::DType::F64 : addrop::io::DType::F32;
   const bool random = meta.at("attribution") == "rd";
   for (const auto& name : got.names()) {
@@ -198,12 +200,12 @@ std::vector<fs::path> golden_files(const std::string& layout) {
 
 const std::vector<std::string> kLayouts{"bert_seqcls", "roberta_seqcls", "bert_regression"};
 
-void check_all(const std::string& dtype) {
+void check_all(const std::string& dtype, const std::string& device = "cpu") {
   int files = 0;
   for (const auto& layout : kLayouts)
     for (const auto& golden : golden_files(layout))
-      BOOST_TEST_CONTEXT(layout << "/" << golden.filename().string() << " (" << dtype << ")") {
-        check_variant(layout, golden, dtype);
+      BOOST_TEST_CONTEXT(layout << "/" << golden.filename().string() << " (" << dtype << ", " << device << ")") {
+        check_variant(layout, golden, dtype, device);
         ++files;
       }
   BOOST_TEST(files >= 5);
@@ -238,6 +240,25 @@ BOOST_AUTO_TEST_CASE(matches_pytorch_in_double) { check_all("f64"); }
 
 // The same in single precision at 1e-4.
 BOOST_AUTO_TEST_CASE(matches_pytorch_in_float) { check_all("f32"); }
+
+// --device cuda: on a machine with a GPU every golden variant again, on the GPU; without
+// one (or in a build without CUDA) a refusal that says why, and no output file.
+BOOST_AUTO_TEST_CASE(cuda_device_matches_pytorch_or_says_why) {
+  const fs::path golden = kAddrop / "bert_seqcls" / "ga_l0_high_p0.3_q0.3.safetensors";
+  const fs::path batch = make_batch("bert_seqcls", golden, "batch_cuda_probe");
+  const fs::path output = scratch() / "cuda_probe.safetensors";
+  const auto r = inspect(basic_args(batch, output) + std::vector<std::string>{"--device", "cuda"});
+  if (r.status != 0) {
+    BOOST_TEST_INFO(r.err);
+    BOOST_TEST((contains(r.err, "--device cuda: ") &&
+                (contains(r.err, "no CUDA support") || contains(r.err, "no CUDA device"))));
+    BOOST_TEST(!fs::exists(output));
+    BOOST_TEST_MESSAGE("no usable GPU here: the GPU comparison did not run (" << r.err << ")");
+    return;
+  }
+  check_all("f64", "cuda");
+  check_all("f32", "cuda");
+}
 
 BOOST_AUTO_TEST_CASE(refuses_to_overwrite) {
   const auto golden = kAddrop / "bert_seqcls" / "ga_l0_high_p0.3_q0.3.safetensors";

@@ -128,7 +128,11 @@ BOOST_AUTO_TEST_CASE(learns_writes_outputs_and_cross_tunes) {
   BOOST_TEST(summary.at("q").get<double>() == 0.1);
   BOOST_TEST(summary.at("test").at("f1").get<double>() >= 0.7);
   BOOST_TEST(summary.at("test").at("checkpoint") == "best");
-  BOOST_TEST(hist[5].contains("dev_test_f1"));
+  BOOST_TEST(hist[5].contains("test_f1"));
+  BOOST_TEST(!hist[5].contains("dev_test_f1"));  // test metrics keep their own name
+  BOOST_TEST(summary.at("training").at("batch_size").get<int>() == 16);
+  BOOST_TEST(summary.at("training").at("lr").get<double>() == 2e-3);
+  BOOST_TEST(summary.at("training").at("lr_schedule") == "linear");
   const auto lines = read_jsonl(out / "metrics.jsonl");
   BOOST_REQUIRE_EQUAL(lines.size(), 6u);
   for (int e = 0; e < 6; ++e) {

@@ -87,7 +87,9 @@ inline nlohmann::json to_json(const EvalRecord& r, const std::string& run) {
                    {"train_loss", r.train_loss}, {"addrop", r.addrop}, {"seconds", r.seconds},
                    {"main", r.dev.main}};
   j["dev_loss"] = std::isfinite(r.dev.loss) ? nlohmann::json(r.dev.loss) : nlohmann::json(nullptr);
-  for (const auto& [k, v] : r.dev.metrics) j["dev_" + k] = v;
+  // Metrics of the held-out test set (an evaluator's "test_*" extras) keep their own
+  // name; every other metric is the dev set's.
+  for (const auto& [k, v] : r.dev.metrics) j[k.rfind("test_", 0) == 0 ? k : "dev_" + k] = v;
   return j;
 }
 
@@ -102,6 +104,7 @@ inline EvalRecord record_from_json(const nlohmann::json& j) {
   r.dev.loss = j.at("dev_loss").is_null() ? std::numeric_limits<double>::quiet_NaN() : j.at("dev_loss").get<double>();
   for (const auto& [k, v] : j.items())
     if (k.rfind("dev_", 0) == 0 && k != "dev_loss") r.dev.metrics[k.substr(4)] = v.get<double>();
+    else if (k.rfind("test_", 0) == 0) r.dev.metrics[k] = v.get<double>();
   return r;
 }
 

@@ -893,13 +893,19 @@ void Cuda::gemm_batched(const Context& ctx, bool ta, bool tb, int64_t M, int64_t
                                                       cuda_detail::to_int(count, "gemm_batched", "batch count")),
                        "gemm_batched");
   };
-  // One call when the two levels collapse into one stride; else one call per outer index.
+  // One call when the two levels collapse into one stride; else one call per index of the
+  // smaller level.
   if (inner == 1) {
     run(A, B, C, sa.outer, sb.outer, sc.outer, outer);
   } else if (outer == 1) {
     run(A, B, C, sa.inner, sb.inner, sc.inner, inner);
   } else if (sa.outer == inner * sa.inner && sb.outer == inner * sb.inner && sc.outer == inner * sc.inner) {
     run(A, B, C, sa.inner, sb.inner, sc.inner, outer * inner);
+  } else if (inner <= outer) {
+    // Fewer, larger calls: e.g. attention's [example][head] layout runs one call per head
+    // over all examples (H calls of B matrices), not one per example.
+    for (int64_t i = 0; i < inner; ++i)
+      run(A + i * sa.inner, B + i * sb.inner, C + i * sc.inner, sa.outer, sb.outer, sc.outer, outer);
   } else {
     for (int64_t o = 0; o < outer; ++o)
       run(A + o * sa.outer, B + o * sb.outer, C + o * sc.outer, sa.inner, sb.inner, sc.inner, inner);

@@ -1,0 +1,35 @@
+# Runs addrop-train-tiny (cmake -P with BINARY set) and checks that it learns the synthetic
+# task: exit 0, a loss line per step, held-out accuracy after training >= 0.9 and above
+# the accuracy before. Then --device cuda: the same where a GPU can be used, otherwise a
+# refusal that names the flag and the reason.
+function(check_run device)
+  execute_process(COMMAND ${BINARY} --steps 80 --epoch-steps 10 --threads 2 --device ${device}
+                  RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT status EQUAL 0)
+    if(device STREQUAL "cuda" AND err MATCHES "--device cuda: " AND err MATCHES "no CUDA (support|device)")
+      message(STATUS "--device cuda refused as expected here: ${err}")
+      return()
+    endif()
+    message(FATAL_ERROR "addrop-train-tiny --device ${device} failed (${status}):\n${out}\n${err}")
+  endif()
+  string(REGEX MATCHALL "step +[0-9]+  loss [0-9.]+" steps "${out}")
+  list(LENGTH steps n)
+  if(NOT n EQUAL 80)
+    message(FATAL_ERROR "--device ${device}: expected 80 loss lines, got ${n}:\n${out}")
+  endif()
+  if(NOT out MATCHES "accuracy before training: ([0-9.]+)")
+    message(FATAL_ERROR "--device ${device}: no accuracy before training:\n${out}")
+  endif()
+  set(before ${CMAKE_MATCH_1})
+  if(NOT out MATCHES "accuracy after training: ([0-9.]+)")
+    message(FATAL_ERROR "--device ${device}: no accuracy after training:\n${out}")
+  endif()
+  set(after ${CMAKE_MATCH_1})
+  if(after LESS 0.9 OR NOT after GREATER before)
+    message(FATAL_ERROR "--device ${device}: held-out accuracy ${before} -> ${after}; expected >= 0.9 and a gain:\n${out}")
+  endif()
+  message(STATUS "--device ${device}: held-out accuracy ${before} -> ${after}")
+endfunction()
+
+check_run(cpu)
+check_run(cuda)

@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App app{"addrop-glue: fine-tune a BERT-family model on a GLUE task, with or without AD-DROP"};
   app.get_formatter()->column_width(34);
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag wins
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)->always_capture_default();  // a later flag wins; --help shows defaults
   app.add_option("--task", o.task, "sst2, mnli, qnli, qqp, cola, stsb, mrpc or rte")->required();
   glue::add_model_flags(app, o);
   app.add_option("--data", o.data, "GLUE folder (holding SST-2/, RTE/, ... or the task's own files)");

@@ -83,10 +83,10 @@ inline void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--max-grad-norm", f.max_grad_norm, "gradient-norm clipping (0: off)");
   app.add_option("--max-length", f.max_length, "tokens per example after truncation (longest first)");
   app.add_option("--patience", f.patience, "early stopping after this many evaluations without improvement (0: off)");
-  app.add_option("--eval-every", f.eval_every, "evaluate every N steps instead of every epoch");
-  app.add_option("--max-train-examples", f.max_train_examples, "train on this prefix of the training set");
+  app.add_option("--eval-every", f.eval_every, "evaluate every N steps instead of every epoch (0: every epoch)");
+  app.add_option("--max-train-examples", f.max_train_examples, "train on this prefix of the training set (0: all)");
   app.add_flag("--bucket", f.bucket, "length-bucketed batches (less padding)");
-  app.add_option("--dropout", f.dropout, "override the model's hidden and attention dropout");
+  app.add_option("--dropout", f.dropout, "override the model's hidden and attention dropout")->default_str("the model's");
   app.add_flag("--no-progress", f.no_progress, "no progress bar");
 }
 

@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   o.addrop.layers.clear();  // empty = all layers (filled in once the model is known)
   CLI::App app{"addrop-ner: fine-tune a BERT-family model on CoNLL-2003 NER, with or without AD-DROP"};
   app.get_formatter()->column_width(34);
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)->always_capture_default();  // --help shows defaults
   glue::add_model_flags(app, o);
   app.add_option("--data", o.data, "CoNLL-2003 folder with train.txt, valid.txt, test.txt");
   app.add_option("--train", o.train_file, "training file (overrides --data)");
@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
   app.add_flag("--test-each-epoch", o.test_each_epoch, "also score the test set at every evaluation (test_* metrics)");
   glue::add_run_flags(app, o);
   glue::add_addrop_flags(app, o.addrop);
+  app.get_option("--layers")->default_str("all");
   glue::add_train_flags(app, o.training);
   CLI11_PARSE(app, argc, argv);
 

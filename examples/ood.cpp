@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   int64_t max_length = 128, batch_size = 64;
   bool skip_bad_rows = false;
   CLI::App app{"addrop-ood: evaluate a trained model on HANS (MNLI models) or PAWS-X (paraphrase models)"};
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag wins
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)->always_capture_default();  // a later flag wins; --help shows defaults
   app.add_option("--model", model, "trained model folder (config.json, model.safetensors, tokenizer files)")->required();
   app.add_option("--hans", hans, "HANS: heuristics_evaluation_set.txt (11 columns) or its TSV form");
   app.add_option("--paws-x", paws, "PAWS-X English TSV (id, sentence1, sentence2, label)");

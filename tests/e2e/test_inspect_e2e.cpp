@@ -32,9 +32,16 @@ using addrop::io::SafeTensors;
 
 namespace {
 
-const fs::path kFixtures = fs::path(ADDROP_FIXTURE_DIR);
+/// The build's paths, unless the environment names others (a copy of the binaries run on
+/// another machine, as tests/cuda/gpu_check.sh does).
+fs::path from_env(const char* name, const char* built_in) {
+  const char* v = std::getenv(name);
+  return fs::path(v && *v ? v : built_in);
+}
+
+const fs::path kFixtures = from_env("ADDROP_FIXTURE_DIR", ADDROP_FIXTURE_DIR);
 const fs::path kAddrop = kFixtures.parent_path() / "addrop";
-const fs::path kBinary = fs::path(ADDROP_INSPECT_BINARY);
+const fs::path kBinary = from_env("ADDROP_INSPECT_BINARY", ADDROP_INSPECT_BINARY);
 
 /// The scratch folder of this test binary run, removed at exit.
 const fs::path& scratch() {

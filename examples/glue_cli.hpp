@@ -128,7 +128,13 @@ inline addrop::train::TrainerOptions trainer_options(const TrainFlags& f) {
 inline std::unique_ptr<addrop::text::Tokenizer> open_tokenizer(const fs::path& path) {
   if (fs::is_directory(path)) return addrop::text::load_tokenizer(path);
   if (!fs::exists(path)) throw std::runtime_error(path.string() + ": not found");
-  return addrop::text::load_tokenizer(path.parent_path());
+  // A file stands for its folder (which may also hold tokenizer_config.json), so it must
+  // carry the name the loader looks for there.
+  const std::string name = path.filename().string();
+  if (name != "vocab.txt" && name != "vocab.json" && name != "merges.txt" && name != "tokenizer.json")
+    throw std::runtime_error(path.string() + ": a tokenizer file is named vocab.txt (WordPiece), vocab.json + merges.txt " +
+                             "(byte-level BPE) or tokenizer.json; rename it or give the folder that holds it");
+  return addrop::text::load_tokenizer(fs::absolute(path).parent_path());
 }
 
 /// Tokenizes examples (in parallel, order kept); counts those truncation shortened.

@@ -39,6 +39,7 @@ struct Options : glue::RunFlags {
   std::string scheme = "iob2";
   bool label_all_tokens = false;
   std::string continuation = "b-to-i";
+  std::string labels;  ///< comma list; empty: the checkpoint's id2label, else the training file's
   bool test_each_epoch = false;
   glue::AdDropFlags addrop;
   glue::TrainFlags training;
@@ -53,12 +54,40 @@ fs::path split_file(const Options& o, const std::string& given, const char* name
 }
 
 struct Split {
+  fs::path file;
   std::vector<data::Sentence> sentences;  // tags in IOB2
   data::TokenFeatures features;
   std::vector<std::vector<std::string>> gold;
 };
 
 std::string scheme_name(data::TagScheme s) { return s == data::TagScheme::IOB1 ? "iob1" : "iob2"; }
+
+/// The label order of a checkpoint's token-classification head: config.json's id2label
+/// when it names real tags (O, B-X, I-X); empty for a generic LABEL_0.. or no id2label
+/// (a fresh head, whose order the training file may choose).
+std::vector<std::string> checkpoint_labels(const fs::path& model_dir) {
+  const fs::path file = model_dir / "config.json";
+  const auto j = nlohmann::json::parse(train::read_file(file));
+  if (!j.contains("id2label") || !j.at("id2label").is_object() || j.at("id2label").empty()) return {};
+  const auto& map = j.at("id2label");
+  std::vector<std::string> labels(map.size());
+  for (const auto& [key, value] : map.items()) {
+    std::size_t used = 0;
+    long id = -1;
+    try {
+      id = std::stol(key, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != key.size() || id < 0 || id >= static_cast<long>(labels.size()) || !value.is_string())
+      throw std::runtime_error(file.string() + ": id2label key \"" + key + "\" is not an id in 0.." +
+                               std::to_string(labels.size() - 1) + " with a string label");
+    labels[static_cast<std::size_t>(id)] = value.get<std::string>();
+  }
+  for (const auto& l : labels)
+    if (l.rfind("LABEL_", 0) == 0) return {};  // Hugging Face's placeholder names
+  data::check_label_list(labels, file.string() + " (id2label)");
+  return labels;
+}
 
 }  // namespace
 
@@ -84,6 +113,9 @@ int main(int argc, char** argv) {
                  "with --label-all-tokens: b-to-i (B-X continues as I-X; run_ner.py >= 4.11, the reference) or same")
       ->check(CLI::IsMember({"b-to-i", "same"}));
   app.add_flag("--test-each-epoch", o.test_each_epoch, "also score the test set at every evaluation (test_* metrics)");
+  app.add_option("--labels", o.labels,
+                 "label list in the head's order, e.g. O,B-PER,I-PER,... (default: the --model checkpoint's id2label, "
+                 "else O then B-/I- of every type in the training file)");
   glue::add_run_flags(app, o);
   glue::add_addrop_flags(app, o.addrop);
   app.get_option("--layers")->default_str("all");
@@ -100,6 +132,7 @@ int main(int argc, char** argv) {
     // Data: tags are read in the file's scheme and trained on in IOB2.
     auto read = [&](const fs::path& file, const char* what) {
       Split s;
+      s.file = file;
       s.sentences = data::read_conll(file, scheme, data::TagScheme::IOB2);
       int64_t words = 0;
       for (const auto& x : s.sentences) words += static_cast<int64_t>(x.words.size());
@@ -114,7 +147,18 @@ int main(int argc, char** argv) {
     Split test;
     const bool have_test = !o.test_file.empty() || (!o.data.empty() && fs::exists(fs::path(o.data) / "test.txt"));
     if (have_test) test = read(split_file(o, o.test_file, "test.txt", "--test"), "test");
-    const std::vector<std::string> labels = data::label_set(train.sentences);
+    // The label order: given, or the checkpoint head's, or the training file's.
+    std::vector<std::string> labels;
+    std::string label_source = "the training file";
+    if (!o.labels.empty()) {
+      labels = glue::split_list(o.labels);
+      label_source = "--labels";
+      data::check_label_list(labels, label_source);
+    } else if (!o.model.empty()) {
+      labels = checkpoint_labels(o.model);
+      if (!labels.empty()) label_source = (fs::path(o.model) / "config.json").string() + " (id2label)";
+    }
+    if (labels.empty()) labels = data::label_set(train.sentences);
 
     // Tokenizer and model config.
     const fs::path tok_source = !o.model.empty() ? fs::path(o.model) : fs::path(o.vocab);
@@ -153,9 +197,15 @@ int main(int argc, char** argv) {
     auto encode = [&](Split& s, const char* what) {
       std::vector<std::vector<std::string>> words;
       std::vector<std::vector<int32_t>> ids;
-      for (const auto& x : s.sentences) {
+      for (std::size_t k = 0; k < s.sentences.size(); ++k) {
+        const auto& x = s.sentences[k];
         words.push_back(x.words);
-        ids.push_back(data::encode_tags(x.tags, labels));  // throws on a type absent from train.txt
+        try {
+          ids.push_back(data::encode_tags(x.tags, labels));  // throws on a tag outside the label list
+        } catch (const std::invalid_argument& e) {
+          throw std::invalid_argument(s.file.string() + ":" + std::to_string(x.line) + ": the sentence from this line, " +
+                                      e.what());
+        }
         s.gold.push_back(x.tags);
       }
       s.features = data::encode_sentences(*tokenizer, words, ids, align, continuation);
@@ -170,10 +220,13 @@ int main(int argc, char** argv) {
       encode(valid, "valid");
       if (have_test) encode(test, "test");
     } catch (const std::invalid_argument& e) {
-      throw std::runtime_error(std::string(e.what()) + " (labels come from the training file: " + std::to_string(labels.size()) + ")");
+      throw std::runtime_error(std::string(e.what()) + " (the " + std::to_string(labels.size()) + " labels come from " +
+                               label_source + ")");
     }
-    std::fprintf(stderr, "tokenized %zu sentences in %.2f s; %zu labels:", train.sentences.size() + valid.sentences.size() + test.sentences.size(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), labels.size());
+    std::fprintf(stderr, "tokenized %zu sentences in %.2f s; %zu labels (from %s):",
+                 train.sentences.size() + valid.sentences.size() + test.sentences.size(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), labels.size(),
+                 label_source.c_str());
     for (const auto& l : labels) std::fprintf(stderr, " %s", l.c_str());
     std::fprintf(stderr, "\n");
 

@@ -12,6 +12,7 @@
 #include <addrop/data/conll.hpp>
 #include <addrop/metrics/entity.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -205,9 +206,46 @@ BOOST_AUTO_TEST_CASE(several_runs_and_errors) {
   const Run bad = run(base_args(tmp.dir) + " --epochs 1 --output " + (tmp.dir / "bad").string());
   BOOST_TEST(bad.status == 1);
   BOOST_TEST(bad.output.find("B-ORG") != std::string::npos);
+  BOOST_TEST(bad.output.find("valid.txt:") != std::string::npos);  // names the file and line
   const Run layers = run(base_args(tmp.dir) + " --epochs 1 --layers 5 --output " + (tmp.dir / "bad2").string());
   BOOST_TEST(layers.status == 1);
   BOOST_TEST(layers.output.find("layer 5") != std::string::npos);
+}
+
+// The head's label order: --labels sets it, the saved checkpoint keeps it (id2label), and a
+// run from that checkpoint uses it without being told; a malformed list is refused.
+BOOST_AUTO_TEST_CASE(label_order_given_and_kept_by_the_checkpoint) {
+  addrop::testing::TempDir tmp("ner");
+  write_corpus(tmp.dir, 200, 40, 40);
+  const std::vector<std::string> order{"I-PER", "B-PER", "O", "I-LOC", "B-LOC"};
+  const Run first = run(base_args(tmp.dir) + " --epochs 3 --labels I-PER,B-PER,O,I-LOC,B-LOC --output " +
+                        (tmp.dir / "a").string());
+  BOOST_TEST_INFO(first.output);
+  BOOST_REQUIRE_EQUAL(first.status, 0);
+  BOOST_TEST(first.output.find("(from --labels)") != std::string::npos);
+  BOOST_TEST(read_json(tmp.dir / "a" / "summary.json").at("labels") == json(order));
+  const json config = read_json(tmp.dir / "a" / "best" / "config.json");
+  for (std::size_t i = 0; i < order.size(); ++i) BOOST_TEST(config.at("id2label").at(std::to_string(i)) == order[i]);
+  const double trained = read_json(tmp.dir / "a" / "summary.json").at("test").at("f1").get<double>();
+
+  // From the checkpoint: same order, and the trained head scores as before right away.
+  const Run second = run("--model " + (tmp.dir / "a" / "best").string() + " --data " + tmp.dir.string() +
+                         " --epochs 1 --lr 1e-9 --max-length 32 --threads 2 --no-progress --output " +
+                         (tmp.dir / "b").string());
+  BOOST_TEST_INFO(second.output);
+  BOOST_REQUIRE_EQUAL(second.status, 0);
+  BOOST_TEST(second.output.find("config.json (id2label)") != std::string::npos);
+  const json b = read_json(tmp.dir / "b" / "summary.json");
+  BOOST_TEST(b.at("labels") == json(order));
+  BOOST_TEST(std::abs(b.at("test").at("f1").get<double>() - trained) < 0.02, b.at("test").at("f1") << " vs " << trained);
+
+  const Run bad = run(base_args(tmp.dir) + " --epochs 1 --labels O,B-PER,I-PER,B-LOC --output " + (tmp.dir / "c").string());
+  BOOST_TEST(bad.status == 1);
+  BOOST_TEST(bad.output.find("--labels: B-LOC but no I-LOC") != std::string::npos);
+  const Run missing = run(base_args(tmp.dir) + " --epochs 1 --labels O,B-PER,I-PER --output " + (tmp.dir / "d").string());
+  BOOST_TEST(missing.status == 1);
+  BOOST_TEST(missing.output.find("B-LOC") != std::string::npos);
+  BOOST_TEST(missing.output.find("--labels") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(real_conll2003_smoke, *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {

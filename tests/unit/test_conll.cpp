@@ -254,6 +254,20 @@ BOOST_AUTO_TEST_CASE(labels) {
   BOOST_CHECK_EXCEPTION(label_set(s), std::invalid_argument, has({"sentence 1", "token 2", "Z-LOC"}));
 }
 
+// A label list given by the user or a checkpoint's id2label: any order, but well formed.
+BOOST_AUTO_TEST_CASE(given_label_lists) {
+  BOOST_CHECK_NO_THROW(check_label_list(tags("O B-PER I-PER B-LOC I-LOC"), "src"));
+  BOOST_CHECK_NO_THROW(check_label_list(tags("B-LOC I-PER O I-LOC B-PER"), "src"));
+  BOOST_CHECK_EXCEPTION(check_label_list(tags("O B-PER I-PER PER"), "--labels"), std::invalid_argument,
+                        has({"--labels", "label 3", "\"PER\""}));
+  BOOST_CHECK_EXCEPTION(check_label_list(tags("O B-PER I-PER B-PER"), "cfg"), std::invalid_argument,
+                        has({"cfg", "B-PER", "twice"}));
+  BOOST_CHECK_EXCEPTION(check_label_list(tags("B-PER I-PER"), "cfg"), std::invalid_argument, has({"no \"O\""}));
+  BOOST_CHECK_EXCEPTION(check_label_list(tags("O B-PER I-PER B-ORG"), "cfg"), std::invalid_argument,
+                        has({"B-ORG but no I-ORG"}));
+  BOOST_CHECK_EXCEPTION(check_label_list(tags("O I-MISC"), "cfg"), std::invalid_argument, has({"I-MISC but no B-MISC"}));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(writer)

@@ -288,6 +288,28 @@ inline std::vector<std::string> label_set(const std::vector<Sentence>& sentences
   return label_set_for_types({types.begin(), types.end()});
 }
 
+/// Checks a label list given by the user or a checkpoint (`source` names it in errors):
+/// every label is O, B-type or I-type, none repeats, O is present, and every type has
+/// both its B- and its I- label (IOB1 and IOB2 data need both).
+inline void check_label_list(const std::vector<std::string>& labels, const std::string& source) {
+  std::set<std::string> seen, begins, insides;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    conll_detail::Tag t;
+    if (!conll_detail::parse(labels[i], t))
+      throw std::invalid_argument(source + ": label " + std::to_string(i) + " \"" + labels[i] +
+                                  "\" is not O, B-<type> or I-<type>");
+    if (!seen.insert(labels[i]).second)
+      throw std::invalid_argument(source + ": label \"" + labels[i] + "\" appears twice");
+    if (t.prefix == 'B') begins.emplace(t.type);
+    if (t.prefix == 'I') insides.emplace(t.type);
+  }
+  if (!seen.count("O")) throw std::invalid_argument(source + ": the label list has no \"O\"");
+  for (const auto& type : begins)
+    if (!insides.count(type)) throw std::invalid_argument(source + ": B-" + type + " but no I-" + type);
+  for (const auto& type : insides)
+    if (!begins.count(type)) throw std::invalid_argument(source + ": I-" + type + " but no B-" + type);
+}
+
 /// Label ids of `tags` in `labels`; throws std::invalid_argument naming an unknown tag.
 inline std::vector<int32_t> encode_tags(const std::vector<std::string>& tags, const std::vector<std::string>& labels) {
   std::unordered_map<std::string_view, int32_t> index;

@@ -4,7 +4,9 @@
 # from random initialisation (no checkpoint download needed) with the bert-base-uncased
 # vocabulary, fine-tuned on 8,000 SST-2 sentences for 2 epochs, plain and with AD-DROP
 # (gradient attribution, cross-tuning), both curves in out/sst2-demo/curves.svg and a
-# table of dev accuracies. About 4 minutes on 2 cores.
+# table of dev accuracies (about 0.78 each: the lr 3e-4 with warmup and linear decay
+# matters; at a constant 1e-3 this from-scratch model stays at chance). About 4 minutes on
+# 2 cores.
 #
 # The data: $ADDROP_DATA_DIR must hold glue/SST-2/{train,dev}.tsv and
 # tokenizers/bert-base-uncased/vocab.txt (see README, "Data"). Without it the script says
@@ -41,4 +43,4 @@ fi
 exec "$build_dir/examples/addrop-glue" --task sst2 --init mini \
   --vocab "$data/tokenizers/bert-base-uncased/vocab.txt" --data "$data/glue" \
   --output out/sst2-demo --overwrite --runs none,ga --epochs 2 --max-train-examples 8000 \
-  --batch-size 32 --lr 1e-3 --bucket --max-length 64 --threads 2
+  --batch-size 32 --lr 3e-4 --lr-schedule linear --warmup 0.1 --bucket --max-length 64 --threads 2

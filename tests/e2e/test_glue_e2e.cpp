@@ -252,9 +252,11 @@ BOOST_AUTO_TEST_CASE(real_sst2_smoke, *boost::unit_test::precondition([](boost::
   addrop::testing::TempDir tmp("glue");
   const Run r = run("--task sst2 --init tiny --vocab " + (data / "tokenizers" / "bert-base-uncased" / "vocab.txt").string() +
                     " --data " + (data / "glue").string() + " --output " + (tmp.dir / "sst2").string() +
-                    " --epochs 1 --max-train-examples 2000 --batch-size 32 --lr 1e-3 --max-length 64 --threads 2 --no-progress");
+                    " --epochs 1 --max-train-examples 8000 --batch-size 32 --lr 1e-3 --lr-schedule linear --warmup 0.1"
+                    " --max-length 64 --threads 2 --no-progress");
   BOOST_TEST_INFO(r.output);
   BOOST_REQUIRE_EQUAL(r.status, 0);
   const json s = read_json(tmp.dir / "sst2" / "summary.json");
-  BOOST_TEST(s.at("best").get<double>() > 0.5);  // better than chance after 2,000 examples
+  // Well above the majority class (0.509 of SST-2 dev): 0.751 when written (2026-11-27).
+  BOOST_TEST(s.at("best").get<double>() > 0.65);
 }

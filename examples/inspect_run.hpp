@@ -4,6 +4,7 @@
 #pragma once
 
 #include <addrop/addrop.hpp>
+#include <addrop/train/run_files.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -16,7 +17,6 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
-#include <unistd.h>
 #include <vector>
 
 #include "inspect_svg.hpp"
@@ -77,28 +77,6 @@ inline std::vector<std::string> read_tokens(const std::string& path) {
     tokens.push_back(std::move(line));
   }
   return tokens;
-}
-
-inline void write_text_atomically(const fs::path& file, const std::string& text) {
-  const fs::path tmp = file.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(file.string() + ": cannot write " + tmp.string());
-    out << text;
-    out.flush();
-    if (!out) {
-      out.close();
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      fail(file.string() + ": write failed");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    fail(file.string() + ": cannot rename the temporary file into place");
-  }
 }
 
 // ------------------------------------------------------------------------------ run
@@ -232,7 +210,7 @@ void run(const Options& o, const models::ModelConfig& config, const BatchFile& i
                addrop_inspect::svg_detail::num(r.loss, "%.6g") + "; model " + fs::path(o.model).filename().string();
   m.left_title = Attr::is_random ? "attention A (RD has no attribution)" : "attribution B";
   m.right_title = "keep mask";
-  write_text_atomically(o.svg, addrop_inspect::render_svg(m));
+  train::write_file_atomic(o.svg, addrop_inspect::render_svg(m));  // temp name, then rename
   std::fprintf(stderr, "addrop-inspect: %s: %zu x %zu heat map\n", o.svg.c_str(), idx.size(), idx.size());
 }
 

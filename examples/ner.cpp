@@ -19,6 +19,7 @@
 #include <addrop/text/tokenizer.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -72,16 +73,12 @@ std::vector<std::string> checkpoint_labels(const fs::path& model_dir) {
   const auto& map = j.at("id2label");
   std::vector<std::string> labels(map.size());
   for (const auto& [key, value] : map.items()) {
-    std::size_t used = 0;
-    long id = -1;
-    try {
-      id = std::stol(key, &used);
-    } catch (const std::exception&) {
-    }
-    if (used != key.size() || id < 0 || id >= static_cast<long>(labels.size()) || !value.is_string())
+    std::size_t id = 0;
+    const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+    if (ec != std::errc() || end != key.data() + key.size() || id >= labels.size() || !value.is_string())
       throw std::runtime_error(file.string() + ": id2label key \"" + key + "\" is not an id in 0.." +
                                std::to_string(labels.size() - 1) + " with a string label");
-    labels[static_cast<std::size_t>(id)] = value.get<std::string>();
+    labels[id] = value.get<std::string>();
   }
   for (const auto& l : labels)
     if (l.rfind("LABEL_", 0) == 0) return {};  // Hugging Face's placeholder names

@@ -102,9 +102,10 @@ inline EvalRecord record_from_json(const nlohmann::json& j) {
   r.seconds = j.at("seconds").get<double>();
   r.dev.main = j.at("main").get<double>();
   r.dev.loss = j.at("dev_loss").is_null() ? std::numeric_limits<double>::quiet_NaN() : j.at("dev_loss").get<double>();
-  for (const auto& [k, v] : j.items())
+  for (const auto& [k, v] : j.items()) {
     if (k.rfind("dev_", 0) == 0 && k != "dev_loss") r.dev.metrics[k.substr(4)] = v.get<double>();
-    else if (k.rfind("test_", 0) == 0) r.dev.metrics[k] = v.get<double>();
+    else if (k.rfind("test_", 0) == 0) r.dev.metrics[k] = v.get<double>();  // see to_json
+  }
   return r;
 }
 

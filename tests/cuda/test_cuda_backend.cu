@@ -312,9 +312,10 @@ void test_gemm_batched() {
   using S = Cuda::BatchStrides;
   using SC = Cpu::BatchStrides;
   // The four products of nn/attention.hpp: B outer, H inner, heads interleaved in [B*L, D].
-  // B < H runs one cuBLAS call per example, B >= H one per head, B = 1 a single call.
+  // Interleaved heads take the pointer-array call (B > H, B < H, B = H); B = 1 a strided one.
   for (auto [B, H, L, dh] : {std::array<int64_t, 4>{3, 4, 17, 8}, std::array<int64_t, 4>{2, 2, 64, 16},
-                             std::array<int64_t, 4>{5, 2, 9, 8}, std::array<int64_t, 4>{1, 3, 5, 4}}) {
+                             std::array<int64_t, 4>{5, 2, 9, 8}, std::array<int64_t, 4>{1, 3, 5, 4},
+                             std::array<int64_t, 4>{20, 16, 3, 2}}) {  // 320 pointers: several blocks
     const int64_t D = H * dh;
     const std::string at = std::string(type_name<T>()) + " B,H,L,dh=" + shape_str({B, H, L, dh});
     const auto q = random_vec<T>(B * L * D), k = random_vec<T>(B * L * D);
@@ -533,7 +534,8 @@ template <class T>
 void test_embeddings() {
   const double tol = op_tol<T>();
   for (auto [tokens, rows, dim] : {std::array<int64_t, 3>{1, 5, 1}, std::array<int64_t, 3>{50, 37, 64},
-                                   std::array<int64_t, 3>{3000, 400, 300}, std::array<int64_t, 3>{2000, 2, 48}}) {
+                                   std::array<int64_t, 3>{3000, 400, 300}, std::array<int64_t, 3>{2000, 2, 48},
+                                   std::array<int64_t, 3>{1500, 3, 770}}) {  // one id in ~1/3 of the tokens
     for (int64_t padding : {int64_t{-1}, int64_t{0}, int64_t{1}}) {
       const std::string at = std::string(type_name<T>()) + " tokens,rows,dim=" + shape_str({tokens, rows, dim}) +
                              " padding_idx=" + std::to_string(padding);
@@ -555,8 +557,16 @@ void test_embeddings() {
       auto ddtab = up(dtab);
       Cpu::embedding_backward(cpu, tokens, dim, ids.data(), grad.data(), dtab.data(), padding);
       Cuda::embedding_backward(gpu, tokens, dim, dids.data(), dgrad.data(), ddtab.data(), padding);
-      // The same additions in the same order: equal, unless the compilers contract differently.
+      // The GPU adds each id's rows as 8 fixed partial sums, the CPU in token order: close.
       check_close("embedding_backward " + at, down(ddtab), dtab, tol);
+      // ... and the GPU's order is fixed: a second run from the same table gives the same bits.
+      DevT<T> dtab2({rows * dim});
+      Cuda::fill(gpu, rows * dim, T(0), dtab2.data());
+      Cuda::embedding_backward(gpu, tokens, dim, dids.data(), dgrad.data(), dtab2.data(), padding);
+      const auto first_run = down(dtab2);
+      Cuda::fill(gpu, rows * dim, T(0), dtab2.data());
+      Cuda::embedding_backward(gpu, tokens, dim, dids.data(), dgrad.data(), dtab2.data(), padding);
+      check_same("embedding_backward repeats bit for bit " + at, down(dtab2), first_run);
     }
   }
 }

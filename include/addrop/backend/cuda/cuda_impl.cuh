@@ -346,28 +346,38 @@ __global__ void embedding_forward_kernel(int64_t tokens, int64_t dim, const int3
     out[i] = accumulate ? out[i] + v : v;
   }
 }
-// dtable[ids[t], :] += dout[t, :], deterministic and in the CPU's order: the block of token t
-// works only when t is the first token with its id; it then adds the rows of all tokens with
-// that id, in token order (so each table row has one writer). Blocks of kThreads threads.
-template <class T>
-__global__ void embedding_backward_kernel(int64_t tokens, int64_t dim, const int32_t* ids, const T* dout, T* dtable,
-                                          int64_t padding_idx) {
-  __shared__ int64_t list[kThreads];
-  __shared__ int warp_count[kWarpsPerBlock];
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+// first[t] = 1 when token t is the first with its id (and that id is not padding_idx): the
+// owner of the id's table row in embedding_backward_kernel. A block per token.
+template <int = 0>
+__global__ void embedding_first_kernel(int64_t tokens, const int32_t* ids, int64_t padding_idx, int32_t* first) {
   for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
     const int32_t id = ids[t];
-    if (static_cast<int64_t>(id) == padding_idx) continue;  // uniform over the block
-    bool owner = true;
-    for (int64_t base = 0; base < t; base += kThreads) {
-      const int64_t j = base + tid;
-      if (__syncthreads_or(j < t && ids[j] == id)) {
-        owner = false;
-        break;
-      }
+    bool owner = static_cast<int64_t>(id) != padding_idx;
+    for (int64_t base = 0; owner && base < t; base += kThreads) {  // owner is uniform over the block
+      const int64_t j = base + threadIdx.x;
+      if (__syncthreads_or(j < t && ids[j] == id)) owner = false;
     }
-    if (!owner) continue;  // uniform: every thread saw the same __syncthreads_or
-    T* row = dtable + static_cast<int64_t>(id) * dim;
+    if (threadIdx.x == 0) first[t] = owner ? 1 : 0;
+  }
+}
+// dtable[ids[t], :] += dout[t, :], deterministic with one writer per table row: block
+// (t, y) works only when t owns its id, and sums the rows of all tokens with that id for the
+// 32 columns y*32 .. y*32+31. Its 8 warps take every 8th matching token (a fixed split, so
+// the sum does not depend on timing), then warp 0 adds the 8 partials in order. Spreading an
+// id over column tiles and warps matters for ids that most tokens share (token type 0): one
+// block summing them all serially was latency-bound. Blocks of kThreads threads.
+template <class T>
+__global__ void embedding_backward_kernel(int64_t tokens, int64_t dim, const int32_t* ids, const int32_t* first,
+                                          const T* dout, T* dtable) {
+  __shared__ int64_t list[kThreads];
+  __shared__ int warp_count[kWarpsPerBlock];
+  __shared__ T partial[kWarpsPerBlock][32];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int64_t c = static_cast<int64_t>(blockIdx.y) * 32 + lane;
+  for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
+    if (!first[t]) continue;  // uniform over the block
+    const int32_t id = ids[t];
+    T acc = 0;
     for (int64_t base = t; base < tokens; base += kThreads) {
       const int64_t j = base + tid;
       const bool match = j < tokens && ids[j] == id;
@@ -381,13 +391,20 @@ __global__ void embedding_backward_kernel(int64_t tokens, int64_t dim, const int
       }
       if (match) list[offset + __popc(ballot & ((1u << lane) - 1u))] = j;
       __syncthreads();
-      for (int64_t c = tid; c < dim; c += kThreads) {
-        T r = row[c];
-        for (int q = 0; q < total; ++q) r += dout[list[q] * dim + c];
-        row[c] = r;
+      if (c < dim) {
+#pragma unroll 4
+        for (int q = warp; q < total; q += kWarpsPerBlock) acc += dout[list[q] * dim + c];
       }
-      __syncthreads();
+      __syncthreads();  // list and warp_count are rewritten by the next chunk
     }
+    partial[warp][lane] = acc;
+    __syncthreads();
+    if (warp == 0 && c < dim) {
+      T sum = partial[0][lane];
+      for (int w = 1; w < kWarpsPerBlock; ++w) sum += partial[w][lane];
+      dtable[static_cast<int64_t>(id) * dim + c] += sum;
+    }
+    __syncthreads();  // partial is rewritten by the next owner
   }
 }
 
@@ -646,6 +663,21 @@ __global__ void adamw_torch_kernel(int64_t n, T* param, const T* grad, T* m, T* 
   }
 }
 
+// ---------------------------------------------------------------- batched GEMM pointers
+// The matrices of a two-level batch (outer o, inner i; entry o * inner + i) as the pointer
+// arrays of cublas?gemmBatched: pa[e] = a + o * a_outer + i * a_inner, likewise b and c.
+template <class T>
+__global__ void batch_pointers_kernel(int64_t count, int64_t inner, const T* a, int64_t a_outer, int64_t a_inner,
+                                      const T* b, int64_t b_outer, int64_t b_inner, T* c, int64_t c_outer,
+                                      int64_t c_inner, const T** pa, const T** pb, T** pc) {
+  ADDROP_CUDA_GRID_STRIDE(e, count) {
+    const int64_t o = e / inner, i = e % inner;
+    pa[e] = a + o * a_outer + i * a_inner;
+    pb[e] = b + o * b_outer + i * b_inner;
+    pc[e] = c + o * c_outer + i * c_inner;
+  }
+}
+
 #undef ADDROP_CUDA_GRID_STRIDE
 #undef ADDROP_CUDA_WARP_ROWS
 
@@ -671,6 +703,19 @@ inline cublasStatus_t blas_gemm_strided(cublasHandle_t h, cublasOperation_t ta, 
                                         const double* B, int ldb, long long sb, const double* beta, double* C,
                                         int ldc, long long sc, int count) {
   return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, count);
+}
+
+inline cublasStatus_t blas_gemm_pointers(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const float* alpha, const float* const* A, int lda,
+                                         const float* const* B, int ldb, const float* beta, float* const* C, int ldc,
+                                         int count) {
+  return cublasSgemmBatched(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, count);
+}
+inline cublasStatus_t blas_gemm_pointers(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const double* alpha, const double* const* A, int lda,
+                                         const double* const* B, int ldb, const double* beta, double* const* C,
+                                         int ldc, int count) {
+  return cublasDgemmBatched(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, count);
 }
 
 inline int to_int(int64_t v, const char* op, const char* what) {
@@ -893,22 +938,29 @@ void Cuda::gemm_batched(const Context& ctx, bool ta, bool tb, int64_t M, int64_t
                                                       cuda_detail::to_int(count, "gemm_batched", "batch count")),
                        "gemm_batched");
   };
-  // One call when the two levels collapse into one stride; else one call per index of the
-  // smaller level.
+  // One strided call when the two levels collapse into one stride.
   if (inner == 1) {
     run(A, B, C, sa.outer, sb.outer, sc.outer, outer);
   } else if (outer == 1) {
     run(A, B, C, sa.inner, sb.inner, sc.inner, inner);
   } else if (sa.outer == inner * sa.inner && sb.outer == inner * sb.inner && sc.outer == inner * sc.inner) {
     run(A, B, C, sa.inner, sb.inner, sc.inner, outer * inner);
-  } else if (inner <= outer) {
-    // Fewer, larger calls: e.g. attention's [example][head] layout runs one call per head
-    // over all examples (H calls of B matrices), not one per example.
-    for (int64_t i = 0; i < inner; ++i)
-      run(A + i * sa.inner, B + i * sb.inner, C + i * sc.inner, sa.outer, sb.outer, sc.outer, outer);
   } else {
-    for (int64_t o = 0; o < outer; ++o)
-      run(A + o * sa.outer, B + o * sb.outer, C + o * sc.outer, sa.inner, sb.inner, sc.inner, inner);
+    // Two levels that do not collapse (attention's [example][head] blocks, heads interleaved
+    // in [B*L, D]): one pointer-array call over all outer * inner matrices instead of a
+    // strided call per example. A kernel writes the pointers into scratch, on the stream.
+    const int64_t count = outer * inner;
+    const int batch = cuda_detail::to_int(count, "gemm_batched", "batch count");
+    void* scratch = s.workspace(3 * static_cast<std::size_t>(count) * sizeof(T*), "gemm_batched");
+    auto** pa = static_cast<const T**>(scratch);
+    auto** pb = pa + count;
+    auto** pc = static_cast<T**>(scratch) + 2 * count;
+    cuda_detail::batch_pointers_kernel<T><<<cuda_detail::blocks_for(count), cuda_detail::kThreads, 0, s.stream>>>(
+        count, inner, A, sa.outer, sa.inner, B, sb.outer, sb.inner, C, sc.outer, sc.inner, pa, pb, pc);
+    cuda_detail::check_launch("gemm_batched");
+    cuda_detail::check(cuda_detail::blas_gemm_pointers(s.blas, p.op_b, p.op_a, p.m, p.n, p.k, &alpha, pb, p.ldb, pa,
+                                                       p.lda, &beta, pc, p.ldc, batch),
+                       "gemm_batched");
   }
 }
 
@@ -1097,9 +1149,17 @@ void Cuda::embedding_backward(const Context& ctx, int64_t tokens, int64_t dim, c
   if (tokens <= 0 || dim <= 0) return;
   auto& s = ctx.state();
   cuda_detail::activate(s, "embedding_backward");
+  auto* first = static_cast<int32_t*>(s.workspace(static_cast<std::size_t>(tokens) * sizeof(int32_t),
+                                                   "embedding_backward"));
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tokens, cuda_detail::kMaxBlocks));
-  cuda_detail::embedding_backward_kernel<T><<<blocks, cuda_detail::kThreads, 0, s.stream>>>(tokens, dim, ids, dout,
-                                                                                           dtable, padding_idx);
+  cuda_detail::embedding_first_kernel<><<<blocks, cuda_detail::kThreads, 0, s.stream>>>(tokens, ids, padding_idx,
+                                                                                       first);
+  cuda_detail::check_launch("embedding_backward");
+  const int64_t tiles = (dim + 31) / 32;
+  if (tiles > 65535) cuda_detail::fail("embedding_backward", "dim = " + std::to_string(dim) + " is above 2097120");
+  const dim3 grid(blocks, static_cast<unsigned>(tiles));
+  cuda_detail::embedding_backward_kernel<T><<<grid, cuda_detail::kThreads, 0, s.stream>>>(tokens, dim, ids, first,
+                                                                                         dout, dtable);
   cuda_detail::check_launch("embedding_backward");
 }
 

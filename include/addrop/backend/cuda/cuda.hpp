@@ -77,7 +77,7 @@ struct State {
   cudaStream_t stream = nullptr;  ///< nullptr: the legacy default stream
   bool owns_stream = false;
   cublasHandle_t blas = nullptr;
-  void* scratch = nullptr;        ///< device scratch for reductions (grow-only)
+  void* scratch = nullptr;        ///< device scratch of one op at a time: partial sums, GEMM pointer arrays (grow-only)
   std::size_t scratch_bytes = 0;
   std::vector<double> host;       ///< host landing area of reduction results (grow-only)
 

@@ -186,7 +186,27 @@ def make_step(case: str, cfg: hm.Config, params, input_ids, attention_mask, toke
     return step
 
 
-def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0, device: str = "cpu"):
+def kernel_table(step, device: str, steps: int = 3, rows: int = 25) -> str:
+    """torch.profiler's table of the ops/kernels over `steps` steps, by time on the device."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        ps.sync(device)
+    averages = prof.key_averages()
+    # The sort keys were renamed across torch versions (cuda_* -> device_*).
+    keys = ["self_device_time_total", "self_cuda_time_total"] if device == "cuda" else ["self_cpu_time_total"]
+    for key in keys:
+        try:
+            return averages.table(sort_by=key, row_limit=rows)
+        except (AttributeError, KeyError, ValueError):
+            continue
+    return averages.table(row_limit=rows)
+
+
+def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0, device: str = "cpu",
+          profile_steps: int = 0):
     torch.set_num_threads(THREADS)
     torch.manual_seed(seed)
     cfg = ps.make_config(shape)
@@ -214,6 +234,9 @@ def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0, device:
         step()
         ps.sync(device)
         times.append(time.perf_counter() - t0)
+    if profile_steps > 0:  # after the timing, which the profiler would slow
+        print(f"# torch.profiler, {shape} {case}, {profile_steps} steps\n"
+              + kernel_table(step, device, profile_steps), file=sys.stderr, flush=True)
     return {
         "shape": shape,
         "case": case,
@@ -289,6 +312,9 @@ def main():
     ap.add_argument("--selftest", action="store_true", help="check the mask selection and exit")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="cuda: parameters and inputs on the GPU, synchronized timing (TF32 off)")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="after timing, print torch.profiler's table of the most costly ops/kernels over "
+                         "STEPS steps to stderr (on cuda: by GPU time)")
     args = ap.parse_args()
     if args.selftest:
         sys.exit(selftest())
@@ -304,7 +330,7 @@ def main():
     for sh in shapes:
         iters = args.iters if args.iters is not None else DEFAULT_ITERS[sh]
         for case in cases:
-            r = bench(sh, case, args.warmup, iters, device=args.device)
+            r = bench(sh, case, args.warmup, iters, device=args.device, profile_steps=args.profile)
             if args.json:
                 print(json.dumps(r), flush=True)
             else:

@@ -8,7 +8,8 @@
 # CPU, models and AD-DROP steps against the golden fixtures, masks identical); 3. the
 # inspect end-to-end test (every golden AD-DROP variant with --device cuda too); 4.
 # addrop-train-tiny --device cuda learns its task; 5. bench_cuda_step beside
-# bench/pytorch_addrop_step.py --device cuda, same card, same run. Logs go to $OUT (or
+# bench/pytorch_addrop_step.py --device cuda, same card, same run; 6. where nsys exists, a
+# per-kernel profile of the base GA step, and torch.profiler's table of PyTorch's. Logs go to $OUT (or
 # gpu-check-out/); the exit status is the number of failed checks.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -36,4 +37,17 @@ step train_tiny cmake -DBINARY="$PWD/$bundle/addrop-train-tiny" -P tests/e2e/tra
 step bench_addrop "$bundle/bench_cuda_step" --shape all --case all
 step bench_pytorch python3 bench/pytorch_addrop_step.py --device cuda --shape all --case all --json
 grep -h '"case"' "$out/bench_addrop.log" "$out/bench_pytorch.log" | tee -a "$out/summary.txt"
+# 6. Optional, not counted: where Nsight Systems is installed, the per-kernel time of the
+# BERT-base GA step (which kernels to work on next if the step is still behind PyTorch's).
+if command -v nsys > /dev/null; then
+  nsys profile -o "$out/ga_base" --force-overwrite true "$bundle/bench_cuda_step" --shape base --case ga --iters 3 \
+    > "$out/nsys.log" 2>&1 &&
+    { nsys stats --report cuda_gpu_kern_sum "$out/ga_base.nsys-rep" || nsys stats --report gpukernsum "$out/ga_base.nsys-rep"; } \
+      > "$out/kernels.txt" 2>> "$out/nsys.log"
+  echo "nsys: exit $? (kernel summary in kernels.txt; not counted)" | tee -a "$out/summary.txt"
+  rm -f "$out/ga_base.nsys-rep" "$out/ga_base.sqlite"  # large; the summary is what matters
+fi
+python3 bench/pytorch_addrop_step.py --device cuda --shape base --case ga --iters 1 --profile 3 \
+  > /dev/null 2> "$out/torch_kernels.txt"
+echo "torch profile: exit $? (PyTorch's per-kernel table in torch_kernels.txt; not counted)" | tee -a "$out/summary.txt"
 exit "$failed"

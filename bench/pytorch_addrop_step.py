@@ -7,7 +7,7 @@ tests/reference/hf_models.py with the shapes, data, float32, 2 threads and
 dropout probabilities 0 of bench/pytorch_step.py. Target layer 0, p = q = 0.3.
 No optimizer step in any case (gradients only), like pytorch_step.py.
 
-Cases (see /work/shared/ALGORITHM.md, "One AD-DROP training step"):
+Cases (see docs/algorithm.md, "One AD-DROP training step"):
   plain  forward + CE loss + backward (the plain cross-tuning epoch);
   ga     first forward (train mode, graph kept), pseudo labels = argmax z,
          F = sum_b z[b, c_b], torch.autograd.grad(F, A_0); top-p candidates per
@@ -81,7 +81,7 @@ def drop_index_high(attn_mask: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def candidates_high(attr: torch.Tensor, attn_mask: torch.Tensor, p: float) -> torch.Tensor:
-    """Candidate discard region (ALGORITHM.md step 4, high): bool [B, H, L, L].
+    """Candidate discard region (docs/algorithm.md step 4, high): bool [B, H, L, L].
 
     attr: attributions [B, H, L, L]; attn_mask: [B, L] 0/1 (1 = real token).
     Pad keys get +100 so they sort last; t = sorted[..., k_b]; candidates are the

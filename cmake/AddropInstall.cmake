@@ -4,7 +4,7 @@
 #   include/addrop/...                         the headers (the library is header-only)
 #   lib/cmake/addrop/addropConfig.cmake        find_package(addrop CONFIG) entry point
 #   lib/cmake/addrop/addropConfigVersion.cmake SameMajorVersion, architecture independent
-#   lib/cmake/addrop/addropTargets.cmake       imported target addrop::addrop
+#   lib/cmake/addrop/addropTargets.cmake       imported targets addrop::addrop, addrop::native
 #   lib/cmake/addrop/addropCudaTargets.cmake   imported target addrop::cuda (ADDROP_WITH_CUDA only)
 #   lib/cmake/addrop/addropTextTargets.cmake   imported target addrop::text (utf8proc + PCRE2 found only)
 #
@@ -26,7 +26,7 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/addrop
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   COMPONENT addrop_development)
 
-install(TARGETS addrop EXPORT addropTargets)
+install(TARGETS addrop addrop_native EXPORT addropTargets)
 install(EXPORT addropTargets
   NAMESPACE addrop::
   DESTINATION ${ADDROP_INSTALL_CMAKEDIR}

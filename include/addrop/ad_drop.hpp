@@ -1,5 +1,5 @@
 #pragma once
-// AdDrop<Attribution, Selection, Schedule>: one AD-DROP training step (ALGORITHM.md
+// AdDrop<Attribution, Selection, Schedule>: one AD-DROP training step (docs/algorithm.md
 // steps 1-6), or the plain step when the schedule says so, over any model that
 // implements the attention-site contract.
 //

@@ -117,9 +117,11 @@ endif()
 run_step("configure" ${CMAKE_COMMAND} ${configure_args})
 run_step("build" ${CMAKE_COMMAND} --build ${WORK_DIR}/build --config ${BUILD_TYPE})
 
-set(exe ${WORK_DIR}/build/addrop_consumer)
-if(NOT EXISTS ${exe})
-  set(exe ${WORK_DIR}/build/${BUILD_TYPE}/addrop_consumer)  # multi-config generators
-endif()
-run_step("run" ${exe})
+foreach(program addrop_consumer addrop_consumer_native)  # the second links addrop::native
+  set(exe ${WORK_DIR}/build/${program})
+  if(NOT EXISTS ${exe})
+    set(exe ${WORK_DIR}/build/${BUILD_TYPE}/${program})  # multi-config generators
+  endif()
+  run_step("run ${program}" ${exe})
+endforeach()
 message("addrop consumer: ok (${MODE})")

@@ -7,7 +7,7 @@ Hugging Face parameter names (``bert.encoder.layer.0.attention.self.query.weight
 the forward pass is written with torch.nn.functional ops in the same order as the
 Hugging Face modules (post-LayerNorm BERT, exact erf GELU, additive -10000 mask).
 
-The forward pass exposes AD-DROP's "attention sites" (see /work/shared/ALGORITHM.md):
+The forward pass exposes AD-DROP's "attention sites" (see docs/algorithm.md):
 
 * ``extra[l]``: optional additive [B, H, L, L] tensor added to layer l's attention
   logits (after the usual padding mask), i.e. the AD-DROP drop mask;

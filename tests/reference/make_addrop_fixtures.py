@@ -4,7 +4,7 @@
     /usr/bin/python3 tests/reference/make_addrop_fixtures.py [--out DIR] [--check]
         [--only LAYOUT ...]
 
-One AD-DROP step (/work/shared/ALGORITHM.md, steps 2-6) computed with PyTorch
+One AD-DROP step (docs/algorithm.md, steps 2-6) computed with PyTorch
 autograd on the plain-torch models of hf_models.py, float64, eval mode (no dropout
 anywhere), reusing config.json + model.safetensors + the input_ids / attention_mask /
 token_type_ids / labels of tests/golden/fixtures/<layout>/ (that folder's extra_mask /
@@ -96,12 +96,12 @@ def fmt_float(x: float) -> str:
 
 
 def f32_threshold(x: float) -> np.float32:
-    """np.float32(x) with x computed in double (e.g. 1 - q), as ALGORITHM.md step 5."""
+    """np.float32(x) with x computed in double (e.g. 1 - q), as docs/algorithm.md step 5."""
     return np.float32(x)
 
 
 def k_index(p: float, n: int, side: str) -> int:
-    """ALGORITHM.md step 4: the product in float32, then truncated."""
+    """docs/algorithm.md step 4: the product in float32, then truncated."""
     f = (1.0 - p) if side == "high" else p
     return int(np.float32(np.float32(f) * np.float32(n)))
 
@@ -711,7 +711,7 @@ Made by `tests/reference/make_addrop_fixtures.py` (run `/usr/bin/python3
 tests/reference/make_addrop_fixtures.py`, add `--check` for the self-consistency
 checks) with torch {torch_version}, PyTorch autograd on the plain-torch models of
 `tests/reference/hf_models.py`, float64, **eval mode** (no dropout anywhere). Regenerating
-gives the same bytes. Each file is one AD-DROP step (/work/shared/ALGORITHM.md steps 2-6)
+gives the same bytes. Each file is one AD-DROP step (docs/algorithm.md steps 2-6)
 on the model and batch of `tests/golden/fixtures/<layout>/`: its `config.json`,
 `model.safetensors` and the `input_ids`, `attention_mask`, `token_type_ids`, `labels` of
 its `batch.safetensors`. That folder's `extra_mask.*` / `alpha.*` entries are **not**

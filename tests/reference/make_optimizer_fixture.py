@@ -54,7 +54,7 @@ def decays(name: str) -> bool:
 
 
 class HfAdamW(torch.optim.Optimizer):
-    """transformers 2.9's AdamW (optimization.py), as ALGORITHM.md describes it."""
+    """transformers 2.9's AdamW (optimization.py), as docs/algorithm.md describes it."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, correct_bias=True):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,

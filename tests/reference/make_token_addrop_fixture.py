@@ -4,7 +4,7 @@ for the token-classification layouts (bert_token, electra_token).
 
     /usr/bin/python3 tests/reference/make_token_addrop_fixture.py [--out DIR] [--check]
 
-One AD-DROP step (/work/shared/ALGORITHM.md, steps 2-6) at the token level (NER), computed
+One AD-DROP step (docs/algorithm.md, steps 2-6) at the token level (NER), computed
 with PyTorch autograd, float64, eval mode, on the model and batch of
 tests/golden/fixtures/<layout>/ (labels [B, L] with -100 on special tokens, continuation
 sub-tokens and pads). It reuses make_addrop_fixtures.py (loading, candidates, keep rule,

@@ -6,12 +6,20 @@
 // Setup (node_modules must stay out of the source tree, so install it under /tmp):
 //   mkdir -p /tmp/tokjs && cp tests/reference/tokenizers_js/package.json /tmp/tokjs/
 //   (cd /tmp/tokjs && npm install)      # tokenizers 0.13.3 + its linux-x64-gnu binary 0.13.4-rc2
-//   NODE_PATH=/tmp/tokjs/node_modules node tests/reference/make_tokenizer_cases.mjs /work/shared/data/tokenizers
+//   NODE_PATH=/tmp/tokjs/node_modules node tests/reference/make_tokenizer_cases.mjs [TOKENIZERS_DIR]
+//
+// TOKENIZERS_DIR defaults to $ADDROP_DATA_DIR/tokenizers, else the committed sample
+// examples/data/tokenizers (the checkpoints' own files; electra-base-discriminator's
+// vocab.txt is bert-base-uncased's, so where it is absent bert-base-uncased's stands in).
 //
 // The tokenizer.json files are built here from the plain vocab files (vocab.txt;
 // vocab.json + merges.txt) with the settings of the Hugging Face checkpoints:
 // BertNormalizer + BertPreTokenizer + WordPiece + BertProcessing, and
-// ByteLevel + BPE + RobertaProcessing. Offsets are turned into UTF-8 byte offsets.
+// ByteLevel + BPE + RobertaProcessing, with the special tokens as added tokens
+// (normalized=false, so matched on the raw text; roberta's <mask> with lstrip=true).
+// The *_special_cases put special-token strings in the text; the *_split_special_cases
+// encode the same texts without the added tokens, which is what split_special_tokens=True
+// does (the 0.13 binding has no such flag). Offsets are turned into UTF-8 byte offsets.
 import { createRequire } from 'module';
 import fs from 'fs';
 import path from 'path';
@@ -22,7 +30,12 @@ const { Tokenizer } = require('tokenizers');
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
-const dataDir = process.argv[2] || process.env.ADDROP_DATA_DIR + '/tokenizers';
+const dataDir = process.argv[2] ||
+  (process.env.ADDROP_DATA_DIR ? path.join(process.env.ADDROP_DATA_DIR, 'tokenizers') : path.join(root, 'examples/data/tokenizers'));
+
+// A special token as transformers adds it (AddedToken with special=True, normalized=false).
+const special = (content, id, lstrip = false) =>
+  ({ id, content, single_word: false, lstrip, rstrip: false, normalized: false, special: true });
 
 function wordpieceJson(vocabFile, lowercase) {
   const vocab = {};
@@ -31,7 +44,8 @@ function wordpieceJson(vocabFile, lowercase) {
     vocab[line.replace(/\r$/, '')] = i;
   });
   return {
-    version: '1.0', truncation: null, padding: null, added_tokens: [],
+    version: '1.0', truncation: null, padding: null,
+    added_tokens: ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'].map((t) => special(t, vocab[t])),
     normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase },
     pre_tokenizer: { type: 'BertPreTokenizer' },
     post_processor: { type: 'BertProcessing', sep: ['[SEP]', vocab['[SEP]']], cls: ['[CLS]', vocab['[CLS]']] },
@@ -44,7 +58,9 @@ function bpeJson(vocabFile, mergesFile, addPrefixSpace) {
   const vocab = JSON.parse(fs.readFileSync(vocabFile, 'utf8'));
   const merges = fs.readFileSync(mergesFile, 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('#version'));
   return {
-    version: '1.0', truncation: null, padding: null, added_tokens: [],
+    version: '1.0', truncation: null, padding: null,
+    added_tokens: [special('<s>', vocab['<s>']), special('<pad>', vocab['<pad>']), special('</s>', vocab['</s>']),
+      special('<unk>', vocab['<unk>']), special('<mask>', vocab['<mask>'], true)],
     normalizer: null,
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: addPrefixSpace, trim_offsets: true },
     post_processor: { type: 'RobertaProcessing', sep: ['</s>', vocab['</s>']], cls: ['<s>', vocab['<s>']], trim_offsets: true, add_prefix_space: addPrefixSpace },
@@ -94,6 +110,26 @@ const wordLists = [
   ['', 'empty', 'first'],
 ];
 
+// Special-token strings of both models inside the text: each model reads its own as its
+// special tokens and the other's as text. Lower-case "[cls]" is text (normalized=false).
+const specialSentences = [
+  '[CLS] literal [SEP] markers [MASK]', '[cls] lower case [Sep] is text', 'a[MASK]b [PAD][UNK] [MASK][MASK]',
+  'the movie was [MASK] .', 'Café[SEP]résumé', '日本[SEP]語', '[SEP]', '[[CLS]] [CLS', '[MASK]!',
+  '<s> literal </s> markers <pad> and <mask>', 'Hello <mask> world', 'Hello  <mask>', '<s>hello', 'x<mask><mask> y',
+  ' <mask> leading', '<mask>', '\t<mask>\n', 'nbsp\u00a0<mask>', '<unk> <s/> <maskx> <<s>>', 'The <mask> sat on the [MASK].',
+];
+const specialPairs = [
+  ['[CLS] first [SEP]', '<s> second </s>'],
+  ['Hello <mask>', '[MASK] there'],
+];
+const specialTruncations = [
+  ['[MASK] a b c d e [SEP]', null, 5],
+  ['one [SEP] two <mask>', 'three <mask> four [MASK]', 8],
+];
+const specialWords = [
+  ['[CLS]', 'x[SEP]y', '<mask>', 'a<s>', '[mask]', 'ok'],
+];
+
 function byteOffsets(text, offs) {
   // The Node binding reports offsets in UTF-16 units? Map whatever unit via code points.
   const cps = Array.from(text);
@@ -138,10 +174,10 @@ async function emitCases(tok, items) {
 // The Node binding of 0.13 takes no pre-split input, so is_split_into_words is done as
 // Hugging Face does it: every word is normalized, pre-tokenized and tokenized on its own
 // (offsets inside the word), then the special tokens go around all of them.
-async function emitWords(tok, cls, sep) {
+async function emitWords(tok, cls, sep, lists = wordLists) {
   tok.disableTruncation();
   const lines = [];
-  for (const words of wordLists) {
+  for (const words of lists) {
     const ids = [cls];
     const wid = [-1];
     const offs = [[0, 0]];
@@ -163,7 +199,14 @@ async function block(name, json) {
   const items = [...sentences.map((s) => [s, null, 0]), ...pairs.map(([a, b]) => [a, b, 0]), ...truncations];
   const cls = json.post_processor.cls[1];
   const sep = json.post_processor.sep[1];
-  return `const std::vector<Case> ${name}_cases = {\n${await emitCases(tok, items)}\n};\nconst std::vector<WordsCase> ${name}_words = {\n${await emitWords(tok, cls, sep)}\n};\n`;
+  const specialItems = [...specialSentences.map((s) => [s, null, 0]), ...specialPairs.map(([a, b]) => [a, b, 0]),
+    ...specialTruncations];
+  const split = Tokenizer.fromString(JSON.stringify({ ...json, added_tokens: [] }));
+  return `const std::vector<Case> ${name}_cases = {\n${await emitCases(tok, items)}\n};\n` +
+    `const std::vector<WordsCase> ${name}_words = {\n${await emitWords(tok, cls, sep)}\n};\n` +
+    `const std::vector<Case> ${name}_special_cases = {\n${await emitCases(tok, specialItems)}\n};\n` +
+    `const std::vector<Case> ${name}_split_special_cases = {\n${await emitCases(split, specialItems)}\n};\n` +
+    `const std::vector<WordsCase> ${name}_special_words = {\n${await emitWords(tok, cls, sep, specialWords)}\n};\n`;
 }
 
 function splice(file, text) {
@@ -175,7 +218,11 @@ function splice(file, text) {
   fs.writeFileSync(file, src.slice(0, headEnd) + text + src.slice(end));
 }
 
-const t = (n) => path.join(dataDir, n);
+const t = (n) => {
+  const p = path.join(dataDir, n);
+  if (fs.existsSync(p) || !n.startsWith('electra-base-discriminator/')) return p;
+  return path.join(dataDir, n.replace('electra-base-discriminator', 'bert-base-uncased'));
+};
 let wp = '';
 wp += await block('bert_uncased', wordpieceJson(t('bert-base-uncased/vocab.txt'), true));
 wp += await block('bert_cased', wordpieceJson(t('bert-base-cased/vocab.txt'), false));

@@ -1,4 +1,4 @@
-// Properties of AD-DROP's selection, schedules and step (ALGORITHM.md steps 4-7), on raw
+// Properties of AD-DROP's selection, schedules and step (docs/algorithm.md steps 4-7), on raw
 // tensors and through AdDrop with a small model; a user-defined attribution policy plugs in.
 #define BOOST_TEST_MODULE addrop_properties
 #include <boost/mpl/list.hpp>

@@ -1,4 +1,4 @@
-// The attribution targets F of ALGORITHM.md step 2, as d F / d logits, against finite
+// The attribution targets F of docs/algorithm.md step 2, as d F / d logits, against finite
 // differences of F written out independently: sequence (sum of the pseudo-label logits),
 // token and sequence-to-sequence (-CE_mean over attended / target positions), regression (-MSE).
 #define BOOST_TEST_MODULE objective

@@ -2,7 +2,7 @@
 // the first sub-token, -100 or a label (--label-all-tokens, B-X continuing as I-X or as
 // itself) on the others, -100 on special tokens; truncation reports; predictions mapped
 // back to words; token batches. WordPiece and byte-level BPE vocabularies written by the
-// test; the real bert-base-cased / roberta-base ones under $ADDROP_DATA_DIR too, when present.
+// test; the real bert-base-cased / roberta-base ones from the sample or $ADDROP_DATA_DIR.
 #define BOOST_TEST_MODULE token_alignment
 #include <boost/test/unit_test.hpp>
 
@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/data.hpp"
 #include "support/helpers.hpp"
 
 namespace fs = std::filesystem;
@@ -208,11 +209,12 @@ BOOST_AUTO_TEST_CASE(unlabelled_and_mismatched_input) {
 }
 
 BOOST_AUTO_TEST_CASE(real_vocabularies) {
-  const char* root = std::getenv("ADDROP_DATA_DIR");
-  const fs::path base = root ? fs::path(root) / "tokenizers" : fs::path();
+  // The sample has bert-base-cased and roberta-base; the full data adds ELECTRA's vocabulary.
+  const fs::path base = testing::data_root() / "tokenizers";
+  BOOST_TEST_MESSAGE("data: " << testing::data_root_description());
   int seen = 0;
   for (const char* model : {"bert-base-cased", "roberta-base", "electra-base-discriminator"}) {
-    if (base.empty() || !fs::exists(base / model)) continue;
+    if (!fs::exists(base / model)) continue;
     ++seen;
     BOOST_TEST_CONTEXT(model) {
       const auto tok = text::load_tokenizer(base / model);
@@ -229,5 +231,5 @@ BOOST_AUTO_TEST_CASE(real_vocabularies) {
       BOOST_TEST(f.word_ids[0].back() == -1);
     }
   }
-  if (!seen) BOOST_TEST_MESSAGE("no tokenizers under $ADDROP_DATA_DIR/tokenizers: real-vocabulary case skipped");
+  BOOST_TEST(seen >= 2, "bert-base-cased and roberta-base must be under " << base);
 }

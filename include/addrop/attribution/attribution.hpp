@@ -1,5 +1,5 @@
 #pragma once
-// Attribution methods (ALGORITHM.md step 3) and the concept they satisfy.
+// Attribution methods (docs/algorithm.md step 3) and the concept they satisfy.
 #include <concepts>
 
 #include "attention.hpp"

@@ -1,6 +1,6 @@
 #pragma once
 // GA: B_l = d F / d A_l, for every target layer from one input-gradient-only backward that
-// stops at the lowest target layer (ALGORITHM.md step 3; cost about one forward).
+// stops at the lowest target layer (docs/algorithm.md step 3; cost about one forward).
 #include "../models/passes.hpp"
 #include "context.hpp"
 

@@ -1,5 +1,5 @@
 #pragma once
-// IGA: B_l = A_l ⊙ (1/m) Σ_{k=1..m} d F(α_k A_l) / d A_l with α_k = k/m (ALGORITHM.md step 3),
+// IGA: B_l = A_l ⊙ (1/m) Σ_{k=1..m} d F(α_k A_l) / d A_l with α_k = k/m (docs/algorithm.md step 3),
 // in eval mode. The layers below the target layer run once; the m scaled passes of
 // layers l..top run as one stacked batch (each copy with its own α through per-example
 // scales), in chunks that keep the stacked activations under a memory cap; their

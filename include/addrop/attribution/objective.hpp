@@ -1,5 +1,5 @@
 #pragma once
-// The target F of the attribution (ALGORITHM.md step 2), as d F / d logits on the host.
+// The target F of the attribution (docs/algorithm.md step 2), as d F / d logits on the host.
 // No gold label is used except for regression, where the reference attributes the gold
 // loss and negates (F = -loss).
 #include <algorithm>

@@ -1,5 +1,5 @@
 #pragma once
-// The attention-site contract (DESIGN.md): what a model must offer for AD-DROP to
+// The attention-site contract (docs/architecture.md): what a model must offer for AD-DROP to
 // regularize it. The library's EncoderModel satisfies it; a trainer with its own
 // transformer can implement these members and use the AD-DROP policies unchanged.
 #include <concepts>

@@ -19,7 +19,7 @@ struct Batch {
   std::vector<double> targets;          ///< [B] regression scores
 
   int64_t tokens() const { return size * length; }
-  /// Non-pad tokens of example b (n_b in ALGORITHM.md).
+  /// Non-pad tokens of example b (n_b in docs/algorithm.md).
   int64_t key_length(int64_t b) const {
     int64_t n = 0;
     for (int64_t j = 0; j < length; ++j) n += attention_mask[b * length + j] != 0;

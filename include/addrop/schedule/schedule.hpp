@@ -1,5 +1,5 @@
 #pragma once
-// Tuning schedules: which steps use AD-DROP (ALGORITHM.md step 7).
+// Tuning schedules: which steps use AD-DROP (docs/algorithm.md step 7).
 #include <concepts>
 #include <cstdint>
 

@@ -1,6 +1,6 @@
 #pragma once
 // Selection strategies: attributions -> candidate discard region -> q-sampled keep mask ->
-// the additive mask of the second forward (ALGORITHM.md steps 4-6), in one fused backend
+// the additive mask of the second forward (docs/algorithm.md steps 4-6), in one fused backend
 // pass. They work on raw backend buffers, so a trainer with its own transformer can call
 // them without the library's models.
 #include <concepts>
@@ -20,7 +20,7 @@ struct Low { static constexpr Side side = Side::Low; };
 
 namespace selection {
 
-/// The threshold index k of ALGORITHM.md step 4, computed as the reference computes it:
+/// The threshold index k of docs/algorithm.md step 4, computed as the reference computes it:
 /// a float32 product truncated, k = (int64)((float)(1-p) * (float)n) for High and with p
 /// for Low. (p = 0.3, n = 90 gives 63, where a double floor gives 62.)
 inline int64_t threshold_index(Side side, double p, int64_t n) {

@@ -1,5 +1,5 @@
 #pragma once
-// AdamW with decoupled weight decay, in the two variants ALGORITHM.md names:
+// AdamW with decoupled weight decay, in the two variants docs/algorithm.md names:
 //   HuggingFace (default, the reference's): transformers' AdamW, eps inside the bias-corrected step;
 //   Torch: torch.optim.AdamW.
 // No weight decay on biases and LayerNorm weights (Parameter::decays()).

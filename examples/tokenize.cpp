@@ -5,6 +5,8 @@
 //
 // A TAB separates the two sentences of a pair. Each output line holds the token ids (or,
 // with --tokens, the token strings) with the special tokens, space-separated, no padding.
+// Special-token strings in the text ("[SEP]", "<mask>") are those tokens, as in Hugging
+// Face; --split-special-tokens tokenizes them as ordinary text.
 // Input is read in large blocks; with --threads N each block is cut into N ranges of lines
 // tokenized in parallel, and the output keeps the input order.
 #include <addrop/text/tokenizer.hpp>
@@ -17,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -32,6 +35,7 @@ namespace {
 
 constexpr const char* kUsage = R"(usage: addrop-tokenize (--model DIR | --vocab FILE [--cased] | --vocab-json FILE --merges FILE)
                        [--max-length N] [--tokens] [--threads N] [--add-prefix-space]
+                       [--split-special-tokens]
 
 Reads lines from stdin (a TAB separates the two sentences of a pair) and prints, for each
 line, its token ids with the special tokens, space-separated, no padding.
@@ -43,6 +47,10 @@ line, its token ids with the special tokens, space-separated, no padding.
   --vocab-json FILE    a byte-level BPE vocab.json (needs --merges)
   --merges FILE        the merges.txt that goes with --vocab-json
   --add-prefix-space   byte-level BPE: add a space before each text (with --vocab-json)
+  --split-special-tokens
+                       tokenize special-token strings in the text ("[CLS]", "[SEP]",
+                       "<s>", "<mask>", ...) as ordinary text (Hugging Face's
+                       split_special_tokens=True); by default they are the special tokens
   --max-length N       truncate each example to N tokens, special tokens included
                        (Hugging Face's longest_first); 0 (default): no truncation
   --tokens             print token strings instead of ids
@@ -52,7 +60,7 @@ line, its token ids with the special tokens, space-separated, no padding.
 
 struct Args {
   std::string model, vocab, vocab_json, merges;
-  bool cased = false, tokens = false, add_prefix_space = false;
+  bool cased = false, tokens = false, add_prefix_space = false, split_special_tokens = false;
   int64_t max_length = 0;
   int threads = 1;
 };
@@ -88,6 +96,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--cased") a.cased = true;
     else if (f == "--tokens") a.tokens = true;
     else if (f == "--add-prefix-space") a.add_prefix_space = true;
+    else if (f == "--split-special-tokens") a.split_special_tokens = true;
     else if (f == "--max-length") a.max_length = parse_int(f, value(), 0);
     else if (f == "--threads") a.threads = static_cast<int>(std::min<int64_t>(parse_int(f, value(), 1), 256));
     else fail("unknown option '" + f + "'");
@@ -102,15 +111,22 @@ Args parse(int argc, char** argv) {
 }
 
 std::unique_ptr<text::Tokenizer> make_tokenizer(const Args& a) {
-  if (!a.model.empty()) return text::load_tokenizer(a.model);
+  namespace fs = std::filesystem;
+  if (!a.model.empty()) {
+    text::TokenizerOverrides over;
+    if (a.split_special_tokens) over.split_special_tokens = true;
+    return text::load_tokenizer(a.model, over);
+  }
   if (!a.vocab.empty()) {
     text::WordPieceOptions o;
     o.lower_case = !a.cased;
-    return std::make_unique<text::WordPieceTokenizer>(a.vocab, o);
+    o.split_special_tokens = a.split_special_tokens;
+    return std::make_unique<text::WordPieceTokenizer>(fs::path(a.vocab), o);
   }
   text::ByteBpeOptions o;
   o.add_prefix_space = a.add_prefix_space;
-  return std::make_unique<text::ByteBpeTokenizer>(a.vocab_json, a.merges, o);
+  o.split_special_tokens = a.split_special_tokens;
+  return std::make_unique<text::ByteBpeTokenizer>(fs::path(a.vocab_json), fs::path(a.merges), o);
 }
 
 /// Tokenizes the lines of `block` and appends one output line per input line to `out`.

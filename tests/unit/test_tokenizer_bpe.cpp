@@ -3,13 +3,14 @@
 //
 // The expected encodings between BEGIN/END GENERATED come from Hugging Face's tokenizers
 // (Rust, through its Node binding): tests/reference/make_tokenizer_cases.mjs rewrites them.
-// The cases on real vocabularies read $ADDROP_DATA_DIR/tokenizers/<model>/; without them
-// those cases are skipped and, when everything else passed, the binary exits with 77 so
-// that ctest reports the test as skipped.
+// The cases on real vocabularies read <data root>/tokenizers/roberta-base/
+// (tests/support/data.hpp: $ADDROP_DATA_DIR when set, else the committed sample
+// examples/data/), so they run on a clean clone.
 #define BOOST_TEST_MODULE tokenizer_bpe
 #define BOOST_TEST_NO_MAIN
 #include <boost/test/unit_test.hpp>
 
+#include "support/data.hpp"
 #include "support/helpers.hpp"
 
 #include <addrop/text/tokenizer.hpp>
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -311,6 +313,208 @@ const std::vector<WordsCase> roberta_words = {
      {-1, 1, 2, -1},
      {{0, 0}, {0, 5}, {0, 5}, {0, 0}}},
 };
+const std::vector<Case> roberta_special_cases = {
+    {S("[CLS] literal [SEP] markers [MASK]"), std::nullopt, 0,
+     {0, 10975, 7454, 104, 742, 27856, 646, 3388, 510, 742, 22462, 646, 32804, 530, 742, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 13}, {14, 15}, {15, 17}, {17, 18}, {18, 19}, {20, 27}, {28, 29}, {29, 32}, {32, 33}, {33, 34}, {0, 0}}},
+    {S("[cls] lower case [Sep] is text"), std::nullopt, 0,
+     {0, 10975, 3998, 29, 742, 795, 403, 646, 37729, 742, 16, 2788, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 11}, {12, 16}, {17, 18}, {18, 21}, {21, 22}, {23, 25}, {26, 30}, {0, 0}}},
+    {S("a[MASK]b [PAD][UNK] [MASK][MASK]"), std::nullopt, 0,
+     {0, 102, 10975, 32804, 530, 742, 428, 646, 510, 2606, 46386, 4154, 530, 742, 646, 32804, 530, 46386, 32804, 530, 742, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 5}, {5, 6}, {6, 7}, {7, 8}, {9, 10}, {10, 11}, {11, 13}, {13, 15}, {15, 17}, {17, 18}, {18, 19}, {20, 21}, {21, 24}, {24, 25}, {25, 27}, {27, 30}, {30, 31}, {31, 32}, {0, 0}}},
+    {S("the movie was [MASK] ."), std::nullopt, 0,
+     {0, 627, 1569, 21, 646, 32804, 530, 742, 479, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 9}, {10, 13}, {14, 15}, {15, 18}, {18, 19}, {19, 20}, {21, 22}, {0, 0}}},
+    {S("Caf\303\251[SEP]r\303\251sum\303\251"), std::nullopt, 0,
+     {0, 347, 2001, 1140, 10975, 3388, 510, 742, 20287, 18581, 1140, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 5}, {5, 6}, {6, 8}, {8, 9}, {9, 10}, {10, 13}, {13, 16}, {16, 18}, {0, 0}}},
+    {S("\346\227\245\346\234\254[SEP]\350\252\236"), std::nullopt, 0,
+     {0, 47954, 8210, 44636, 11582, 10975, 3388, 510, 742, 48537, 17772, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {0, 3}, {3, 6}, {3, 6}, {6, 7}, {7, 9}, {9, 10}, {10, 11}, {11, 14}, {11, 14}, {0, 0}}},
+    {S("[SEP]"), std::nullopt, 0,
+     {0, 10975, 3388, 510, 742, 2},
+     {0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {0, 0}}},
+    {S("[[CLS]] [CLS"), std::nullopt, 0,
+     {0, 49420, 7454, 104, 48392, 646, 7454, 104, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 2}, {2, 4}, {4, 5}, {5, 7}, {8, 9}, {9, 11}, {11, 12}, {0, 0}}},
+    {S("[MASK]!"), std::nullopt, 0,
+     {0, 10975, 32804, 530, 742, 328, 2},
+     {0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 5}, {5, 6}, {6, 7}, {0, 0}}},
+    {S("<s> literal </s> markers <pad> and <mask>"), std::nullopt, 0,
+     {0, 0, 27856, 1437, 2, 22462, 1437, 1, 8, 50264, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 11}, {12, 12}, {12, 16}, {17, 24}, {25, 25}, {25, 30}, {31, 34}, {35, 41}, {0, 0}}},
+    {S("Hello <mask> world"), std::nullopt, 0,
+     {0, 31414, 50264, 232, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 12}, {13, 18}, {0, 0}}},
+    {S("Hello  <mask>"), std::nullopt, 0,
+     {0, 31414, 50264, 2},
+     {0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {7, 13}, {0, 0}}},
+    {S("<s>hello"), std::nullopt, 0,
+     {0, 0, 42891, 2},
+     {0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {3, 8}, {0, 0}}},
+    {S("x<mask><mask> y"), std::nullopt, 0,
+     {0, 1178, 50264, 50264, 1423, 2},
+     {0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 7}, {7, 13}, {14, 15}, {0, 0}}},
+    {S(" <mask> leading"), std::nullopt, 0,
+     {0, 50264, 981, 2},
+     {0, 0, 0, 0},
+     {{0, 0}, {1, 7}, {8, 15}, {0, 0}}},
+    {S("<mask>"), std::nullopt, 0,
+     {0, 50264, 2},
+     {0, 0, 0},
+     {{0, 0}, {0, 6}, {0, 0}}},
+    {S("\011<mask>\012"), std::nullopt, 0,
+     {0, 50264, 50118, 2},
+     {0, 0, 0, 0},
+     {{0, 0}, {1, 7}, {7, 8}, {0, 0}}},
+    {S("nbsp\302\240<mask>"), std::nullopt, 0,
+     {0, 282, 39596, 50264, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {6, 12}, {0, 0}}},
+    {S("<unk> <s/> <maskx> <<s>>"), std::nullopt, 0,
+     {0, 3, 28696, 29, 49666, 28696, 43776, 1178, 15698, 28696, 0, 15698, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 7}, {7, 8}, {8, 10}, {11, 12}, {12, 16}, {16, 17}, {17, 18}, {19, 20}, {20, 23}, {23, 24}, {0, 0}}},
+    {S("The <mask> sat on the [MASK]."), std::nullopt, 0,
+     {0, 133, 50264, 4005, 15, 5, 646, 32804, 530, 8174, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 10}, {11, 14}, {15, 17}, {18, 21}, {22, 23}, {23, 26}, {26, 27}, {27, 29}, {0, 0}}},
+    {S("[CLS] first [SEP]"), S("<s> second </s>"), 0,
+     {0, 10975, 7454, 104, 742, 78, 646, 3388, 510, 742, 2, 2, 0, 200, 1437, 2, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 11}, {12, 13}, {13, 15}, {15, 16}, {16, 17}, {0, 0}, {0, 0}, {0, 3}, {4, 10}, {11, 11}, {11, 15}, {0, 0}}},
+    {S("Hello <mask>"), S("[MASK] there"), 0,
+     {0, 31414, 50264, 2, 2, 10975, 32804, 530, 742, 89, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 12}, {0, 0}, {0, 0}, {0, 1}, {1, 4}, {4, 5}, {5, 6}, {7, 12}, {0, 0}}},
+    {S("[MASK] a b c d e [SEP]"), std::nullopt, 5,
+     {0, 10975, 32804, 530, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 5}, {0, 0}}},
+    {S("one [SEP] two <mask>"), S("three <mask> four [MASK]"), 8,
+     {0, 1264, 646, 2, 2, 9983, 50264, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 5}, {0, 0}, {0, 0}, {0, 5}, {6, 12}, {0, 0}}},
+};
+const std::vector<Case> roberta_split_special_cases = {
+    {S("[CLS] literal [SEP] markers [MASK]"), std::nullopt, 0,
+     {0, 10975, 7454, 104, 742, 27856, 646, 3388, 510, 742, 22462, 646, 32804, 530, 742, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 13}, {14, 15}, {15, 17}, {17, 18}, {18, 19}, {20, 27}, {28, 29}, {29, 32}, {32, 33}, {33, 34}, {0, 0}}},
+    {S("[cls] lower case [Sep] is text"), std::nullopt, 0,
+     {0, 10975, 3998, 29, 742, 795, 403, 646, 37729, 742, 16, 2788, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 11}, {12, 16}, {17, 18}, {18, 21}, {21, 22}, {23, 25}, {26, 30}, {0, 0}}},
+    {S("a[MASK]b [PAD][UNK] [MASK][MASK]"), std::nullopt, 0,
+     {0, 102, 10975, 32804, 530, 742, 428, 646, 510, 2606, 46386, 4154, 530, 742, 646, 32804, 530, 46386, 32804, 530, 742, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 5}, {5, 6}, {6, 7}, {7, 8}, {9, 10}, {10, 11}, {11, 13}, {13, 15}, {15, 17}, {17, 18}, {18, 19}, {20, 21}, {21, 24}, {24, 25}, {25, 27}, {27, 30}, {30, 31}, {31, 32}, {0, 0}}},
+    {S("the movie was [MASK] ."), std::nullopt, 0,
+     {0, 627, 1569, 21, 646, 32804, 530, 742, 479, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 9}, {10, 13}, {14, 15}, {15, 18}, {18, 19}, {19, 20}, {21, 22}, {0, 0}}},
+    {S("Caf\303\251[SEP]r\303\251sum\303\251"), std::nullopt, 0,
+     {0, 347, 2001, 1140, 10975, 3388, 510, 742, 20287, 18581, 1140, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 5}, {5, 6}, {6, 8}, {8, 9}, {9, 10}, {10, 13}, {13, 16}, {16, 18}, {0, 0}}},
+    {S("\346\227\245\346\234\254[SEP]\350\252\236"), std::nullopt, 0,
+     {0, 47954, 8210, 44636, 11582, 10975, 3388, 510, 742, 48537, 17772, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {0, 3}, {3, 6}, {3, 6}, {6, 7}, {7, 9}, {9, 10}, {10, 11}, {11, 14}, {11, 14}, {0, 0}}},
+    {S("[SEP]"), std::nullopt, 0,
+     {0, 10975, 3388, 510, 742, 2},
+     {0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {0, 0}}},
+    {S("[[CLS]] [CLS"), std::nullopt, 0,
+     {0, 49420, 7454, 104, 48392, 646, 7454, 104, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 2}, {2, 4}, {4, 5}, {5, 7}, {8, 9}, {9, 11}, {11, 12}, {0, 0}}},
+    {S("[MASK]!"), std::nullopt, 0,
+     {0, 10975, 32804, 530, 742, 328, 2},
+     {0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 5}, {5, 6}, {6, 7}, {0, 0}}},
+    {S("<s> literal </s> markers <pad> and <mask>"), std::nullopt, 0,
+     {0, 41552, 29, 15698, 27856, 49703, 29, 15698, 22462, 28696, 19320, 15698, 8, 28696, 43776, 15698, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 3}, {4, 11}, {12, 14}, {14, 15}, {15, 16}, {17, 24}, {25, 26}, {26, 29}, {29, 30}, {31, 34}, {35, 36}, {36, 40}, {40, 41}, {0, 0}}},
+    {S("Hello <mask> world"), std::nullopt, 0,
+     {0, 31414, 28696, 43776, 15698, 232, 2},
+     {0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 7}, {7, 11}, {11, 12}, {13, 18}, {0, 0}}},
+    {S("Hello  <mask>"), std::nullopt, 0,
+     {0, 31414, 1437, 28696, 43776, 15698, 2},
+     {0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 6}, {7, 8}, {8, 12}, {12, 13}, {0, 0}}},
+    {S("<s>hello"), std::nullopt, 0,
+     {0, 41552, 29, 15698, 42891, 2},
+     {0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 3}, {3, 8}, {0, 0}}},
+    {S("x<mask><mask> y"), std::nullopt, 0,
+     {0, 1178, 41552, 43776, 49007, 43776, 15698, 1423, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 6}, {6, 8}, {8, 12}, {12, 13}, {14, 15}, {0, 0}}},
+    {S(" <mask> leading"), std::nullopt, 0,
+     {0, 28696, 43776, 15698, 981, 2},
+     {0, 0, 0, 0, 0, 0},
+     {{0, 0}, {1, 2}, {2, 6}, {6, 7}, {8, 15}, {0, 0}}},
+    {S("<mask>"), std::nullopt, 0,
+     {0, 41552, 43776, 15698, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 5}, {5, 6}, {0, 0}}},
+    {S("\011<mask>\012"), std::nullopt, 0,
+     {0, 50117, 41552, 43776, 15698, 50118, 2},
+     {0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 6}, {6, 7}, {7, 8}, {0, 0}}},
+    {S("nbsp\302\240<mask>"), std::nullopt, 0,
+     {0, 282, 39596, 50141, 41552, 43776, 15698, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 6}, {6, 7}, {7, 11}, {11, 12}, {0, 0}}},
+    {S("<unk> <s/> <maskx> <<s>>"), std::nullopt, 0,
+     {0, 41552, 6435, 15698, 28696, 29, 49666, 28696, 43776, 1178, 15698, 48188, 29, 44226, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 5}, {6, 7}, {7, 8}, {8, 10}, {11, 12}, {12, 16}, {16, 17}, {17, 18}, {19, 21}, {21, 22}, {22, 24}, {0, 0}}},
+    {S("The <mask> sat on the [MASK]."), std::nullopt, 0,
+     {0, 133, 28696, 43776, 15698, 4005, 15, 5, 646, 32804, 530, 8174, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 5}, {5, 9}, {9, 10}, {11, 14}, {15, 17}, {18, 21}, {22, 23}, {23, 26}, {26, 27}, {27, 29}, {0, 0}}},
+    {S("[CLS] first [SEP]"), S("<s> second </s>"), 0,
+     {0, 10975, 7454, 104, 742, 78, 646, 3388, 510, 742, 2, 2, 41552, 29, 15698, 200, 49703, 29, 15698, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 11}, {12, 13}, {13, 15}, {15, 16}, {16, 17}, {0, 0}, {0, 0}, {0, 1}, {1, 2}, {2, 3}, {4, 10}, {11, 13}, {13, 14}, {14, 15}, {0, 0}}},
+    {S("Hello <mask>"), S("[MASK] there"), 0,
+     {0, 31414, 28696, 43776, 15698, 2, 2, 10975, 32804, 530, 742, 89, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 7}, {7, 11}, {11, 12}, {0, 0}, {0, 0}, {0, 1}, {1, 4}, {4, 5}, {5, 6}, {7, 12}, {0, 0}}},
+    {S("[MASK] a b c d e [SEP]"), std::nullopt, 5,
+     {0, 10975, 32804, 530, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 5}, {0, 0}}},
+    {S("one [SEP] two <mask>"), S("three <mask> four [MASK]"), 8,
+     {0, 1264, 646, 2, 2, 9983, 28696, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 5}, {0, 0}, {0, 0}, {0, 5}, {6, 7}, {0, 0}}},
+};
+const std::vector<WordsCase> roberta_special_words = {
+    {{"[CLS]", "x[SEP]y", "<mask>", "a<s>", "[mask]", "ok"},
+     {0, 10975, 7454, 104, 742, 1178, 10975, 3388, 510, 742, 219, 50264, 102, 0, 10975, 43776, 742, 1638, 2},
+     {-1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 3, 3, 4, 4, 4, 5, -1},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {0, 1}, {1, 2}, {2, 4}, {4, 5}, {5, 6}, {6, 7}, {0, 6}, {0, 1}, {1, 4}, {0, 1}, {1, 5}, {5, 6}, {0, 2}, {0, 0}}},
+};
 const std::vector<Case> roberta_prefix_cases = {
     {S(""), std::nullopt, 0,
      {0, 2},
@@ -567,29 +771,232 @@ const std::vector<WordsCase> roberta_prefix_words = {
      {-1, 1, 2, -1},
      {{0, 0}, {0, 5}, {0, 5}, {0, 0}}},
 };
+const std::vector<Case> roberta_prefix_special_cases = {
+    {S("[CLS] literal [SEP] markers [MASK]"), std::nullopt, 0,
+     {0, 646, 7454, 104, 742, 27856, 646, 3388, 510, 742, 22462, 646, 32804, 530, 742, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 13}, {14, 15}, {15, 17}, {17, 18}, {18, 19}, {20, 27}, {28, 29}, {29, 32}, {32, 33}, {33, 34}, {0, 0}}},
+    {S("[cls] lower case [Sep] is text"), std::nullopt, 0,
+     {0, 646, 3998, 29, 742, 795, 403, 646, 37729, 742, 16, 2788, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 11}, {12, 16}, {17, 18}, {18, 21}, {21, 22}, {23, 25}, {26, 30}, {0, 0}}},
+    {S("a[MASK]b [PAD][UNK] [MASK][MASK]"), std::nullopt, 0,
+     {0, 10, 10975, 32804, 530, 742, 428, 646, 510, 2606, 46386, 4154, 530, 742, 646, 32804, 530, 46386, 32804, 530, 742, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 5}, {5, 6}, {6, 7}, {7, 8}, {9, 10}, {10, 11}, {11, 13}, {13, 15}, {15, 17}, {17, 18}, {18, 19}, {20, 21}, {21, 24}, {24, 25}, {25, 27}, {27, 30}, {30, 31}, {31, 32}, {0, 0}}},
+    {S("the movie was [MASK] ."), std::nullopt, 0,
+     {0, 5, 1569, 21, 646, 32804, 530, 742, 479, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 9}, {10, 13}, {14, 15}, {15, 18}, {18, 19}, {19, 20}, {21, 22}, {0, 0}}},
+    {S("Caf\303\251[SEP]r\303\251sum\303\251"), std::nullopt, 0,
+     {0, 22450, 10975, 3388, 510, 742, 20287, 18581, 1140, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {5, 6}, {6, 8}, {8, 9}, {9, 10}, {10, 13}, {13, 16}, {16, 18}, {0, 0}}},
+    {S("\346\227\245\346\234\254[SEP]\350\252\236"), std::nullopt, 0,
+     {0, 47416, 6800, 8210, 44636, 11582, 10975, 3388, 510, 742, 48537, 17772, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {0, 3}, {0, 3}, {3, 6}, {3, 6}, {6, 7}, {7, 9}, {9, 10}, {10, 11}, {11, 14}, {11, 14}, {0, 0}}},
+    {S("[SEP]"), std::nullopt, 0,
+     {0, 646, 3388, 510, 742, 2},
+     {0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {0, 0}}},
+    {S("[[CLS]] [CLS"), std::nullopt, 0,
+     {0, 48395, 7454, 104, 48392, 646, 7454, 104, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 2}, {2, 4}, {4, 5}, {5, 7}, {8, 9}, {9, 11}, {11, 12}, {0, 0}}},
+    {S("[MASK]!"), std::nullopt, 0,
+     {0, 646, 32804, 530, 742, 328, 2},
+     {0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 5}, {5, 6}, {6, 7}, {0, 0}}},
+    {S("<s> literal </s> markers <pad> and <mask>"), std::nullopt, 0,
+     {0, 0, 27856, 1437, 2, 22462, 1437, 1, 8, 50264, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 11}, {12, 12}, {12, 16}, {17, 24}, {25, 25}, {25, 30}, {31, 34}, {35, 41}, {0, 0}}},
+    {S("Hello <mask> world"), std::nullopt, 0,
+     {0, 20920, 50264, 232, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 12}, {13, 18}, {0, 0}}},
+    {S("Hello  <mask>"), std::nullopt, 0,
+     {0, 20920, 50264, 2},
+     {0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {7, 13}, {0, 0}}},
+    {S("<s>hello"), std::nullopt, 0,
+     {0, 0, 20760, 2},
+     {0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 8}, {0, 0}}},
+    {S("x<mask><mask> y"), std::nullopt, 0,
+     {0, 3023, 50264, 50264, 1423, 2},
+     {0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 7}, {7, 13}, {14, 15}, {0, 0}}},
+    {S(" <mask> leading"), std::nullopt, 0,
+     {0, 50264, 981, 2},
+     {0, 0, 0, 0},
+     {{0, 0}, {0, 7}, {8, 15}, {0, 0}}},
+    {S("<mask>"), std::nullopt, 0,
+     {0, 50264, 2},
+     {0, 0, 0},
+     {{0, 0}, {0, 6}, {0, 0}}},
+    {S("\011<mask>\012"), std::nullopt, 0,
+     {0, 50264, 1437, 50118, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 7}, {8, 8}, {7, 8}, {0, 0}}},
+    {S("nbsp\302\240<mask>"), std::nullopt, 0,
+     {0, 295, 39596, 50264, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {6, 12}, {0, 0}}},
+    {S("<unk> <s/> <maskx> <<s>>"), std::nullopt, 0,
+     {0, 3, 28696, 29, 49666, 28696, 43776, 1178, 15698, 28696, 0, 8061, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 7}, {7, 8}, {8, 10}, {11, 12}, {12, 16}, {16, 17}, {17, 18}, {19, 20}, {20, 23}, {24, 24}, {0, 0}}},
+    {S("The <mask> sat on the [MASK]."), std::nullopt, 0,
+     {0, 20, 50264, 4005, 15, 5, 646, 32804, 530, 8174, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 10}, {11, 14}, {15, 17}, {18, 21}, {22, 23}, {23, 26}, {26, 27}, {27, 29}, {0, 0}}},
+    {S("[CLS] first [SEP]"), S("<s> second </s>"), 0,
+     {0, 646, 7454, 104, 742, 78, 646, 3388, 510, 742, 2, 2, 0, 200, 1437, 2, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 11}, {12, 13}, {13, 15}, {15, 16}, {16, 17}, {0, 0}, {0, 0}, {0, 3}, {4, 10}, {11, 11}, {11, 15}, {0, 0}}},
+    {S("Hello <mask>"), S("[MASK] there"), 0,
+     {0, 20920, 50264, 2, 2, 646, 32804, 530, 742, 89, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 12}, {0, 0}, {0, 0}, {0, 1}, {1, 4}, {4, 5}, {5, 6}, {7, 12}, {0, 0}}},
+    {S("[MASK] a b c d e [SEP]"), std::nullopt, 5,
+     {0, 646, 32804, 530, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 5}, {0, 0}}},
+    {S("one [SEP] two <mask>"), S("three <mask> four [MASK]"), 8,
+     {0, 65, 646, 2, 2, 130, 50264, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 5}, {0, 0}, {0, 0}, {0, 5}, {6, 12}, {0, 0}}},
+};
+const std::vector<Case> roberta_prefix_split_special_cases = {
+    {S("[CLS] literal [SEP] markers [MASK]"), std::nullopt, 0,
+     {0, 646, 7454, 104, 742, 27856, 646, 3388, 510, 742, 22462, 646, 32804, 530, 742, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 13}, {14, 15}, {15, 17}, {17, 18}, {18, 19}, {20, 27}, {28, 29}, {29, 32}, {32, 33}, {33, 34}, {0, 0}}},
+    {S("[cls] lower case [Sep] is text"), std::nullopt, 0,
+     {0, 646, 3998, 29, 742, 795, 403, 646, 37729, 742, 16, 2788, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 11}, {12, 16}, {17, 18}, {18, 21}, {21, 22}, {23, 25}, {26, 30}, {0, 0}}},
+    {S("a[MASK]b [PAD][UNK] [MASK][MASK]"), std::nullopt, 0,
+     {0, 10, 10975, 32804, 530, 742, 428, 646, 510, 2606, 46386, 4154, 530, 742, 646, 32804, 530, 46386, 32804, 530, 742, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 5}, {5, 6}, {6, 7}, {7, 8}, {9, 10}, {10, 11}, {11, 13}, {13, 15}, {15, 17}, {17, 18}, {18, 19}, {20, 21}, {21, 24}, {24, 25}, {25, 27}, {27, 30}, {30, 31}, {31, 32}, {0, 0}}},
+    {S("the movie was [MASK] ."), std::nullopt, 0,
+     {0, 5, 1569, 21, 646, 32804, 530, 742, 479, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 9}, {10, 13}, {14, 15}, {15, 18}, {18, 19}, {19, 20}, {21, 22}, {0, 0}}},
+    {S("Caf\303\251[SEP]r\303\251sum\303\251"), std::nullopt, 0,
+     {0, 22450, 10975, 3388, 510, 742, 20287, 18581, 1140, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {5, 6}, {6, 8}, {8, 9}, {9, 10}, {10, 13}, {13, 16}, {16, 18}, {0, 0}}},
+    {S("\346\227\245\346\234\254[SEP]\350\252\236"), std::nullopt, 0,
+     {0, 47416, 6800, 8210, 44636, 11582, 10975, 3388, 510, 742, 48537, 17772, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {0, 3}, {0, 3}, {3, 6}, {3, 6}, {6, 7}, {7, 9}, {9, 10}, {10, 11}, {11, 14}, {11, 14}, {0, 0}}},
+    {S("[SEP]"), std::nullopt, 0,
+     {0, 646, 3388, 510, 742, 2},
+     {0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {0, 0}}},
+    {S("[[CLS]] [CLS"), std::nullopt, 0,
+     {0, 48395, 7454, 104, 48392, 646, 7454, 104, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 2}, {2, 4}, {4, 5}, {5, 7}, {8, 9}, {9, 11}, {11, 12}, {0, 0}}},
+    {S("[MASK]!"), std::nullopt, 0,
+     {0, 646, 32804, 530, 742, 328, 2},
+     {0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 5}, {5, 6}, {6, 7}, {0, 0}}},
+    {S("<s> literal </s> markers <pad> and <mask>"), std::nullopt, 0,
+     {0, 28696, 29, 15698, 27856, 49703, 29, 15698, 22462, 28696, 19320, 15698, 8, 28696, 43776, 15698, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 3}, {4, 11}, {12, 14}, {14, 15}, {15, 16}, {17, 24}, {25, 26}, {26, 29}, {29, 30}, {31, 34}, {35, 36}, {36, 40}, {40, 41}, {0, 0}}},
+    {S("Hello <mask> world"), std::nullopt, 0,
+     {0, 20920, 28696, 43776, 15698, 232, 2},
+     {0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 7}, {7, 11}, {11, 12}, {13, 18}, {0, 0}}},
+    {S("Hello  <mask>"), std::nullopt, 0,
+     {0, 20920, 1437, 28696, 43776, 15698, 2},
+     {0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 6}, {7, 8}, {8, 12}, {12, 13}, {0, 0}}},
+    {S("<s>hello"), std::nullopt, 0,
+     {0, 28696, 29, 15698, 42891, 2},
+     {0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 3}, {3, 8}, {0, 0}}},
+    {S("x<mask><mask> y"), std::nullopt, 0,
+     {0, 3023, 41552, 43776, 49007, 43776, 15698, 1423, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 2}, {2, 6}, {6, 8}, {8, 12}, {12, 13}, {14, 15}, {0, 0}}},
+    {S(" <mask> leading"), std::nullopt, 0,
+     {0, 28696, 43776, 15698, 981, 2},
+     {0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 2}, {2, 6}, {6, 7}, {8, 15}, {0, 0}}},
+    {S("<mask>"), std::nullopt, 0,
+     {0, 28696, 43776, 15698, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 5}, {5, 6}, {0, 0}}},
+    {S("\011<mask>\012"), std::nullopt, 0,
+     {0, 1437, 50117, 41552, 43776, 15698, 50118, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 0}, {0, 1}, {1, 2}, {2, 6}, {6, 7}, {7, 8}, {0, 0}}},
+    {S("nbsp\302\240<mask>"), std::nullopt, 0,
+     {0, 295, 39596, 50141, 41552, 43776, 15698, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 6}, {6, 7}, {7, 11}, {11, 12}, {0, 0}}},
+    {S("<unk> <s/> <maskx> <<s>>"), std::nullopt, 0,
+     {0, 28696, 6435, 15698, 28696, 29, 49666, 28696, 43776, 1178, 15698, 48188, 29, 44226, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 5}, {6, 7}, {7, 8}, {8, 10}, {11, 12}, {12, 16}, {16, 17}, {17, 18}, {19, 21}, {21, 22}, {22, 24}, {0, 0}}},
+    {S("The <mask> sat on the [MASK]."), std::nullopt, 0,
+     {0, 20, 28696, 43776, 15698, 4005, 15, 5, 646, 32804, 530, 8174, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 5}, {5, 9}, {9, 10}, {11, 14}, {15, 17}, {18, 21}, {22, 23}, {23, 26}, {26, 27}, {27, 29}, {0, 0}}},
+    {S("[CLS] first [SEP]"), S("<s> second </s>"), 0,
+     {0, 646, 7454, 104, 742, 78, 646, 3388, 510, 742, 2, 2, 28696, 29, 15698, 200, 49703, 29, 15698, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {6, 11}, {12, 13}, {13, 15}, {15, 16}, {16, 17}, {0, 0}, {0, 0}, {0, 1}, {1, 2}, {2, 3}, {4, 10}, {11, 13}, {13, 14}, {14, 15}, {0, 0}}},
+    {S("Hello <mask>"), S("[MASK] there"), 0,
+     {0, 20920, 28696, 43776, 15698, 2, 2, 646, 32804, 530, 742, 89, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 5}, {6, 7}, {7, 11}, {11, 12}, {0, 0}, {0, 0}, {0, 1}, {1, 4}, {4, 5}, {5, 6}, {7, 12}, {0, 0}}},
+    {S("[MASK] a b c d e [SEP]"), std::nullopt, 5,
+     {0, 646, 32804, 530, 2},
+     {0, 0, 0, 0, 0},
+     {{0, 0}, {0, 1}, {1, 4}, {4, 5}, {0, 0}}},
+    {S("one [SEP] two <mask>"), S("three <mask> four [MASK]"), 8,
+     {0, 65, 646, 2, 2, 130, 28696, 2},
+     {0, 0, 0, 0, 0, 0, 0, 0},
+     {{0, 0}, {0, 3}, {4, 5}, {0, 0}, {0, 0}, {0, 5}, {6, 7}, {0, 0}}},
+};
+const std::vector<WordsCase> roberta_prefix_special_words = {
+    {{"[CLS]", "x[SEP]y", "<mask>", "a<s>", "[mask]", "ok"},
+     {0, 646, 7454, 104, 742, 3023, 10975, 3388, 510, 742, 219, 50264, 10, 0, 646, 43776, 742, 15983, 2},
+     {-1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 3, 3, 4, 4, 4, 5, -1},
+     {{0, 0}, {0, 1}, {1, 3}, {3, 4}, {4, 5}, {0, 1}, {1, 2}, {2, 4}, {4, 5}, {5, 6}, {6, 7}, {0, 6}, {0, 1}, {1, 4}, {0, 1}, {1, 5}, {5, 6}, {0, 2}, {0, 0}}},
+};
 // END GENERATED
 // clang-format on
 
-std::optional<fs::path> model_dir(const char* model) {
-  const char* root = std::getenv("ADDROP_DATA_DIR");
-  if (!root || !*root) return std::nullopt;
-  const fs::path dir = fs::path(root) / "tokenizers" / model;
-  if (!fs::exists(dir / "vocab.json") || !fs::exists(dir / "merges.txt")) return std::nullopt;
+/// The folder of a real tokenizer under the data root. A missing folder is an error, never
+/// a skip: the committed sample has it.
+fs::path model_dir(const char* model) {
+  const fs::path dir = addrop::testing::data_root() / "tokenizers" / model;
+  if (!fs::exists(dir / "vocab.json") || !fs::exists(dir / "merges.txt"))
+    throw std::runtime_error("no " + std::string(model) + " vocab.json + merges.txt in " + dir.string() + " (data: " +
+                             addrop::testing::data_root_description() + ")");
   return dir;
 }
 
-bool all_data_present() {
-  return model_dir("roberta-base").has_value();
+/// An error message that has every one of `words` and none of `absent`.
+auto says(std::initializer_list<std::string> words, std::initializer_list<std::string> absent) {
+  return [words = std::vector<std::string>(words), absent = std::vector<std::string>(absent)](const std::exception& e) {
+    const std::string what = e.what();
+    bool ok = true;
+    for (const auto& w : words) ok = ok && what.find(w) != std::string::npos;
+    for (const auto& w : absent) ok = ok && what.find(w) == std::string::npos;
+    if (!ok) BOOST_TEST_MESSAGE("unexpected message: " << what);
+    return ok;
+  };
 }
-
-struct HasData {
-  const char* model;
-  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    boost::test_tools::assertion_result r(model_dir(model).has_value());
-    r.message() << "no " << model << " tokenizer under $ADDROP_DATA_DIR/tokenizers";
-    return r;
-  }
-};
 
 std::string show(std::string_view s) {
   std::string out;
@@ -629,8 +1036,8 @@ void check_field(const char* field, const std::string& what, const std::vector<T
                    << "\n  want: " << join(want) << "\n  tokens: " << join(tokens));
 }
 
-void check_cases(const text::Tokenizer& tok, const std::vector<Case>& cases) {
-  BOOST_TEST_REQUIRE(cases.size() >= 40u);
+void check_cases(const text::Tokenizer& tok, const std::vector<Case>& cases, std::size_t at_least = 40) {
+  BOOST_TEST_REQUIRE(cases.size() >= at_least);
   for (std::size_t k = 0; k < cases.size(); ++k) {
     const auto& c = cases[k];
     const auto e = tok.encode(c.first, c.second, c.max_length);
@@ -690,6 +1097,23 @@ text::ByteBpeOptions prefix_options() {
   text::ByteBpeOptions o;
   o.add_prefix_space = true;
   return o;
+}
+text::ByteBpeOptions split_options(bool prefix = false) {
+  text::ByteBpeOptions o;
+  o.add_prefix_space = prefix;
+  o.split_special_tokens = true;
+  return o;
+}
+
+/// The ids encode_ids (addrop-tokenize's fast path) gives for every single-text case equal
+/// the ids of encode without the added <s> and </s>.
+void check_fast_path(const text::ByteBpeTokenizer& t, const std::vector<Case>& cases) {
+  for (const auto& c : cases) {
+    if (c.second || c.max_length) continue;
+    std::vector<int32_t> ids;
+    t.encode_ids(c.first, ids);
+    BOOST_TEST(ids == std::vector<int32_t>(c.ids.begin() + 1, c.ids.end() - 1), boost::test_tools::per_element());
+  }
 }
 
 using Offsets = std::vector<std::pair<int64_t, int64_t>>;
@@ -880,12 +1304,135 @@ BOOST_AUTO_TEST_CASE(malformed_files_are_named_in_errors) {
   BOOST_CHECK_EXCEPTION(text::ByteBpeTokenizer(v.vj(), v.mt()), std::runtime_error, has({"vocab.json", "'b'", "integer"}));
 }
 
+BOOST_AUTO_TEST_CASE(file_names_given_as_strings_name_the_file_at_fault) {
+  // addrop-tokenize passes two std::strings and the options: they must reach the
+  // (vocab.json, merges.txt) constructor, not a (json, source) one that read the vocab.json's
+  // name as a JSON document and blamed merges.txt, and each error must name the file at fault.
+  SmallBpe v;
+  const std::string vj = v.vj().string(), mt = v.mt().string();
+  auto make = [](const std::string& vocab_json, const std::string& merges) {
+    return std::make_unique<text::ByteBpeTokenizer>(vocab_json, merges, text::ByteBpeOptions{});
+  };
+  BOOST_TEST(make(vj, mt)->tokenize("hello world") == (Strings{"hello", "Ġworld"}), boost::test_tools::per_element());
+  BOOST_CHECK_EXCEPTION(make((v.dir / "nope.json").string(), mt), std::runtime_error, says({"nope.json", "no such file"}, {"merges"}));
+  BOOST_CHECK_EXCEPTION(make(vj, (v.dir / "nope.txt").string()), std::runtime_error, says({"nope.txt", "no such file"}, {"vocab.json"}));
+  BOOST_CHECK_EXCEPTION(make(v.dir.string(), mt), std::runtime_error, says({"a folder, not a file"}, {"merges"}));
+  {
+    std::ofstream(v.vj()) << "{\"a\": 0,\n \"b\" 1}";
+  }
+  // file:line:column and what the parser expected.
+  BOOST_CHECK_EXCEPTION(make(vj, mt), std::runtime_error,
+                        says({"vocab.json:2:6: invalid JSON", "expected ':'"}, {"merges", "json.exception"}));
+  BOOST_CHECK_EXCEPTION(text::ByteBpeTokenizer(v.vj(), v.mt()), std::runtime_error, says({"vocab.json:2:6: invalid JSON"}, {"merges"}));
+  {
+    std::ofstream(v.vj()) << "";
+  }
+  BOOST_CHECK_EXCEPTION(make(vj, mt), std::runtime_error, says({"vocab.json:1:", "invalid JSON"}, {"merges"}));
+}
+
+BOOST_AUTO_TEST_CASE(merges_errors_give_the_line_and_what_is_wrong) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> bad = {
+      {"a b c", {"merges.txt:4:", "'a b c'", "more than one space"}},
+      {"hello", {"merges.txt:4:", "'hello'", "no space"}},
+      {"", {"merges.txt:4:", "an empty line"}},
+      {" h", {"merges.txt:4:", "the first token is empty"}},
+      {"h ", {"merges.txt:4:", "the second token is empty"}},
+      {"zz q", {"merges.txt:4:", "'zz q'", "missing from the vocabulary of", "vocab.json", "('zz')"}},
+  };
+  for (const auto& [line, words] : bad) {
+    BOOST_TEST_CONTEXT("merge line '" << line << "'") {
+      SmallBpe v;
+      v.merges.insert(v.merges.begin() + 2, line);  // line 4, after "#version" and two merges
+      v.write();
+      for (const bool as_strings : {false, true}) {
+        try {
+          // As strings with options: the call addrop-tokenize makes.
+          if (as_strings) std::make_unique<text::ByteBpeTokenizer>(v.vj().string(), v.mt().string(), text::ByteBpeOptions{});
+          else text::ByteBpeTokenizer(v.vj(), v.mt());
+          BOOST_ERROR("no error");
+        } catch (const std::runtime_error& e) {
+          for (const auto& w : words) BOOST_TEST(std::string(e.what()).find(w) != std::string::npos, e.what() << " lacks " << w);
+        }
+      }
+    }
+  }
+  // CRLF line ends and the "#version" line count as lines.
+  SmallBpe v;
+  {
+    std::ofstream m(v.mt());
+    m << "#version: 0.2\r\nh e\r\nl l\r\nbad\r\n";
+  }
+  BOOST_CHECK_EXCEPTION(text::ByteBpeTokenizer(v.vj(), v.mt()), std::runtime_error, says({"merges.txt:4:", "'bad'", "no space"}, {"\r"}));
+}
+
+BOOST_AUTO_TEST_CASE(special_token_strings_in_text_are_the_special_tokens) {
+  SmallBpe v;
+  text::ByteBpeTokenizer t(v.vj(), v.mt());
+  // As Hugging Face: <s>, </s>, <pad>, <unk>, <mask> in the text are those tokens, with their
+  // offsets and their text's sequence id; <mask> takes the space before it (lstrip), which
+  // the offsets then leave out.
+  const auto e = t.encode("<s>hello</s> <mask> world");
+  BOOST_TEST(e.tokens == (Strings{"<s>", "<s>", "hello", "</s>", "<mask>", "Ġworld", "</s>"}), boost::test_tools::per_element());
+  BOOST_TEST(e.offsets == (Offsets{{0, 0}, {0, 3}, {3, 8}, {8, 12}, {13, 19}, {20, 25}, {0, 0}}), boost::test_tools::per_element());
+  BOOST_TEST(e.sequence_ids == (std::vector<int32_t>{-1, 0, 0, 0, 0, 0, -1}), boost::test_tools::per_element());
+  BOOST_TEST(e.ids[1] == 0);
+  BOOST_TEST(e.ids[3] == 2);
+  BOOST_TEST(e.ids[4] == 4);
+  // Without lstrip the space stays text: "Ġ" before <mask>.
+  text::ByteBpeOptions no_lstrip;
+  no_lstrip.mask_lstrip = false;
+  BOOST_TEST(text::ByteBpeTokenizer(v.vj(), v.mt(), no_lstrip).tokenize("hello <mask>") == (Strings{"hello", "Ġ", "<mask>"}),
+             boost::test_tools::per_element());
+  // lstrip stops at the previous special token; only exact strings match.
+  BOOST_TEST(t.tokenize("<pad> <mask><unk>") == (Strings{"<pad>", "<mask>", "<unk>"}), boost::test_tools::per_element());
+  BOOST_TEST(t.encode("<pad> <mask>").offsets[2] == (std::pair<int64_t, int64_t>{6, 12}));
+  BOOST_TEST(t.tokenize("<MASK>").size() > 1u);
+  // A pair: each text keeps its own offsets and sequence id.
+  const auto pair = t.encode("hello</s>", std::string_view("<mask>"));
+  BOOST_TEST(pair.tokens == (Strings{"<s>", "hello", "</s>", "</s>", "</s>", "<mask>", "</s>"}), boost::test_tools::per_element());
+  BOOST_TEST(pair.sequence_ids == (std::vector<int32_t>{-1, 0, 0, -1, -1, 1, -1}), boost::test_tools::per_element());
+  BOOST_TEST(pair.offsets[5] == (std::pair<int64_t, int64_t>{0, 6}));
+  // add_prefix_space: every stretch of text between special tokens gets its space, and
+  // Hugging Face then trims it from the offsets of any but the first token ("<s>hello":
+  // "Ġhello" at 4..8, not 3..8).
+  text::ByteBpeTokenizer prefix(v.vj(), v.mt(), prefix_options());
+  const auto p = prefix.encode("<s>hello");
+  BOOST_TEST(p.tokens == (Strings{"<s>", "<s>", "Ġhello", "</s>"}), boost::test_tools::per_element());
+  BOOST_TEST(p.offsets == (Offsets{{0, 0}, {0, 3}, {4, 8}, {0, 0}}), boost::test_tools::per_element());
+  // encode_words: the token belongs to its word.
+  const auto w = t.encode_words({"hello", "<mask>", "hello</s>"});
+  BOOST_TEST(w.tokens == (Strings{"<s>", "Ġhello", "<mask>", "Ġhello", "</s>", "</s>"}), boost::test_tools::per_element());
+  BOOST_TEST(w.word_ids == (std::vector<int32_t>{-1, 0, 1, 2, 2, -1}), boost::test_tools::per_element());
+  BOOST_TEST(w.offsets[4] == (std::pair<int64_t, int64_t>{5, 9}));
+  std::vector<int32_t> fast;
+  t.encode_ids("<s>hello</s> <mask> world", fast);
+  BOOST_TEST(fast == std::vector<int32_t>(e.ids.begin() + 1, e.ids.end() - 1), boost::test_tools::per_element());
+
+  // split_special_tokens: ordinary text.
+  text::ByteBpeTokenizer split(v.vj(), v.mt(), split_options());
+  BOOST_TEST(split.tokenize("<mask>") == (Strings{"<", "m", "a", "s", "k", ">"}), boost::test_tools::per_element());
+  fast.clear();
+  split.encode_ids("</s>", fast);
+  BOOST_TEST(fast.size() == 4u);  // "<" "/" "s" ">": this vocabulary merges none of them
+  // Both settings survive save -> load; load_tokenizer's overrides win over the folder.
+  addrop::testing::TempDir out("bpe_split");
+  split.save(out.dir / "split");
+  BOOST_TEST(text::load_tokenizer(out.dir / "split")->tokenize("<mask>").size() == 6u);
+  text::TokenizerOverrides keep;
+  keep.split_special_tokens = false;
+  BOOST_TEST(text::load_tokenizer(out.dir / "split", keep)->tokenize("a <mask>") == (Strings{"a", "<mask>"}),
+             boost::test_tools::per_element());
+  text::ByteBpeTokenizer(v.vj(), v.mt(), no_lstrip).save(out.dir / "no_lstrip");
+  BOOST_TEST(text::load_tokenizer(out.dir / "no_lstrip")->tokenize("hello <mask>") == (Strings{"hello", "Ġ", "<mask>"}),
+             boost::test_tools::per_element());
+}
+
 // ---------------------------------------------------------------------------------------
 // Hugging Face's encodings on the real vocabulary
 // ---------------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE(roberta_base_matches_hugging_face, *boost::unit_test::precondition(HasData{"roberta-base"})) {
-  auto t = text::load_tokenizer(*model_dir("roberta-base"));
+BOOST_AUTO_TEST_CASE(roberta_base_matches_hugging_face) {
+  auto t = text::load_tokenizer(model_dir("roberta-base"));
   BOOST_TEST(t->kind() == "byte_bpe");
   BOOST_TEST(t->vocab_size() == 50265);
   BOOST_TEST(t->pad_id() == 1);
@@ -893,9 +1440,8 @@ BOOST_AUTO_TEST_CASE(roberta_base_matches_hugging_face, *boost::unit_test::preco
   check_cases(*t, roberta_cases);  // again, through the cache
 }
 
-BOOST_AUTO_TEST_CASE(roberta_base_add_prefix_space_matches_hugging_face,
-                     *boost::unit_test::precondition(HasData{"roberta-base"})) {
-  const auto dir = *model_dir("roberta-base");
+BOOST_AUTO_TEST_CASE(roberta_base_add_prefix_space_matches_hugging_face) {
+  const auto dir = model_dir("roberta-base");
   text::ByteBpeTokenizer t(dir / "vocab.json", dir / "merges.txt", prefix_options());
   check_cases(t, roberta_prefix_cases);
   check_words(t, roberta_prefix_words);
@@ -904,19 +1450,40 @@ BOOST_AUTO_TEST_CASE(roberta_base_add_prefix_space_matches_hugging_face,
   check_words(plain, roberta_prefix_words);
 }
 
-BOOST_AUTO_TEST_CASE(roberta_save_load_roundtrip, *boost::unit_test::precondition(HasData{"roberta-base"})) {
-  auto t = text::load_tokenizer(*model_dir("roberta-base"));
+BOOST_AUTO_TEST_CASE(roberta_save_load_roundtrip) {
+  auto t = text::load_tokenizer(model_dir("roberta-base"));
   addrop::testing::TempDir out("bpe_real");
   t->save(out.dir);
   auto again = text::load_tokenizer(out.dir);
   check_cases(*again, roberta_cases);
+  check_cases(*again, roberta_special_cases, 20);  // <mask> keeps its lstrip
+}
+
+BOOST_AUTO_TEST_CASE(special_token_strings_in_text_match_hugging_face) {
+  const auto dir = model_dir("roberta-base");
+  auto loaded = text::load_tokenizer(dir);
+  check_cases(*loaded, roberta_special_cases, 20);
+  text::ByteBpeTokenizer plain(dir / "vocab.json", dir / "merges.txt");
+  check_fast_path(plain, roberta_special_cases);
+  text::ByteBpeTokenizer prefix(dir / "vocab.json", dir / "merges.txt", prefix_options());
+  check_cases(prefix, roberta_prefix_special_cases, 20);
+  check_fast_path(prefix, roberta_prefix_special_cases);
+  check_words(prefix, roberta_prefix_special_words);
+}
+
+BOOST_AUTO_TEST_CASE(split_special_tokens_matches_hugging_face) {
+  const auto dir = model_dir("roberta-base");
+  text::TokenizerOverrides split;
+  split.split_special_tokens = true;
+  check_cases(*text::load_tokenizer(dir, split), roberta_split_special_cases, 20);
+  text::ByteBpeTokenizer plain(dir / "vocab.json", dir / "merges.txt", split_options());
+  check_fast_path(plain, roberta_split_special_cases);
+  text::ByteBpeTokenizer prefix(dir / "vocab.json", dir / "merges.txt", split_options(true));
+  check_cases(prefix, roberta_prefix_split_special_cases, 20);
+  check_fast_path(prefix, roberta_prefix_split_special_cases);
 }
 
 int main(int argc, char* argv[]) {
-  const int rc = boost::unit_test::unit_test_main(&init_unit_test, argc, argv);
-  if (rc == 0 && !all_data_present()) {
-    std::cout << "tokenizer data not found under $ADDROP_DATA_DIR/tokenizers: the Hugging Face cases were skipped\n";
-    return 77;
-  }
-  return rc;
+  std::cout << "tokenizer vocabularies from " << addrop::testing::data_root_description() << "\n";
+  return boost::unit_test::unit_test_main(&init_unit_test, argc, argv);
 }

@@ -5,7 +5,10 @@
 /// UTF + UCP and JIT, bytes mapped to printable characters) -> BPE merges by rank (results
 /// cached per word) -> RobertaProcessing (<s> A </s></s> B </s>, type ids all 0, offsets
 /// trimmed of the spaces a token starts or ends with).
-/// Offsets are byte ranges of the original UTF-8 text.
+/// Special-token strings in the text ("<s>", "</s>", "<mask>", ...) are taken out first
+/// and become those tokens (text/special_tokens.hpp; <mask> also takes the whitespace
+/// before it), unless split_special_tokens is set; the ByteLevel step then runs on each
+/// stretch of text between them. Offsets are byte ranges of the original UTF-8 text.
 #ifndef PCRE2_CODE_UNIT_WIDTH
 #define PCRE2_CODE_UNIT_WIDTH 8
 #endif
@@ -27,6 +30,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "addrop/text/special_tokens.hpp"
 #include "addrop/text/tokenizer_base.hpp"
 #include "addrop/text/unicode.hpp"
 
@@ -45,6 +49,10 @@ struct ByteBpeOptions {
   std::string eos_token = "</s>";
   int64_t model_max_length = 512;
   std::size_t cache_capacity = 1 << 20;  ///< words whose BPE result is kept
+  /// split_special_tokens: false (Hugging Face's default) reads "<s>", "</s>", "<pad>",
+  /// "<unk>", "<mask>" in the text as those tokens; true tokenizes them as ordinary text.
+  bool split_special_tokens = false;
+  bool mask_lstrip = true;  ///< mask_token's lstrip: "a <mask>" is "a" + "<mask>", as in roberta-base
 };
 
 namespace detail {
@@ -142,47 +150,29 @@ class ByteBpeTokenizer final : public Tokenizer {
       ++line_no;
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (line.starts_with("#version")) continue;
+      const std::string where = merges_txt.string() + ":" + std::to_string(line_no);
+      if (const char* wrong = merge_line_error(line))
+        throw std::runtime_error("addrop::text: " + where + ": a merge must be two tokens separated by one space, got '" +
+                                 std::string(line) + "' (" + wrong + ")");
       const auto sp = line.find(' ');
-      if (sp == std::string_view::npos || line.find(' ', sp + 1) != std::string_view::npos || sp == 0 ||
-          sp + 1 == line.size())
-        throw std::runtime_error("addrop::text: " + merges_txt.string() + ":" + std::to_string(line_no) +
-                                 ": a merge must be two tokens separated by one space, got '" + std::string(line) + "'");
-      add_merge(line.substr(0, sp), line.substr(sp + 1), merges_txt.string() + ":" + std::to_string(line_no));
+      add_merge(line.substr(0, sp), line.substr(sp + 1), where);
     }
     init(vocab_json.string());
   }
 
   /// From a tokenizer.json whose "model" is a BPE model (merges as "a b" strings or [a, b]).
-  ByteBpeTokenizer(const nlohmann::json& tokenizer_json, const std::string& source, ByteBpeOptions options)
-      : opt_(std::move(options)) {
-    if (!tokenizer_json.contains("model") || tokenizer_json.at("model").value("type", "") != "BPE")
-      throw std::runtime_error("addrop::text: " + source + ": model is not a BPE model");
-    const auto& m = tokenizer_json.at("model");
-    if (!m.contains("vocab") || !m.contains("merges"))
-      throw std::runtime_error("addrop::text: " + source + ": the BPE model needs vocab and merges");
-    read_vocab(m.at("vocab"), source + " (model.vocab)");
-    std::size_t k = 0;
-    for (const auto& e : m.at("merges")) {
-      const std::string where = source + ": model.merges[" + std::to_string(k++) + "]";
-      if (e.is_string()) {
-        const auto s = e.get<std::string>();
-        const auto sp = s.find(' ');
-        if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-          throw std::runtime_error("addrop::text: " + where + ": a merge must be two tokens separated by one space, got '" + s + "'");
-        add_merge(std::string_view(s).substr(0, sp), std::string_view(s).substr(sp + 1), where);
-      } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-        add_merge(e[0].get<std::string>(), e[1].get<std::string>(), where);
-      } else {
-        throw std::runtime_error("addrop::text: " + where + ": a merge must be \"a b\" or [\"a\", \"b\"]");
-      }
-    }
-    init(source);
+  /// A named function, not a constructor: a (json, string) constructor also accepted two
+  /// file names as strings, and read the vocab.json's name as a JSON document.
+  static std::unique_ptr<ByteBpeTokenizer> from_tokenizer_json(const nlohmann::json& tokenizer_json,
+                                                               const std::string& source, ByteBpeOptions options = {}) {
+    return std::unique_ptr<ByteBpeTokenizer>(new ByteBpeTokenizer(FromJson{}, tokenizer_json, source, std::move(options)));
   }
 
   /// Reads a checkpoint folder: vocab.json + merges.txt (or tokenizer.json),
   /// tokenizer_config.json (add_prefix_space, trim_offsets, model_max_length, special
   /// tokens), special_tokens_map.json, tokenizer.json's pre_tokenizer / post_processor.
-  static std::unique_ptr<ByteBpeTokenizer> from_folder(const std::filesystem::path& dir) {
+  static std::unique_ptr<ByteBpeTokenizer> from_folder(const std::filesystem::path& dir,
+                                                         const TokenizerOverrides& overrides = {}) {
     ByteBpeOptions o;
     const auto config = detail::parse_json_if_exists(dir / "tokenizer_config.json");
     const auto specials = detail::parse_json_if_exists(dir / "special_tokens_map.json");
@@ -194,8 +184,16 @@ class ByteBpeTokenizer final : public Tokenizer {
     if (config) {
       detail::read_if(*config, "add_prefix_space", o.add_prefix_space);
       detail::read_if(*config, "trim_offsets", o.trim_offsets);
+      detail::read_if(*config, "split_special_tokens", o.split_special_tokens);
       detail::read_max_length(*config, o.model_max_length);
     }
+    // The mask token's lstrip, where a file writes it as {"content": ..., "lstrip": ...}.
+    for (const auto* j : {config ? &*config : nullptr, specials ? &*specials : nullptr})
+      if (j && j->contains("mask_token") && j->at("mask_token").is_object())
+        detail::read_if(j->at("mask_token"), "lstrip", o.mask_lstrip);
+    if (tj && tj->contains("added_tokens") && tj->at("added_tokens").is_array())
+      for (const auto& t : tj->at("added_tokens"))
+        if (t.is_object() && t.value("content", "") == o.mask_token) detail::read_if(t, "lstrip", o.mask_lstrip);
     if (tj) {
       if (tj->contains("pre_tokenizer") && tj->at("pre_tokenizer").is_object() &&
           tj->at("pre_tokenizer").value("type", "") == "ByteLevel")
@@ -203,9 +201,10 @@ class ByteBpeTokenizer final : public Tokenizer {
       if (tj->contains("post_processor") && tj->at("post_processor").is_object())
         detail::read_if(tj->at("post_processor"), "trim_offsets", o.trim_offsets);
     }
+    if (overrides.split_special_tokens) o.split_special_tokens = *overrides.split_special_tokens;
     if (std::filesystem::exists(dir / "vocab.json") && std::filesystem::exists(dir / "merges.txt"))
       return std::make_unique<ByteBpeTokenizer>(dir / "vocab.json", dir / "merges.txt", std::move(o));
-    if (tj) return std::make_unique<ByteBpeTokenizer>(*tj, (dir / "tokenizer.json").string(), std::move(o));
+    if (tj) return from_tokenizer_json(*tj, (dir / "tokenizer.json").string(), std::move(o));
     throw std::runtime_error("addrop::text: " + dir.string() + ": neither vocab.json + merges.txt nor tokenizer.json");
   }
 
@@ -243,12 +242,17 @@ class ByteBpeTokenizer final : public Tokenizer {
   /// Only the ids of `text`'s tokens, no special tokens (the fast path of addrop-tokenize).
   void encode_ids(std::string_view text, std::vector<int32_t>& out) const {
     std::string buf;
-    const std::string_view s = with_prefix(text, opt_.add_prefix_space, buf);
     std::vector<Sym> syms;
-    pattern_.split(s, [&](std::size_t b, std::size_t e) {
-      const auto& r = bpe(s.substr(b, e - b), syms);
-      for (const auto& sym : r) out.push_back(sym.id);
-    });
+    specials_.split(
+        text, opt_.split_special_tokens,
+        [&](std::size_t from, std::size_t to) {
+          const std::string_view s = with_prefix(text.substr(from, to - from), opt_.add_prefix_space, buf);
+          pattern_.split(s, [&](std::size_t b, std::size_t e) {
+            const auto& r = bpe(s.substr(b, e - b), syms);
+            for (const auto& sym : r) out.push_back(sym.id);
+          });
+        },
+        [&](const detail::SpecialToken& t, std::size_t, std::size_t) { out.push_back(t.id); });
   }
 
   int32_t token_to_id(std::string_view token) const override { return vocab_.find(token); }
@@ -286,20 +290,52 @@ class ByteBpeTokenizer final : public Tokenizer {
       m += '\n';
     }
     detail::write_file(dir / "merges.txt", m);
+    // The mask token as transformers writes an AddedToken, so that its lstrip survives.
+    const nlohmann::json mask = {{"content", opt_.mask_token}, {"lstrip", opt_.mask_lstrip}, {"normalized", false},
+                                 {"rstrip", false}, {"single_word", false}};
     nlohmann::json specials = {{"bos_token", opt_.bos_token}, {"eos_token", opt_.eos_token},
                                {"unk_token", opt_.unk_token}, {"sep_token", opt_.sep_token},
                                {"pad_token", opt_.pad_token}, {"cls_token", opt_.cls_token},
-                               {"mask_token", opt_.mask_token}};
+                               {"mask_token", mask}};
     nlohmann::json config = specials;
     config["tokenizer_class"] = "RobertaTokenizer";
     config["add_prefix_space"] = opt_.add_prefix_space;
     config["trim_offsets"] = opt_.trim_offsets;
+    config["split_special_tokens"] = opt_.split_special_tokens;
     config["model_max_length"] = opt_.model_max_length;
     detail::write_json(dir / "tokenizer_config.json", config);
     detail::write_json(dir / "special_tokens_map.json", specials);
   }
 
  private:
+  struct FromJson {};
+  ByteBpeTokenizer(FromJson, const nlohmann::json& tokenizer_json, const std::string& source, ByteBpeOptions options)
+      : opt_(std::move(options)) {
+    if (!tokenizer_json.contains("model") || tokenizer_json.at("model").value("type", "") != "BPE")
+      throw std::runtime_error("addrop::text: " + source + ": model is not a BPE model");
+    const auto& m = tokenizer_json.at("model");
+    if (!m.contains("vocab") || !m.contains("merges"))
+      throw std::runtime_error("addrop::text: " + source + ": the BPE model needs vocab and merges");
+    read_vocab(m.at("vocab"), source + " (model.vocab)");
+    std::size_t k = 0;
+    for (const auto& e : m.at("merges")) {
+      const std::string where = source + ": model.merges[" + std::to_string(k++) + "]";
+      if (e.is_string()) {
+        const auto s = e.get<std::string>();
+        if (const char* wrong = merge_line_error(s))
+          throw std::runtime_error("addrop::text: " + where + ": a merge must be two tokens separated by one space, got '" + s +
+                                   "' (" + wrong + ")");
+        const auto sp = s.find(' ');
+        add_merge(std::string_view(s).substr(0, sp), std::string_view(s).substr(sp + 1), where);
+      } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
+        add_merge(e[0].get<std::string>(), e[1].get<std::string>(), where);
+      } else {
+        throw std::runtime_error("addrop::text: " + where + ": a merge must be \"a b\" or [\"a\", \"b\"]");
+      }
+    }
+    init(source);
+  }
+
   struct Sym {
     int32_t id;
     uint32_t bytes;  // how many bytes of the piece this token covers
@@ -318,6 +354,18 @@ class ByteBpeTokenizer final : public Tokenizer {
       vocab_.add(tok, id.get<int32_t>());
     }
     if (vocab_.tokens.empty()) throw std::runtime_error("addrop::text: " + where + ": empty vocabulary");
+    vocab_source_ = where;
+  }
+
+  /// What is wrong with a merge "a b", or nullptr when nothing is.
+  static const char* merge_line_error(std::string_view line) {
+    const auto sp = line.find(' ');
+    if (line.empty()) return "an empty line";
+    if (sp == std::string_view::npos) return "no space";
+    if (line.find(' ', sp + 1) != std::string_view::npos) return "more than one space";
+    if (sp == 0) return "the first token is empty";
+    if (sp + 1 == line.size()) return "the second token is empty";
+    return nullptr;
   }
 
   void add_merge(std::string_view a, std::string_view b, const std::string& where) {
@@ -327,7 +375,7 @@ class ByteBpeTokenizer final : public Tokenizer {
     const int32_t ij = vocab_.find(joined);
     if (ia < 0 || ib < 0 || ij < 0)
       throw std::runtime_error("addrop::text: " + where + ": the merge '" + std::string(a) + " " + std::string(b) +
-                               "' uses a token missing from the vocabulary ('" +
+                               "' uses a token missing from the vocabulary of " + vocab_source_ + " ('" +
                                (ia < 0 ? std::string(a) : ib < 0 ? std::string(b) : joined) + "')");
     const auto rank = static_cast<int32_t>(merges_list_.size());
     merges_list_.emplace_back(ia, ib);
@@ -345,6 +393,30 @@ class ByteBpeTokenizer final : public Tokenizer {
       throw std::runtime_error("addrop::text: " + source + ": the special token '" + (cls < 0 ? opt_.cls_token : opt_.sep_token) +
                                "' is not in the vocabulary");
     tmpl_ = {cls, opt_.cls_token, sep, opt_.sep_token, true, 0};
+    // transformers' RobertaTokenizer special tokens: all matched as written, <mask> with lstrip.
+    std::vector<detail::SpecialToken> specials;
+    for (const auto* t : {&opt_.bos_token, &opt_.pad_token, &opt_.eos_token, &opt_.unk_token, &opt_.cls_token,
+                          &opt_.sep_token})
+      specials.push_back({*t, vocab_.find(*t), false});
+    specials.push_back({opt_.mask_token, mask_id_, opt_.mask_lstrip});
+    specials_ = detail::SpecialTokenSplitter(specials);
+  }
+
+  /// `at` moved forward by `n` characters of `text`, no further than `limit`.
+  static int64_t chars_forward(std::string_view text, int64_t at, std::size_t n, int64_t limit) {
+    for (; n > 0 && at < limit; --n) at += unicode::decode(text, static_cast<std::size_t>(at)).len;
+    return std::min(at, limit);
+  }
+
+  /// `at` moved back by `n` characters of `text`; nullopt when fewer than `n` lie before it
+  /// (then Hugging Face leaves the end as it is).
+  static std::optional<int64_t> chars_back(std::string_view text, int64_t at, std::size_t n) {
+    for (; n > 0; --n) {
+      if (at <= 0) return std::nullopt;
+      do --at;
+      while (at > 0 && (static_cast<unsigned char>(text[static_cast<std::size_t>(at)]) & 0xC0) == 0x80);
+    }
+    return at;
   }
 
   static std::string_view with_prefix(std::string_view text, bool prefix, std::string& buf) {
@@ -406,37 +478,63 @@ class ByteBpeTokenizer final : public Tokenizer {
   }
 
   void append_pieces(std::string_view text, int32_t word, bool prefix, detail::Pieces& out) const {
-    std::string buf;
-    const std::string_view s = with_prefix(text, prefix, buf);
-    const std::size_t shift = s.size() - text.size();  // 1 when a space was added
     const std::size_t seq_start = out.size();
     std::vector<Sym> work;
+    std::string buf, tok;
+    specials_.split(
+        text, opt_.split_special_tokens,
+        [&](std::size_t from, std::size_t to) { append_text(text, from, to, word, prefix, seq_start, out, work, buf, tok); },
+        [&](const detail::SpecialToken& t, std::size_t b, std::size_t e) {
+          // The whitespace an lstrip token took is in its range; process_offsets trims it
+          // like the spaces of any token.
+          auto ob = static_cast<int64_t>(b);
+          const std::size_t content = e - t.content.size();
+          if (opt_.trim_offsets && content > b) {
+            std::size_t lead = 0;
+            for (std::size_t k = b; k < content; ++lead) k += static_cast<std::size_t>(unicode::decode(text, k).len);
+            const bool is_first = out.size() == seq_start || b == 0;
+            if (!(is_first && prefix && lead == 1)) ob = static_cast<int64_t>(content);
+          }
+          out.push(t.id, t.content, ob, static_cast<int64_t>(e), word);
+        });
+  }
+
+  /// The ByteLevel pre-tokenizer and BPE on text[from, to), a stretch between special
+  /// tokens; a prefix space is added to each stretch, as Hugging Face adds it to each split.
+  void append_text(std::string_view text, std::size_t from, std::size_t to, int32_t word, bool prefix,
+                   std::size_t seq_start, detail::Pieces& out, std::vector<Sym>& work, std::string& buf,
+                   std::string& tok) const {
+    const std::string_view part = text.substr(from, to - from);
+    const std::string_view s = with_prefix(part, prefix, buf);
+    const std::size_t shift = s.size() - part.size();  // 1 when a space was added
     const auto& chars = detail::byte_chars();
-    std::string tok;
+    const auto lo = static_cast<int64_t>(from), hi = static_cast<int64_t>(to);
     pattern_.split(s, [&](std::size_t pb, std::size_t pe) {
       const auto& syms = bpe(s.substr(pb, pe - pb), work);
       std::size_t at = pb;
       for (const auto& sym : syms) {
         const std::size_t tb = at, te = at + sym.bytes;
         at = te;
-        // Original byte range (the added space is an empty range at 0), widened to whole
-        // characters: the bytes of one character split over tokens give each the character.
-        int64_t ob = tb >= shift ? static_cast<int64_t>(tb - shift) : 0;
-        int64_t oe = te >= shift ? static_cast<int64_t>(te - shift) : 0;
-        while (ob > 0 && (static_cast<unsigned char>(text[static_cast<std::size_t>(ob)]) & 0xC0) == 0x80) --ob;
-        while (oe < static_cast<int64_t>(text.size()) &&
-               (static_cast<unsigned char>(text[static_cast<std::size_t>(oe)]) & 0xC0) == 0x80)
-          ++oe;
+        // Original byte range, widened to whole characters: the bytes of one character
+        // split over tokens give each the character. The added space stands for the
+        // stretch's first character, as Hugging Face's NormalizedString::prepend aligns it.
+        int64_t ob = lo + (tb >= shift ? static_cast<int64_t>(tb - shift) : 0);
+        int64_t oe = lo + (te > shift ? static_cast<int64_t>(te - shift) : 0);
+        if (te == shift) oe = std::min(hi, lo + unicode::decode(text, from).len);
+        while (ob > lo && (static_cast<unsigned char>(text[static_cast<std::size_t>(ob)]) & 0xC0) == 0x80) --ob;
+        while (oe < hi && (static_cast<unsigned char>(text[static_cast<std::size_t>(oe)]) & 0xC0) == 0x80) ++oe;
         if (opt_.trim_offsets) {  // tokenizers' byte_level process_offsets
           std::size_t lead = 0, trail = 0;
           while (tb + lead < te && s[tb + lead] == ' ') ++lead;
           while (te - trail > tb && s[te - trail - 1] == ' ') ++trail;
+          // Hugging Face's test: the sequence's first token, or one at offset 0. A later
+          // stretch's added space is trimmed like a space of the text (as Hugging Face does).
           const bool is_first = out.size() == seq_start || ob == 0;
-          if (lead > 0) {
-            if (is_first && prefix && lead == 1) lead = 0;
-            ob = std::min(ob + static_cast<int64_t>(lead), oe);
+          if (lead > 0 && !(is_first && prefix && lead == 1)) ob = chars_forward(text, ob, lead, oe);
+          // Hugging Face moves by characters: the added space may stand for a wider one.
+          if (trail > 0) {
+            if (const auto back = chars_back(text, oe, trail)) oe = std::max(*back, ob);
           }
-          if (trail > 0 && oe >= static_cast<int64_t>(trail)) oe = std::max(oe - static_cast<int64_t>(trail), ob);
         }
         tok.clear();
         if (sym.id >= 0 && static_cast<std::size_t>(sym.id) < vocab_.tokens.size()) tok = vocab_.tokens[static_cast<std::size_t>(sym.id)];
@@ -454,6 +552,8 @@ class ByteBpeTokenizer final : public Tokenizer {
 
   ByteBpeOptions opt_;
   detail::Vocab vocab_;
+  std::string vocab_source_;  // the file the vocabulary came from, for error messages
+  detail::SpecialTokenSplitter specials_;
   std::unordered_map<uint64_t, Merge> merges_;
   std::vector<std::pair<int32_t, int32_t>> merges_list_;
   std::array<int32_t, 256> byte_id_{};

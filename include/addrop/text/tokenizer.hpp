@@ -20,17 +20,18 @@
 namespace addrop::text {
 
 /// Picks WordPiece (vocab.txt) or byte-level BPE (vocab.json + merges.txt, or a
-/// tokenizer.json whose model is BPE / WordPiece) from a checkpoint folder.
-inline std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& dir) {
+/// tokenizer.json whose model is BPE / WordPiece) from a checkpoint folder; `overrides`
+/// win over the folder's settings.
+inline std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& dir, const TokenizerOverrides& overrides = {}) {
   namespace fs = std::filesystem;
   if (!fs::is_directory(dir)) throw std::runtime_error("addrop::text: " + dir.string() + " is not a folder");
-  if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) return ByteBpeTokenizer::from_folder(dir);
-  if (fs::exists(dir / "vocab.txt")) return WordPieceTokenizer::from_folder(dir);
+  if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) return ByteBpeTokenizer::from_folder(dir, overrides);
+  if (fs::exists(dir / "vocab.txt")) return WordPieceTokenizer::from_folder(dir, overrides);
   if (fs::exists(dir / "tokenizer.json")) {
     const auto j = detail::parse_json(dir / "tokenizer.json");
     const std::string type = j.contains("model") ? j.at("model").value("type", "") : "";
-    if (type == "BPE") return ByteBpeTokenizer::from_folder(dir);
-    if (type == "WordPiece") return WordPieceTokenizer::from_folder(dir);
+    if (type == "BPE") return ByteBpeTokenizer::from_folder(dir, overrides);
+    if (type == "WordPiece") return WordPieceTokenizer::from_folder(dir, overrides);
     throw std::runtime_error("addrop::text: " + (dir / "tokenizer.json").string() + ": unsupported model type '" + type +
                              "' (WordPiece and BPE are supported)");
   }

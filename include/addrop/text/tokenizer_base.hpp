@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -29,11 +30,18 @@ struct Encoding {
   std::vector<int32_t> ids;
   std::vector<int32_t> type_ids;
   std::vector<std::pair<int64_t, int64_t>> offsets;  ///< byte [begin,end) in its own sequence's text; {0,0} for specials
-  std::vector<int32_t> sequence_ids;                  ///< -1 special token, 0 first text, 1 second text
-  std::vector<int32_t> word_ids;                      ///< encode_words: index of the source word; -1 for specials; encode(): -1
+  std::vector<int32_t> sequence_ids;                  ///< -1 added special token, 0 first text, 1 second text
+  std::vector<int32_t> word_ids;                      ///< encode_words: index of the source word; -1 for added specials; encode(): -1
   std::vector<std::string> tokens;                    ///< token strings (as in the vocab)
   int64_t truncated_tokens = 0;                       ///< how many tokens truncation removed
   std::size_t size() const { return ids.size(); }
+};
+
+/// Settings given by the caller that win over what a checkpoint folder says (load_tokenizer).
+struct TokenizerOverrides {
+  /// Hugging Face's split_special_tokens: true tokenizes special-token strings in the text
+  /// ("[CLS]", "<mask>") as ordinary text; false reads them as the special tokens.
+  std::optional<bool> split_special_tokens;
 };
 
 /// A tokenizer of a Hugging Face checkpoint. All members are const and thread-safe.
@@ -42,7 +50,9 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
   /// Tokenizes a sentence or a pair and adds the special tokens of the model.
   /// max_length <= 0: no truncation; otherwise Hugging Face's "longest_first" truncation to
-  /// max_length tokens, special tokens included. No padding.
+  /// max_length tokens, special tokens included. No padding. Special-token strings inside
+  /// the text become those tokens, with their sequence id and their offsets in the text
+  /// (unless the options' split_special_tokens is set), as in Hugging Face.
   virtual Encoding encode(std::string_view first, std::optional<std::string_view> second = std::nullopt,
                           int64_t max_length = 0) const = 0;
   /// Tokenizes pre-split words one by one (Hugging Face's is_split_into_words=True); word_ids
@@ -208,6 +218,10 @@ inline Encoding assemble(Pieces&& a, Pieces* b, const Template& t, int64_t trunc
 }
 
 inline std::string read_file(const std::filesystem::path& p) {
+  std::error_code ec;
+  if (!std::filesystem::exists(p, ec)) throw std::runtime_error("addrop::text: cannot open " + p.string() + ": no such file");
+  if (std::filesystem::is_directory(p, ec))
+    throw std::runtime_error("addrop::text: cannot open " + p.string() + ": a folder, not a file");
   std::ifstream in(p, std::ios::binary);
   if (!in) throw std::runtime_error("addrop::text: cannot open " + p.string());
   std::ostringstream ss;
@@ -220,11 +234,17 @@ inline nlohmann::json parse_json(const std::filesystem::path& p) {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
-    // e.byte is the position of the error; turn it into a line number.
+    // e.byte is the position of the error; turn it into file:line:column, as compilers write.
     const auto upto = std::min<std::size_t>(e.byte, text.size());
     const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(upto), '\n');
-    throw std::runtime_error("addrop::text: " + p.string() + ":" + std::to_string(line) + ": invalid JSON (" +
-                             e.what() + ")");
+    const auto line_start = upto == 0 ? std::string::npos : text.rfind('\n', upto - 1);
+    const auto column = line_start == std::string::npos ? upto : upto - line_start - 1;
+    // What is wrong, without nlohmann's "[json.exception...] parse error at line L, column C: ".
+    std::string what = e.what();
+    if (const auto at = what.find(", column "); at != std::string::npos)
+      if (const auto colon = what.find(": ", at); colon != std::string::npos) what = what.substr(colon + 2);
+    throw std::runtime_error("addrop::text: " + p.string() + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                             ": invalid JSON: " + what);
   }
 }
 

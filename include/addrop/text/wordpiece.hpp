@@ -5,7 +5,9 @@
 /// lower-casing) -> BertPreTokenizer (split on whitespace, every punctuation character a
 /// word) -> WordPiece (greedy longest match first, "##" continuation, words longer than
 /// 100 characters -> [UNK]) -> [CLS] A [SEP] (B [SEP]), type ids 0 / 1.
-/// Offsets are byte ranges of the original UTF-8 text.
+/// Special-token strings in the text ("[CLS]", "[SEP]", "[MASK]", ...) are taken out
+/// first, on the raw text, and become those tokens (text/special_tokens.hpp), unless
+/// split_special_tokens is set. Offsets are byte ranges of the original UTF-8 text.
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -18,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "addrop/text/special_tokens.hpp"
 #include "addrop/text/tokenizer_base.hpp"
 #include "addrop/text/unicode.hpp"
 
@@ -37,6 +40,9 @@ struct WordPieceOptions {
   std::string pad_token = "[PAD]";
   std::string mask_token = "[MASK]";
   int64_t model_max_length = 512;
+  /// split_special_tokens: false (Hugging Face's default) reads "[CLS]", "[SEP]", "[MASK]",
+  /// "[PAD]", "[UNK]" in the text as those tokens; true tokenizes them as ordinary text.
+  bool split_special_tokens = false;
 };
 
 class WordPieceTokenizer final : public Tokenizer {
@@ -68,7 +74,8 @@ class WordPieceTokenizer final : public Tokenizer {
   /// Reads a checkpoint folder: vocab.txt (or tokenizer.json's model), tokenizer_config.json,
   /// special_tokens_map.json, tokenizer.json's normalizer. Without a tokenizer_config.json,
   /// a vocabulary holding upper-case words (outside [..] tokens) means a cased model.
-  static std::unique_ptr<WordPieceTokenizer> from_folder(const std::filesystem::path& dir) {
+  static std::unique_ptr<WordPieceTokenizer> from_folder(const std::filesystem::path& dir,
+                                                           const TokenizerOverrides& overrides = {}) {
     WordPieceOptions o;
     const auto config = detail::parse_json_if_exists(dir / "tokenizer_config.json");
     const auto specials = detail::parse_json_if_exists(dir / "special_tokens_map.json");
@@ -81,6 +88,7 @@ class WordPieceTokenizer final : public Tokenizer {
       if (config->contains("strip_accents") && config->at("strip_accents").is_boolean())
         o.strip_accents = config->at("strip_accents").get<bool>();
       detail::read_if(*config, "tokenize_chinese_chars", o.tokenize_chinese_chars);
+      detail::read_if(*config, "split_special_tokens", o.split_special_tokens);
       detail::read_max_length(*config, o.model_max_length);
     }
     if (tj && tj->contains("normalizer") && tj->at("normalizer").is_object()) {
@@ -100,6 +108,7 @@ class WordPieceTokenizer final : public Tokenizer {
       detail::read_if(m, "continuing_subword_prefix", o.continuing_subword_prefix);
       detail::read_if(m, "unk_token", o.unk_token);
     }
+    if (overrides.split_special_tokens) o.split_special_tokens = *overrides.split_special_tokens;
     if (std::filesystem::exists(dir / "vocab.txt")) {
       if (!config && !tj) o.lower_case = !has_cased_words(dir / "vocab.txt");
       return std::make_unique<WordPieceTokenizer>(dir / "vocab.txt", std::move(o));
@@ -143,8 +152,13 @@ class WordPieceTokenizer final : public Tokenizer {
   /// Only the ids of `text`'s tokens, no special tokens (the fast path of addrop-tokenize).
   void encode_ids(std::string_view text, std::vector<int32_t>& out) const {
     Scratch s;
-    normalize(text, s);
-    split_words(s, [&](std::size_t b, std::size_t e) { wordpiece(s, b, e, [&](int32_t id, int64_t, int64_t) { out.push_back(id); }); });
+    specials_.split(
+        text, opt_.split_special_tokens,
+        [&](std::size_t from, std::size_t to) {
+          normalize(text, from, to, s);
+          split_words(s, [&](std::size_t b, std::size_t e) { wordpiece(s, b, e, [&](int32_t id, int64_t, int64_t) { out.push_back(id); }); });
+        },
+        [&](const detail::SpecialToken& t, std::size_t, std::size_t) { out.push_back(t.id); });
   }
 
   int32_t token_to_id(std::string_view token) const override { return vocab_.find(token); }
@@ -176,6 +190,7 @@ class WordPieceTokenizer final : public Tokenizer {
     config["do_lower_case"] = opt_.lower_case;
     config["strip_accents"] = opt_.strip_accents ? nlohmann::json(*opt_.strip_accents) : nlohmann::json(nullptr);
     config["tokenize_chinese_chars"] = opt_.tokenize_chinese_chars;
+    config["split_special_tokens"] = opt_.split_special_tokens;
     config["model_max_length"] = opt_.model_max_length;
     detail::write_json(dir / "tokenizer_config.json", config);
     detail::write_json(dir / "special_tokens_map.json", specials);
@@ -221,13 +236,20 @@ class WordPieceTokenizer final : public Tokenizer {
     strip_ = opt_.strip_accents.value_or(opt_.lower_case);
     max_token_bytes_ = 0;
     for (const auto& t : vocab_.tokens) max_token_bytes_ = std::max(max_token_bytes_, t.size());
+    // transformers' BertTokenizer special tokens: matched as written, no strip.
+    std::vector<detail::SpecialToken> specials;
+    for (const auto* t : {&opt_.unk_token, &opt_.sep_token, &opt_.pad_token, &opt_.cls_token, &opt_.mask_token})
+      specials.push_back({*t, vocab_.find(*t), false});
+    specials_ = detail::SpecialTokenSplitter(specials);
   }
 
-  /// BertNormalizer, character by character, keeping each character's original byte range.
-  void normalize(std::string_view text, Scratch& s) const {
+  /// BertNormalizer on text[from, to), character by character, keeping each character's
+  /// original byte range in `text`.
+  void normalize(std::string_view text, std::size_t from, std::size_t to, Scratch& s) const {
+    text = text.substr(0, to);
     s.chars.clear();
-    s.chars.reserve(text.size() + 8);
-    for (std::size_t i = 0; i < text.size();) {
+    s.chars.reserve(to - from + 8);
+    for (std::size_t i = from; i < text.size();) {
       auto [cp, len] = unicode::decode(text, i);
       const auto b = static_cast<uint32_t>(i), e = static_cast<uint32_t>(i + static_cast<std::size_t>(len));
       i += static_cast<std::size_t>(len);
@@ -353,12 +375,19 @@ class WordPieceTokenizer final : public Tokenizer {
   }
 
   void append_pieces(std::string_view text, int32_t word, detail::Pieces& out, Scratch& s) const {
-    normalize(text, s);
-    split_words(s, [&](std::size_t b, std::size_t e) {
-      wordpiece(s, b, e, [&](int32_t id, int64_t ob, int64_t oe) {
-        out.push(id, vocab_.tokens[static_cast<std::size_t>(id)], ob, oe, word);
-      });
-    });
+    specials_.split(
+        text, opt_.split_special_tokens,
+        [&](std::size_t from, std::size_t to) {
+          normalize(text, from, to, s);
+          split_words(s, [&](std::size_t b, std::size_t e) {
+            wordpiece(s, b, e, [&](int32_t id, int64_t ob, int64_t oe) {
+              out.push(id, vocab_.tokens[static_cast<std::size_t>(id)], ob, oe, word);
+            });
+          });
+        },
+        [&](const detail::SpecialToken& t, std::size_t b, std::size_t e) {
+          out.push(t.id, t.content, static_cast<int64_t>(b), static_cast<int64_t>(e), word);
+        });
   }
 
   detail::Pieces pieces(std::string_view text, int32_t word) const {
@@ -371,6 +400,7 @@ class WordPieceTokenizer final : public Tokenizer {
   WordPieceOptions opt_;
   detail::Vocab vocab_;
   detail::Template tmpl_{};
+  detail::SpecialTokenSplitter specials_;
   int32_t unk_id_ = -1, pad_id_ = -1, mask_id_ = -1;
   bool strip_ = true;
   std::size_t max_token_bytes_ = 0;

@@ -24,10 +24,13 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "glue_cli.hpp"
+#include "memory_check.hpp"
 #include "ner_train.hpp"
 
 namespace fs = std::filesystem;
@@ -49,9 +52,48 @@ struct Options : glue::RunFlags {
 fs::path split_file(const Options& o, const std::string& given, const char* name, const char* flag) {
   if (given.empty() && o.data.empty())
     throw std::runtime_error(std::string("--data DIR (or ") + flag + " FILE) is needed");
-  const fs::path p = !given.empty() ? fs::path(given) : fs::path(o.data) / name;
-  if (!fs::exists(p)) throw std::runtime_error(p.string() + ": not found");
+  if (!given.empty()) {
+    if (!fs::is_regular_file(given)) throw std::runtime_error(std::string(flag) + " " + given + ": no such file");
+    return given;
+  }
+  const fs::path p = fs::path(o.data) / name;
+  if (!fs::is_regular_file(p)) throw std::runtime_error("--data " + o.data + ": no " + name + " in it (" + p.string() + ")");
   return p;
+}
+
+/// Every value flag of addrop-ner and the flags that only apply with another, each with
+/// its own message naming the flag and the value given (before any file is read).
+void check_ner_flags(const CLI::App& app, const Options& o) {
+  auto need = [](bool ok, const std::string& flag, const std::string& value, const std::string& rule) {
+    if (!ok) throw std::invalid_argument(flag + " " + value + ": " + rule);
+  };
+  const auto& t = o.training;
+  const auto& a = o.addrop;
+  auto num = [](double v) { return glue::number_name(v); };
+  auto text = [](int64_t v) { return std::to_string(v); };
+  need(t.epochs > 0, "--epochs", text(t.epochs), "must be at least 1");
+  need(t.batch_size > 0, "--batch-size", text(t.batch_size), "must be at least 1");
+  need(t.eval_batch_size > 0, "--eval-batch-size", text(t.eval_batch_size), "must be at least 1");
+  need(t.lr > 0 && std::isfinite(t.lr), "--lr", num(t.lr), "must be a positive number");
+  need(t.max_length >= 4, "--max-length", text(t.max_length), "must be at least 4 ([CLS], a token, [SEP] and room)");
+  need(t.max_length <= std::numeric_limits<int32_t>::max(), "--max-length", text(t.max_length),
+       "exceeds the int32 positions of a batch");
+  need(t.warmup >= 0, "--warmup", num(t.warmup), "must be a fraction of the steps (< 1) or a step count, not negative");
+  need(t.weight_decay >= 0, "--weight-decay", num(t.weight_decay), "must not be negative");
+  need(t.max_grad_norm >= 0, "--max-grad-norm", num(t.max_grad_norm), "must not be negative (0 turns clipping off)");
+  need(t.patience >= 0, "--patience", text(t.patience), "must not be negative (0 turns early stopping off)");
+  need(t.eval_every >= 0, "--eval-every", text(t.eval_every), "must not be negative (0: every epoch)");
+  need(t.max_train_examples >= 0, "--max-train-examples", text(t.max_train_examples), "must not be negative (0: all)");
+  need(!app.count("--dropout") || (t.dropout >= 0 && t.dropout < 1), "--dropout", num(t.dropout), "must be in [0, 1)");
+  need(a.p >= 0 && a.p <= 1, "--p", num(a.p), "must be in [0, 1]");
+  need(a.q >= 0 && a.q <= 1, "--q", num(a.q), "must be in [0, 1]");
+  need(a.ig_steps > 0, "--ig-steps", text(a.ig_steps), "must be at least 1");
+  need(o.threads >= 0, "--threads", text(o.threads), "must not be negative (0: all cores)");
+  if (!o.model.empty() && !o.vocab.empty())
+    throw std::invalid_argument("--vocab " + o.vocab + ": only with --init; a --model folder brings its own tokenizer");
+  if (app.count("--continuation") && !o.label_all_tokens)
+    throw std::invalid_argument("--continuation " + o.continuation + ": only with --label-all-tokens (without it, "
+                                "continuation sub-tokens are not labelled)");
 }
 
 struct Split {
@@ -120,32 +162,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    // Every option is checked before any work: flags, files, the model and its memory need.
+    check_ner_flags(app, o);
     glue::check_run_flags(o);
     glue::validate(o.training);
     const data::TagScheme scheme = o.scheme == "iob1" ? data::TagScheme::IOB1 : data::TagScheme::IOB2;
-
-    const fs::path out = glue::prepare_output(o);
-
-    // Data: tags are read in the file's scheme and trained on in IOB2.
-    auto read = [&](const fs::path& file, const char* what) {
-      Split s;
-      s.file = file;
-      s.sentences = data::read_conll(file, scheme, data::TagScheme::IOB2);
-      int64_t words = 0;
-      for (const auto& x : s.sentences) words += static_cast<int64_t>(x.words.size());
-      std::fprintf(stderr, "conll2003: %zu %s sentences (%lld words) from %s\n", s.sentences.size(), what,
-                   static_cast<long long>(words), file.string().c_str());
-      return s;
-    };
-    Split train = read(split_file(o, o.train_file, "train.txt", "--train"), "training");
-    if (o.training.max_train_examples > 0 && static_cast<int64_t>(train.sentences.size()) > o.training.max_train_examples)
-      train.sentences.resize(static_cast<std::size_t>(o.training.max_train_examples));
-    Split valid = read(split_file(o, o.valid_file, "valid.txt", "--valid"), "validation");
-    Split test;
-    const bool have_test = !o.test_file.empty() || (!o.data.empty() && fs::exists(fs::path(o.data) / "test.txt"));
-    if (have_test) test = read(split_file(o, o.test_file, "test.txt", "--test"), "test");
-    // The label order: given, or the checkpoint head's, or the training file's.
-    std::vector<std::string> labels;
+    const std::vector<glue::RunSpec> specs =
+        glue::plan_runs(o.addrop, glue::split_list(o.runs), glue::split_list(o.seeds), o.grid);
+    std::vector<std::string> labels;  // the label order: given, or the checkpoint head's, or the training file's
     std::string label_source = "the training file";
     if (!o.labels.empty()) {
       labels = glue::split_list(o.labels);
@@ -155,9 +179,14 @@ int main(int argc, char** argv) {
       labels = checkpoint_labels(o.model);
       if (!labels.empty()) label_source = (fs::path(o.model) / "config.json").string() + " (id2label)";
     }
-    if (labels.empty()) labels = data::label_set(train.sentences);
+    const fs::path train_file = split_file(o, o.train_file, "train.txt", "--train");
+    const fs::path valid_file = split_file(o, o.valid_file, "valid.txt", "--valid");
+    const bool have_test = !o.test_file.empty() || (!o.data.empty() && fs::exists(fs::path(o.data) / "test.txt"));
+    const fs::path test_file = have_test ? split_file(o, o.test_file, "test.txt", "--test") : fs::path();
+    if (o.test_each_epoch && !have_test)
+      throw std::runtime_error("--test-each-epoch: no test set (give --test FILE, or --data with a test.txt)");
 
-    // Tokenizer and model config.
+    // Tokenizer and model config (the number of labels is set once the data is read).
     const fs::path tok_source = !o.model.empty() ? fs::path(o.model) : fs::path(o.vocab);
     std::unique_ptr<text::Tokenizer> tokenizer = glue::open_tokenizer(tok_source);
     models::ModelConfig config;
@@ -169,20 +198,51 @@ int main(int argc, char** argv) {
                                      bpe ? models::Family::Roberta : models::Family::Bert,
                                      std::max<int64_t>(512, o.training.max_length));
     }
-    config.num_labels = static_cast<int64_t>(labels.size());
+    if (!labels.empty()) config.num_labels = static_cast<int64_t>(labels.size());
     config.task = models::Task::TokenClassification;
     if (o.training.dropout >= 0) config.hidden_dropout_prob = config.attention_probs_dropout_prob = static_cast<float>(o.training.dropout);
     config.validate();
     if (o.training.max_length > config.max_position_embeddings)
       throw std::runtime_error("--max-length " + std::to_string(o.training.max_length) + " exceeds the model's " +
                                std::to_string(config.max_position_embeddings) + " positions");
-    if (o.addrop.layers.empty())
-      for (int l = 0; l < config.num_hidden_layers; ++l) o.addrop.layers.push_back(l);
-    glue::validate(o.addrop);
     for (int l : o.addrop.layers)
       if (l < 0 || l >= config.num_hidden_layers)
         throw std::runtime_error("--layers: layer " + std::to_string(l) + " but the model has " +
                                  std::to_string(config.num_hidden_layers) + " layers");
+    if (o.addrop.layers.empty())
+      for (int l = 0; l < config.num_hidden_layers; ++l) o.addrop.layers.push_back(l);
+    glue::validate(o.addrop);
+    addrop_examples::check_training_memory(config, o);
+
+    const fs::path out = glue::prepare_output(o);
+
+    // Data: tags are read in the file's scheme and trained on in IOB2. An empty split is
+    // an error naming its file (no training, and no F1 over zero sentences).
+    auto read = [&](const fs::path& file, const char* what) {
+      Split s;
+      s.file = file;
+      try {
+        s.sentences = data::read_conll(file, scheme, data::TagScheme::IOB2);
+      } catch (const data::SchemeError& e) {
+        throw std::runtime_error(std::string(e.what()) + " (--scheme " + scheme_name(e.suggested) + ")");
+      }
+      if (s.sentences.empty())
+        throw std::runtime_error(file.string() + ": no " + what + " sentences (a CoNLL file has one \"word POS chunk NER\" "
+                                 "line per token, a blank line after each sentence)");
+      int64_t words = 0;
+      for (const auto& x : s.sentences) words += static_cast<int64_t>(x.words.size());
+      std::fprintf(stderr, "conll2003: %zu %s sentences (%lld words) from %s\n", s.sentences.size(), what,
+                   static_cast<long long>(words), file.string().c_str());
+      return s;
+    };
+    Split train = read(train_file, "training");
+    if (o.training.max_train_examples > 0 && static_cast<int64_t>(train.sentences.size()) > o.training.max_train_examples)
+      train.sentences.resize(static_cast<std::size_t>(o.training.max_train_examples));
+    Split valid = read(valid_file, "validation");
+    Split test;
+    if (have_test) test = read(test_file, "test");
+    if (labels.empty()) labels = data::label_set(train.sentences);
+    config.num_labels = static_cast<int64_t>(labels.size());
 
     // Tokenization and label alignment.
     const data::TokenAlignOptions align{.max_length = o.training.max_length,
@@ -258,7 +318,6 @@ int main(int argc, char** argv) {
       train::write_json_atomic(dir / "config.json", j);
     };
 
-    std::vector<glue::RunSpec> specs = glue::plan_runs(o.addrop, glue::split_list(o.runs), glue::split_list(o.seeds), o.grid);
     const bool several = specs.size() > 1;
     data::TaskInfo info{};
     info.name = "conll2003";

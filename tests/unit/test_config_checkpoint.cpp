@@ -8,6 +8,7 @@
 #include "support/helpers.hpp"
 
 #include <addrop/addrop.hpp>
+#include <addrop/models/memory.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -1232,6 +1233,150 @@ BOOST_AUTO_TEST_CASE(bert_seqcls_parameters_in_hugging_face_order) {
   for (const char* s : {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"})
     want.push_back(s);
   BOOST_TEST(parameter_names(model) == want, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// =======================================================================================
+// Memory: the estimate counts what the model allocates; a config or run that cannot fit
+// is refused before anything is allocated, naming what drives the need and the numbers.
+BOOST_AUTO_TEST_SUITE(memory)
+
+namespace {
+ModelConfig bert_base() { return io::parse_hf_config(kBertBaseUncasedMnli, "bert-base/config.json"); }
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+// The error check_memory throws (or a default one with an empty message when none).
+models::MemoryError memory_error(const ModelConfig& c, const models::RunShape& shape, double available) {
+  try {
+    models::check_memory(c, shape, available);
+  } catch (const models::MemoryError& e) {
+    return e;
+  }
+  BOOST_ERROR("check_memory accepted a run it should refuse");
+  return {models::MemoryDriver::Model, "", "", 0};
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(parameter_counts_match_the_built_model) {
+  for (Family f : kFamilies)
+    for (Task t : kTasks) {
+      const ModelConfig c = tiny(f, t);
+      Model<float> model(c);
+      double n = 0;
+      for (const auto* p : model.parameters()) n += static_cast<double>(p->value.numel());
+      BOOST_TEST(c.parameter_counts().total() == n, family_name(f) << " " << task_name(t));
+    }
+  BOOST_TEST(bert_base().parameter_counts().total() == 109484547.0);  // BertForSequenceClassification, 3 labels
+}
+
+BOOST_AUTO_TEST_CASE(estimate_counts_weights_optimizer_and_attention) {
+  const ModelConfig c = bert_base();
+  const double P = c.parameter_counts().total();
+  const models::MemoryEstimate e = models::estimate_memory(c, {.batch_size = 32, .sequence_length = 128});
+  BOOST_TEST(e.model == 2 * P * 4);      // weights and gradients
+  BOOST_TEST(e.optimizer == 2 * P * 4);  // AdamW's m and v
+  const double A = 32.0 * 12 * 128 * 128 * 4;  // one [B, H, L, L] float tensor
+  BOOST_TEST(e.attention == (12 * 3 + 1) * A);  // per layer probs, dropped, grad; the scores' gradient
+  BOOST_TEST(e.activations > e.attention);
+  BOOST_TEST(e.total() == e.model + e.optimizer + e.activations);
+  // Attention grows with the square of the length; AD-DROP adds scores and a mask per target layer.
+  BOOST_TEST(models::estimate_memory(c, {.batch_size = 32, .sequence_length = 256}).attention == 4 * e.attention);
+  const auto ad = models::estimate_memory(c, {.batch_size = 32, .sequence_length = 128, .target_layers = 2});
+  BOOST_TEST(ad.attention == e.attention + 2 * 2 * A);
+  // Integrated gradients' stacked passes add at least one more workspace.
+  BOOST_TEST(models::estimate_memory(c, {.batch_size = 32, .sequence_length = 128, .target_layers = 2, .ig_steps = 20})
+                 .activations > ad.activations + e.activations * 0.9);
+  // Evaluation batches larger than training ones size the workspace (but not attention
+  // dropout's copy, which only training makes); no optimizer, no state.
+  const auto ev = models::estimate_memory(c, {.batch_size = 32, .eval_batch_size = 64, .sequence_length = 128});
+  BOOST_TEST(ev.attention == (12 * (2 * 2 + 1) + 2) * A);
+  BOOST_TEST(ev.activations > 1.8 * e.activations);
+  BOOST_TEST(models::estimate_memory(c, {.batch_size = 32, .sequence_length = 128, .optimizer = false}).optimizer == 0);
+  BOOST_TEST(models::estimate_memory(c, {.value_bytes = 8}).model == 2 * P * 8);
+}
+
+BOOST_AUTO_TEST_CASE(a_run_that_fits_passes) {
+  BOOST_CHECK_NO_THROW(models::check_memory(bert_base(), {.batch_size = 32, .sequence_length = 128}, 16 * kGiB));
+  // Unknown machine memory: nothing to check against.
+  BOOST_CHECK_NO_THROW(models::check_memory(bert_base(), {.batch_size = 1 << 20, .sequence_length = 1 << 20}, 0));
+}
+
+BOOST_AUTO_TEST_CASE(a_long_sequence_names_the_length_and_the_attention) {
+  const auto e = memory_error(bert_base(), {.batch_size = 32, .sequence_length = 100000}, 23.4 * kGiB);
+  BOOST_TEST((e.driver == models::MemoryDriver::SequenceLength));
+  BOOST_TEST(e.value == 100000);
+  BOOST_TEST(e.quantity == "sequence length 100000");
+  const std::string msg = e.what();
+  BOOST_TEST_INFO(msg);
+  for (const char* w : {"sequence length 100000: attention scores need ", " TiB at batch size 32",
+                        "even for one example", "this machine has 23.4 GiB"})
+    BOOST_TEST(msg.find(w) != std::string::npos, w);
+  BOOST_TEST(msg.find("--") == std::string::npos);  // the library names quantities, not a program's flags
+}
+
+BOOST_AUTO_TEST_CASE(a_large_batch_names_the_batch_and_the_largest_that_fits) {
+  const ModelConfig c = bert_base();
+  const double machine = 23.4 * kGiB;
+  const auto e = memory_error(c, {.batch_size = 100000, .sequence_length = 128}, machine);
+  BOOST_TEST((e.driver == models::MemoryDriver::BatchSize));
+  BOOST_TEST(e.value == 100000);
+  const std::string msg = e.what();
+  BOOST_TEST_INFO(msg);
+  BOOST_TEST(msg.find("batch size 100000: activations need ") == 0u);
+  BOOST_TEST(msg.find("at sequence length 128") != std::string::npos);
+  // "at most K examples per batch fit": K fits and K + 1 does not.
+  const auto at = msg.find("at most ");
+  BOOST_REQUIRE(at != std::string::npos);
+  const int64_t k = std::stoll(msg.substr(at + 8));
+  BOOST_TEST(k > 1);
+  BOOST_CHECK_NO_THROW(models::check_memory(c, {.batch_size = k, .sequence_length = 128}, machine));
+  BOOST_CHECK_THROW(models::check_memory(c, {.batch_size = k + 1, .sequence_length = 128}, machine), models::MemoryError);
+  // The evaluation batch, when it is the one that does not fit.
+  const auto ev = memory_error(c, {.batch_size = 32, .eval_batch_size = 100000, .sequence_length = 128}, machine);
+  BOOST_TEST((ev.driver == models::MemoryDriver::EvalBatchSize));
+  BOOST_TEST(std::string(ev.what()).find("evaluation batch size 100000: ") == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_model_too_big_names_its_largest_field) {
+  ModelConfig c = bert_base();
+  c.num_hidden_layers = 1000;  // 7 G parameters: 113 GB to train in float
+  const auto e = memory_error(c, {.batch_size = 32, .sequence_length = 128}, 64 * kGiB);
+  BOOST_TEST((e.driver == models::MemoryDriver::Model));
+  BOOST_TEST(e.value == 1000);
+  const std::string msg = e.what();
+  BOOST_TEST_INFO(msg);
+  BOOST_TEST(msg.find("num_hidden_layers 1000: the model alone needs ") == 0u);
+  BOOST_TEST(msg.find("for weights, gradients and optimizer state (7.1 G parameters); this machine has 64.0 GiB") !=
+             std::string::npos);
+  ModelConfig wide = bert_base();
+  wide.vocab_size = 2000000000;
+  BOOST_TEST(memory_error(wide, {}, 64 * kGiB).quantity == "vocab_size 2000000000");
+}
+
+// Loading an absurd config.json is refused before anything is allocated, with the file,
+// the field and the numbers (it used to end in std::bad_alloc when the model was built).
+BOOST_AUTO_TEST_CASE(an_absurd_config_is_refused_when_loaded) {
+  const std::string where = "huge/config.json";
+  auto j = nlohmann::json::parse(kBertBaseUncasedMnli);
+  j["num_hidden_layers"] = 100000;  // 708 G parameters: 5 TiB of weights and gradients
+  BOOST_CHECK_EXCEPTION(io::parse_hf_config(j.dump(), where), io::Error,
+                        has({where + ": num_hidden_layers 100000: the model's weights and gradients alone need ",
+                             " TiB (708.", "this machine has "}));
+  ModelConfig c = bert_base();
+  c.num_hidden_layers = 100000;
+  BOOST_CHECK_EXCEPTION(c.validate(), models::MemoryError, [](const models::MemoryError& e) {
+    return e.driver == models::MemoryDriver::Model && e.value == 100000;
+  });
+  // One layer too wide names its width.
+  auto wide = nlohmann::json::parse(kBertBaseUncasedMnli);
+  wide["hidden_size"] = 1 << 22;
+  wide["num_attention_heads"] = 16;
+  BOOST_CHECK_EXCEPTION(io::parse_hf_config(wide.dump(), where), io::Error, has({where, "hidden_size 4194304: "}));
+  // Ids in a batch are int32: a vocabulary beyond them is refused whatever the memory.
+  auto ids = minimal_config();
+  ids["vocab_size"] = int64_t{3000000000};
+  BOOST_CHECK_EXCEPTION(io::parse_hf_config(ids.dump(), where), io::Error, has({where, "vocab_size 3000000000", "int32"}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,6 +1,6 @@
 // CoNLL-2003 reading, IOB1 <-> IOB2 conversion, label sets and the predictions writer, on
-// files the test writes; then the real files under $ADDROP_DATA_DIR/conll2003 (skipped,
-// with a message, where absent).
+// files the test writes; then the real files: the full CoNLL-2003 under $ADDROP_DATA_DIR,
+// or the committed sample of it (examples/data/conll2003).
 #define BOOST_TEST_MODULE conll
 #include <boost/test/unit_test.hpp>
 
@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "support/data.hpp"
 #include "support/helpers.hpp"
 
 using namespace addrop::data;
@@ -156,12 +157,32 @@ BOOST_AUTO_TEST_CASE(malformed_lines) {
   expect_failure(write(d, "crlf_bad.txt", to_crlf(ok + ok + "\n" + "x y z\n")), 4, {"3 columns"});
   // An IOB1 file read as IOB2: the first I- after O is reported, with a hint.
   expect_failure(write(d, "iob1.txt", ok + "\nU.N. NNP I-NP I-ORG\n"), 3,
-                 {"\"I-ORG\" at a sentence start", "not valid IOB2", "TagScheme::IOB1"});
+                 {"\"I-ORG\" at a sentence start", "not valid IOB2", "looks like IOB1 tagging: read it with the IOB1 scheme"});
   expect_failure(write(d, "iob1b.txt", "a b c O\nd e f I-PER\n"), 2, {"after \"O\"", "not valid IOB2"});
   expect_failure(write(d, "iob1c.txt", "a b c B-LOC\nd e f I-PER\n"), 2, {"after \"B-LOC\""});
   // Tag errors are reported in IOB1 files too.
   expect_failure(write(d, "iob1_bad.txt", "a b c I-PER\nd e f Y-PER\n"), 2, {"bad NER tag"}, TagScheme::IOB1);
   BOOST_CHECK_EXCEPTION(read_conll(d.dir / "missing.txt"), std::runtime_error, has({"missing.txt", "cannot open"}));
+}
+
+// The IOB2 violation is a SchemeError carrying the scheme to use, so that a program names
+// its own option for it; the message names the scheme only, no C++ enumerator or flag.
+BOOST_AUTO_TEST_CASE(scheme_error_suggests_iob1_neutrally) {
+  TempDir d("conll");
+  const fs::path f = write(d, "iob1.txt", "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP I-MISC\n");
+  try {
+    read_conll(f, TagScheme::IOB2);
+    BOOST_ERROR("no SchemeError");
+  } catch (const SchemeError& e) {
+    BOOST_TEST((e.suggested == TagScheme::IOB1));
+    BOOST_TEST(e.file == f);
+    BOOST_TEST(e.line == 3);
+    const std::string msg = e.what();
+    BOOST_TEST(msg.find("read it with the IOB1 scheme") != std::string::npos, msg);
+    BOOST_TEST(msg.find("TagScheme") == std::string::npos, msg);
+    BOOST_TEST(msg.find("--") == std::string::npos, msg);
+  }
+  BOOST_TEST(read_conll(f, TagScheme::IOB1).size() == 1u);  // as suggested
 }
 
 BOOST_AUTO_TEST_CASE(iob1_file) {
@@ -328,30 +349,30 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(real_files)
 
 namespace {
+// The full CoNLL-2003 under $ADDROP_DATA_DIR, else the committed sample (the first 60 /
+// 15 / 15 documents of train / valid / test).
 fs::path conll_dir() {
-  const char* root = std::getenv("ADDROP_DATA_DIR");
-  if (!root || !*root) return {};
-  const fs::path dir = fs::path(root) / "conll2003";
+  const fs::path dir = addrop::testing::data_root() / "conll2003";
+  BOOST_TEST_MESSAGE("data: " << addrop::testing::data_root_description());
   for (const char* name : {"train.txt", "valid.txt", "test.txt"})
-    if (!fs::exists(dir / name)) return {};
+    BOOST_REQUIRE_MESSAGE(fs::exists(dir / name), (dir / name).string() << " is missing");
   return dir;
 }
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(sizes_and_scheme) {
   const fs::path dir = conll_dir();
-  if (dir.empty()) {
-    std::cout << "real_files/sizes_and_scheme: skipped (set ADDROP_DATA_DIR to a folder with conll2003/)\n";
-    return;
-  }
   struct Split {
     const char* name;
     std::size_t sentences, tokens;
     int64_t documents;
   };
   const Tags expected_labels = tags("O B-LOC I-LOC B-MISC I-MISC B-ORG I-ORG B-PER I-PER");
-  for (const Split& sp : {Split{"train.txt", 14041, 203621, 946}, Split{"valid.txt", 3250, 51362, 216},
-                          Split{"test.txt", 3453, 46435, 231}}) {
+  const std::vector<Split> splits =
+      addrop::testing::full_data()
+          ? std::vector<Split>{{"train.txt", 14041, 203621, 946}, {"valid.txt", 3250, 51362, 216}, {"test.txt", 3453, 46435, 231}}
+          : std::vector<Split>{{"train.txt", 992, 11906, 60}, {"valid.txt", 321, 3764, 15}, {"test.txt", 248, 3585, 15}};
+  for (const Split& sp : splits) {
     BOOST_TEST_CONTEXT(sp.name) {
       const auto s = read_conll(dir / sp.name);  // throws on any line that is not valid IOB2
       std::size_t tokens = 0;
@@ -372,10 +393,6 @@ BOOST_AUTO_TEST_CASE(sizes_and_scheme) {
 
 BOOST_AUTO_TEST_CASE(valid_split_through_iob1_and_back) {
   const fs::path dir = conll_dir();
-  if (dir.empty()) {
-    std::cout << "real_files/valid_split_through_iob1_and_back: skipped (no ADDROP_DATA_DIR)\n";
-    return;
-  }
   TempDir d("conll");
   const auto gold = read_conll(dir / "valid.txt");
   // Write an IOB1 copy in the four-column format and read it back as IOB1 -> IOB2.
@@ -398,10 +415,6 @@ BOOST_AUTO_TEST_CASE(valid_split_through_iob1_and_back) {
 
 BOOST_AUTO_TEST_CASE(valid_split_scored_against_a_perturbation) {
   const fs::path dir = conll_dir();
-  if (dir.empty()) {
-    std::cout << "real_files/valid_split_scored_against_a_perturbation: skipped (no ADDROP_DATA_DIR)\n";
-    return;
-  }
   // The corruption of tests/reference/entity_counts.py --perturb; its counts (conlleval port and
   // seqeval port agree) are written below. Gold 5942 phrases is conlleval's count for CoNLL-2003 dev.
   const auto gold = read_conll(dir / "valid.txt");
@@ -422,23 +435,39 @@ BOOST_AUTO_TEST_CASE(valid_split_scored_against_a_perturbation) {
     for (const auto& s : gold) g.push_back(s.tags);
     return g;
   }(), pred);
-  BOOST_TEST(c.tokens() == 51362);
-  BOOST_TEST(c.correct_tokens() == 46613);
-  BOOST_TEST(c.total().gold == 5942);
-  BOOST_TEST(c.total().predicted == 9415);
-  BOOST_TEST(c.total().correct == 4685);
   using addrop::metrics::ChunkCounts;
-  BOOST_TEST((c.of("LOC") == ChunkCounts{1837, 2621, 1520}));
-  BOOST_TEST((c.of("MISC") == ChunkCounts{922, 1831, 732}));
-  BOOST_TEST((c.of("ORG") == ChunkCounts{1341, 2230, 1044}));
-  BOOST_TEST((c.of("PER") == ChunkCounts{1842, 2733, 1389}));
-  BOOST_TEST(c.report() ==
-             "processed 51362 tokens with 5942 phrases; found: 9415 phrases; correct: 4685.\n"
-             "accuracy:  90.75%; precision:  49.76%; recall:  78.85%; FB1:  61.01\n"
-             "              LOC: precision:  57.99%; recall:  82.74%; FB1:  68.19  2621\n"
-             "             MISC: precision:  39.98%; recall:  79.39%; FB1:  53.18  1831\n"
-             "              ORG: precision:  46.82%; recall:  77.85%; FB1:  58.47  2230\n"
-             "              PER: precision:  50.82%; recall:  75.41%; FB1:  60.72  2733\n");
+  if (addrop::testing::full_data()) {
+    BOOST_TEST(c.tokens() == 51362);
+    BOOST_TEST(c.correct_tokens() == 46613);
+    BOOST_TEST(c.total().gold == 5942);
+    BOOST_TEST(c.total().predicted == 9415);
+    BOOST_TEST(c.total().correct == 4685);
+    BOOST_TEST((c.of("LOC") == ChunkCounts{1837, 2621, 1520}));
+    BOOST_TEST((c.of("MISC") == ChunkCounts{922, 1831, 732}));
+    BOOST_TEST((c.of("ORG") == ChunkCounts{1341, 2230, 1044}));
+    BOOST_TEST((c.of("PER") == ChunkCounts{1842, 2733, 1389}));
+    BOOST_TEST(c.report() ==
+               "processed 51362 tokens with 5942 phrases; found: 9415 phrases; correct: 4685.\n"
+               "accuracy:  90.75%; precision:  49.76%; recall:  78.85%; FB1:  61.01\n"
+               "              LOC: precision:  57.99%; recall:  82.74%; FB1:  68.19  2621\n"
+               "             MISC: precision:  39.98%; recall:  79.39%; FB1:  53.18  1831\n"
+               "              ORG: precision:  46.82%; recall:  77.85%; FB1:  58.47  2230\n"
+               "              PER: precision:  50.82%; recall:  75.41%; FB1:  60.72  2733\n");
+  } else {  // the sample's valid.txt: `entity_counts.py --perturb examples/data/conll2003/valid.txt`
+    BOOST_TEST(c.tokens() == 3764);
+    BOOST_TEST(c.correct_tokens() == 3395);
+    BOOST_TEST((c.of("LOC") == ChunkCounts{149, 200, 118}));
+    BOOST_TEST((c.of("MISC") == ChunkCounts{53, 129, 40}));
+    BOOST_TEST((c.of("ORG") == ChunkCounts{182, 236, 151}));
+    BOOST_TEST((c.of("PER") == ChunkCounts{159, 223, 116}));
+    BOOST_TEST(c.report() ==
+               "processed 3764 tokens with 543 phrases; found: 788 phrases; correct: 425.\n"
+               "accuracy:  90.20%; precision:  53.93%; recall:  78.27%; FB1:  63.86\n"
+               "              LOC: precision:  59.00%; recall:  79.19%; FB1:  67.62  200\n"
+               "             MISC: precision:  31.01%; recall:  75.47%; FB1:  43.96  129\n"
+               "              ORG: precision:  63.98%; recall:  82.97%; FB1:  72.25  236\n"
+               "              PER: precision:  52.02%; recall:  72.96%; FB1:  60.73  223\n");
+  }
 
   // The predictions file holds the same counts.
   TempDir d("conll");

@@ -16,7 +16,7 @@
 // B-. Both are read through conlleval's chunk rules (see metrics/entity.hpp), so
 // iob1_to_iob2 / iob2_to_iob1 keep every entity's start, end and type.
 //   - A file read as IOB2 must be valid IOB2 (every I-X follows B-X or I-X); a violation
-//     is an error at its line suggesting TagScheme::IOB1.
+//     is a SchemeError at its line suggesting the IOB1 scheme.
 //   - A file read as IOB1 accepts any B/I/O sequence (a B- after O is read as an entity
 //     start, as conlleval does) and is re-emitted canonically in the output scheme, so a
 //     valid IOB1 file read with out_scheme IOB1 comes back unchanged.
@@ -37,6 +37,7 @@
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace addrop::data {
@@ -49,6 +50,17 @@ struct Sentence {
 };
 
 enum class TagScheme { IOB1, IOB2 };
+
+/// A file whose tags break the scheme it was read with but fit another: `suggested`
+/// carries that scheme, so that a program can name its own option for it (the message
+/// names the scheme only, "read it with the IOB1 scheme").
+struct SchemeError : std::runtime_error {
+  TagScheme suggested;
+  std::filesystem::path file;
+  int64_t line;
+  SchemeError(const std::string& what, TagScheme scheme, std::filesystem::path where, int64_t at)
+      : std::runtime_error(what), suggested(scheme), file(std::move(where)), line(at) {}
+};
 
 namespace conll_detail {
 
@@ -216,7 +228,7 @@ inline std::vector<std::string> convert_tags(const std::vector<std::string>& tag
 
 /// Reads a CoNLL-2003 file whose NER column uses `file_scheme`, returning the tags in
 /// `out_scheme`. Throws std::runtime_error "file:line: reason" on a malformed line or,
-/// for file_scheme IOB2, on a tag sequence that is not valid IOB2.
+/// for file_scheme IOB2, SchemeError (suggesting IOB1) on a tag sequence that is not valid IOB2.
 inline std::vector<Sentence> read_conll(const std::filesystem::path& file, TagScheme file_scheme = TagScheme::IOB2,
                                         TagScheme out_scheme = TagScheme::IOB2) {
   std::vector<Sentence> sentences;
@@ -231,11 +243,11 @@ inline std::vector<Sentence> read_conll(const std::filesystem::path& file, TagSc
       conll_detail::Tag prev;
       if (!cur.tags.empty()) conll_detail::parse(cur.tags.back(), prev);
       if (prev.prefix == 'O' || prev.type != t.type)
-        conll_detail::fail(file, line,
-                           "\"" + f[3] + "\" " +
-                               (cur.tags.empty() ? std::string("at a sentence start") : "after \"" + cur.tags.back() + "\"") +
-                               " is not valid IOB2 (an entity must start with B-); is the file IOB1? "
-                               "Read it with TagScheme::IOB1");
+        throw SchemeError(file.string() + ":" + std::to_string(line) + ": \"" + f[3] + "\" " +
+                              (cur.tags.empty() ? std::string("at a sentence start") : "after \"" + cur.tags.back() + "\"") +
+                              " is not valid IOB2 (an entity must start with B-); the file looks like IOB1 tagging: "
+                              "read it with the IOB1 scheme",
+                          TagScheme::IOB1, file, line);
     }
     if (cur.words.empty()) cur.line = line;
     cur.words.push_back(f[0]);

@@ -29,6 +29,7 @@
 
 #include "glue_cli.hpp"
 #include "glue_train.hpp"
+#include "memory_check.hpp"
 
 namespace fs = std::filesystem;
 using namespace addrop;
@@ -88,9 +89,17 @@ int main(int argc, char** argv) {
     const data::GlueTask task = data::parse_task(o.task);
     const auto& info = data::task_info(task);
     glue::check_run_flags(o);
+    glue::apply_defaults(o.training, app, glue::defaults_for(o));
     glue::validate(o.addrop);
     glue::validate(o.training);
-    const fs::path out = glue::prepare_output(o);
+    // The runs: attributions x seeds, or the p/q grid.
+    const std::vector<glue::RunSpec> specs =
+        glue::plan_runs(o.addrop, glue::split_list(o.runs), glue::split_list(o.seeds), o.grid);
+    // Every data file is found before anything is read or written.
+    const fs::path train_file = split_file(o, task, o.train_file, "train", true);
+    const fs::path dev_file = split_file(o, task, o.dev_file, "dev", true);
+    const fs::path mm_file = task == data::GlueTask::MNLI ? split_file(o, task, o.dev_mm_file, "dev_mismatched", false) : fs::path();
+    const fs::path test_file = o.predict ? split_file(o, task, o.test_file, "test", true) : fs::path();
 
     // Tokenizer and model config.
     const fs::path tok_source = !o.model.empty() ? fs::path(o.model) : fs::path(o.vocab);
@@ -108,30 +117,32 @@ int main(int argc, char** argv) {
     config.task = info.regression ? models::Task::Regression : models::Task::SequenceClassification;
     if (o.training.dropout >= 0) config.hidden_dropout_prob = config.attention_probs_dropout_prob = static_cast<float>(o.training.dropout);
     config.validate();
-    if (o.training.max_length > config.max_position_embeddings)
-      throw std::runtime_error("--max-length " + std::to_string(o.training.max_length) + " exceeds the model's " +
-                               std::to_string(config.max_position_embeddings) + " positions");
+    addrop_examples::check_training_memory(config, o);  // before any data is read; again once it is tokenized
+    glue::require(o.training.max_length <= config.max_position_embeddings, "--max-length", o.training.max_length,
+                  "exceeds the model's " + std::to_string(config.max_position_embeddings) + " positions");
+    glue::check_layers(o.addrop.layers, config.num_hidden_layers, glue::model_source(o));
 
-    // Data.
+    // Data. An empty set is refused: training needs examples, and an empty evaluation
+    // set would score 0 and still name a "best" checkpoint.
     data::ReadOptions ropt{.skip_bad_rows = o.skip_bad_rows};
     auto load = [&](const fs::path& file, const char* what) {
       data::ReadReport report;
       auto examples = data::read_glue(task, file, ropt, &report);
+      const std::string skipped = report.skipped ? " (" + std::to_string(report.skipped) + " bad rows skipped)" : "";
+      if (examples.empty()) throw std::runtime_error(file.string() + ": no " + what + " examples" + skipped);
       std::fprintf(stderr, "%s: %zu %s examples from %s%s\n", info.name.c_str(), examples.size(), what,
-                   file.string().c_str(),
-                   report.skipped ? (" (" + std::to_string(report.skipped) + " bad rows skipped)").c_str() : "");
+                   file.string().c_str(), skipped.c_str());
       return examples;
     };
-    auto train_examples = load(split_file(o, task, o.train_file, "train", true), "training");
+    auto train_examples = load(train_file, "training");
     if (o.training.max_train_examples > 0 && static_cast<int64_t>(train_examples.size()) > o.training.max_train_examples)
       train_examples.resize(static_cast<std::size_t>(o.training.max_train_examples));
-    const auto dev_examples = load(split_file(o, task, o.dev_file, "dev", true), "dev");
+    const auto dev_examples = load(dev_file, "dev");
     std::vector<data::Example> mm_examples, test_examples;
-    if (task == data::GlueTask::MNLI) {
-      const fs::path mm = split_file(o, task, o.dev_mm_file, "dev_mismatched", false);
-      if (!mm.empty()) mm_examples = load(mm, "dev-mismatched");
-    }
-    if (o.predict) test_examples = load(split_file(o, task, o.test_file, "test", true), "test");
+    if (!mm_file.empty()) mm_examples = load(mm_file, "dev-mismatched");
+    if (o.predict) test_examples = load(test_file, "test");
+    glue::warn_if_addrop_never_runs("addrop-glue", o.addrop, o.training, specs);
+    const fs::path out = glue::prepare_output(o);
 
     glue::Job job;
     job.config = config;
@@ -147,6 +158,8 @@ int main(int argc, char** argv) {
                  job.train.size() + job.dev.size() + job.dev_mismatched.size() + job.test.size(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                  static_cast<long long>(truncated), static_cast<long long>(o.training.max_length));
+    addrop_examples::check_training_memory(
+        config, o, addrop_examples::longest_sequence(job.train, job.dev, job.dev_mismatched, job.test));
     if (!train::has_labels(job.dev, info.regression))
       throw std::runtime_error("the dev file has no labels (is it a test file?)");
     job.pad_id = tokenizer->pad_id();
@@ -182,8 +195,6 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "test predictions: %s\n", file.string().c_str());
     };
 
-    // The runs: attributions x seeds, or the p/q grid.
-    std::vector<glue::RunSpec> specs = glue::plan_runs(o.addrop, glue::split_list(o.runs), glue::split_list(o.seeds), o.grid);
     const bool several = specs.size() > 1;
     if (several) {
       job.trainer.save_last = true;

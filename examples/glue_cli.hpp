@@ -20,6 +20,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -41,19 +42,64 @@ struct AdDropFlags {
   uint64_t seed = 42;
 };
 
+/// The training settings whose default depends on where the weights come from. The
+/// paper's, for a pretrained checkpoint (--model), barely move random weights in an
+/// epoch; from scratch (--init) a higher peak rate with warmup and linear decay learns,
+/// and length buckets make its epochs cheaper.
+struct TrainDefaults {
+  const char* name;  ///< recorded in summary.json
+  double lr;
+  const char* lr_schedule;
+  double warmup;
+  bool bucket;
+  int64_t max_length;
+};
+inline constexpr TrainDefaults kFromScratch{"from_scratch", 3e-4, "linear", 0.1, true, 128};
+inline constexpr TrainDefaults kPretrained{"pretrained", 2e-5, "constant", 0, false, 128};
+
+inline constexpr double kModelDropout = -1;  ///< --dropout's "keep the model's"
+
 struct TrainFlags {
   int epochs = 3;
   int64_t batch_size = 32, eval_batch_size = 64;
-  double lr = 2e-5, warmup = 0, weight_decay = 0.01, max_grad_norm = 1.0;
-  std::string lr_schedule = "constant", adamw = "hf";
-  int64_t max_length = 128;
+  // lr, lr_schedule, warmup, bucket, max_length: apply_defaults sets those not given.
+  double lr = kPretrained.lr, warmup = kPretrained.warmup, weight_decay = 0.01, max_grad_norm = 1.0;
+  std::string lr_schedule = kPretrained.lr_schedule, adamw = "hf";
+  int64_t max_length = kPretrained.max_length;
   int patience = 0;
   int64_t eval_every = 0;
   int64_t max_train_examples = 0;
-  bool bucket = false;
-  double dropout = -1;
+  bool bucket = kPretrained.bucket;
+  double dropout = kModelDropout;
   bool no_progress = false;
+  std::string defaults = kPretrained.name;  ///< the preset of the flags not given
 };
+
+inline std::string number_name(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+/// Throws "FLAG VALUE: RULE" unless `ok`: each flag is checked on its own, so that the
+/// message names the one at fault and what the user gave it.
+template <class T>
+void require(bool ok, const std::string& flag, T value, const std::string& rule) {
+  if (ok) return;
+  std::string text;
+  if constexpr (std::is_floating_point_v<T>) text = number_name(value);
+  else text = std::to_string(value);
+  throw std::invalid_argument(flag + " " + text + ": " + rule);
+}
+
+/// --help's default of a preset setting: "A with --init, B with --model", or A alone.
+template <class T>
+std::string preset_default(const T& from_scratch, const T& pretrained) {
+  std::ostringstream a, b;
+  a << from_scratch;
+  b << pretrained;
+  return a.str() == b.str() ? a.str() : a.str() + " with --init, " + b.str() + " with --model";
+}
 
 inline void add_addrop_flags(CLI::App& app, AdDropFlags& f) {
   app.add_option("--attribution", f.attribution, "none (plain fine-tuning), ga, iga, aa or rd")
@@ -73,32 +119,71 @@ inline void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--epochs", f.epochs, "training epochs");
   app.add_option("--batch-size", f.batch_size, "examples per optimizer step");
   app.add_option("--eval-batch-size", f.eval_batch_size, "examples per evaluation batch");
-  app.add_option("--lr", f.lr, "AdamW learning rate");
+  app.add_option("--lr", f.lr, "AdamW learning rate")->default_str(preset_default(kFromScratch.lr, kPretrained.lr));
   app.add_option("--lr-schedule", f.lr_schedule, "constant, linear (warmup then linear decay) or constant-warmup")
-      ->check(CLI::IsMember({"constant", "linear", "constant-warmup"}));
-  app.add_option("--warmup", f.warmup, "warmup: a fraction of all steps (< 1) or a step count");
+      ->check(CLI::IsMember({"constant", "linear", "constant-warmup"}))
+      ->default_str(preset_default(kFromScratch.lr_schedule, kPretrained.lr_schedule));
+  app.add_option("--warmup", f.warmup, "warmup: a fraction of all steps (< 1) or a step count")
+      ->default_str(preset_default(kFromScratch.warmup, kPretrained.warmup));
   app.add_option("--weight-decay", f.weight_decay, "decoupled weight decay (none on biases and LayerNorm weights)");
   app.add_option("--adamw", f.adamw, "hf (transformers' AdamW, the reference's) or torch (torch.optim.AdamW)")
       ->check(CLI::IsMember({"hf", "torch"}));
   app.add_option("--max-grad-norm", f.max_grad_norm, "gradient-norm clipping (0: off)");
-  app.add_option("--max-length", f.max_length, "tokens per example after truncation (longest first)");
+  app.add_option("--max-length", f.max_length, "tokens per example after truncation (longest first)")
+      ->default_str(preset_default(kFromScratch.max_length, kPretrained.max_length));
   app.add_option("--patience", f.patience, "early stopping after this many evaluations without improvement (0: off)");
   app.add_option("--eval-every", f.eval_every, "evaluate every N steps instead of every epoch (0: every epoch)");
   app.add_option("--max-train-examples", f.max_train_examples, "train on this prefix of the training set (0: all)");
-  app.add_flag("--bucket", f.bucket, "length-bucketed batches (less padding)");
-  app.add_option("--dropout", f.dropout, "override the model's hidden and attention dropout")->default_str("the model's");
+  app.add_flag("--bucket,!--no-bucket", f.bucket, "length-bucketed batches (less padding); --no-bucket: off")
+      ->default_str(preset_default(kFromScratch.bucket ? "on" : "off", kPretrained.bucket ? "on" : "off"));
+  app.add_option("--dropout", f.dropout, "override the model's hidden and attention dropout, in [0, 1) (-1: the model's)")
+      ->default_str("the model's");
   app.add_flag("--no-progress", f.no_progress, "no progress bar");
 }
 
+/// Sets the preset settings the user did not give from `d` (CLI11 counts the given ones).
+inline void apply_defaults(TrainFlags& f, const CLI::App& app, const TrainDefaults& d) {
+  auto given = [&](const char* flag) { return app.count(flag) > 0; };
+  if (!given("--lr")) f.lr = d.lr;
+  if (!given("--lr-schedule")) f.lr_schedule = d.lr_schedule;
+  if (!given("--warmup")) f.warmup = d.warmup;
+  if (!given("--bucket")) f.bucket = d.bucket;  // counts --no-bucket too
+  if (!given("--max-length")) f.max_length = d.max_length;
+  f.defaults = d.name;
+}
+
+/// The model-independent checks; the target layers against the model: check_layers.
 inline void validate(const AdDropFlags& f) {
-  if (!(f.p >= 0 && f.p <= 1) || !(f.q >= 0 && f.q <= 1)) throw std::invalid_argument("--p and --q must be in [0, 1]");
+  require(f.p >= 0 && f.p <= 1, "--p", f.p, "must be in [0, 1]");
+  require(f.q >= 0 && f.q <= 1, "--q", f.q, "must be in [0, 1]");
   if (f.layers.empty()) throw std::invalid_argument("--layers: no target layer");
-  if (f.ig_steps <= 0) throw std::invalid_argument("--ig-steps must be positive");
+  for (int l : f.layers) require(l >= 0, "--layers", l, "must be 0 or more (layers count from 0)");
+  require(f.ig_steps >= 1, "--ig-steps", f.ig_steps, "must be at least 1");
+}
+
+/// Throws unless every target layer is one of a `num_layers`-layer model's; `model` says
+/// where that count comes from ("--init tiny", a checkpoint's config.json).
+inline void check_layers(const std::vector<int>& layers, int64_t num_layers, const std::string& model) {
+  for (int l : layers)
+    require(l < num_layers, "--layers", l,
+            "no such layer: " + model + " has " + std::to_string(num_layers) + " layers (0.." +
+                std::to_string(num_layers - 1) + ")");
 }
 
 inline void validate(const TrainFlags& f) {
-  if (f.epochs <= 0 || f.batch_size <= 0 || f.eval_batch_size <= 0 || f.max_length < 4 || !(f.lr > 0))
-    throw std::invalid_argument("--epochs, --batch-size, --eval-batch-size, --lr must be positive and --max-length >= 4");
+  const auto finite = [](double v) { return std::isfinite(v); };
+  require(f.epochs >= 1, "--epochs", f.epochs, "must be at least 1");
+  require(f.batch_size >= 1, "--batch-size", f.batch_size, "must be at least 1");
+  require(f.eval_batch_size >= 1, "--eval-batch-size", f.eval_batch_size, "must be at least 1");
+  require(f.lr > 0 && finite(f.lr), "--lr", f.lr, "must be positive");
+  require(f.warmup >= 0 && finite(f.warmup), "--warmup", f.warmup, "must be 0 or more (a fraction below 1, else steps)");
+  require(f.weight_decay >= 0 && finite(f.weight_decay), "--weight-decay", f.weight_decay, "must be 0 or more");
+  require(f.max_grad_norm >= 0 && finite(f.max_grad_norm), "--max-grad-norm", f.max_grad_norm, "must be 0 or more (0: off)");
+  require(f.max_length >= 4, "--max-length", f.max_length, "must be at least 4");
+  require(f.patience >= 0, "--patience", f.patience, "must be 0 or more (0: off)");
+  require(f.eval_every >= 0, "--eval-every", f.eval_every, "must be 0 or more (0: every epoch)");
+  require(f.max_train_examples >= 0, "--max-train-examples", f.max_train_examples, "must be 0 or more (0: all)");
+  require(f.dropout == kModelDropout || (f.dropout >= 0 && f.dropout < 1), "--dropout", f.dropout, "must be in [0, 1)");
 }
 
 inline addrop::train::TrainerOptions trainer_options(const TrainFlags& f) {
@@ -189,12 +274,6 @@ inline std::vector<double> parse_range(const std::string& text, const std::strin
   return out;
 }
 
-inline std::string number_name(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 /// The runs to do: the grid (p x q, with the --attribution method), else attributions x seeds.
 inline std::vector<RunSpec> plan_runs(const AdDropFlags& f, const std::vector<std::string>& runs,
                                       const std::vector<std::string>& seeds, const std::string& grid) {
@@ -260,12 +339,13 @@ inline nlohmann::json summarize(const RunOutcome& o, const RunSpec& spec, const 
   j["seed"] = spec.seed;
   j["epochs"] = flags.epochs;
   // The training settings, so that a summary alone says how its numbers were made.
-  j["training"] = {{"batch_size", flags.batch_size},       {"lr", flags.lr},
-                   {"lr_schedule", flags.lr_schedule},     {"warmup", flags.warmup},
-                   {"weight_decay", flags.weight_decay},   {"adamw", flags.adamw},
-                   {"max_grad_norm", flags.max_grad_norm}, {"max_length", flags.max_length},
-                   {"bucket", flags.bucket},               {"patience", flags.patience},
-                   {"eval_every", flags.eval_every},       {"max_train_examples", flags.max_train_examples},
+  j["training"] = {{"defaults", flags.defaults},             {"batch_size", flags.batch_size},
+                   {"eval_batch_size", flags.eval_batch_size}, {"lr", flags.lr},
+                   {"lr_schedule", flags.lr_schedule},         {"warmup", flags.warmup},
+                   {"weight_decay", flags.weight_decay},       {"adamw", flags.adamw},
+                   {"max_grad_norm", flags.max_grad_norm},     {"max_length", flags.max_length},
+                   {"bucket", flags.bucket},                   {"patience", flags.patience},
+                   {"eval_every", flags.eval_every},           {"max_train_examples", flags.max_train_examples},
                    {"dropout", flags.dropout >= 0 ? nlohmann::json(flags.dropout) : nlohmann::json("model")}};
   j["steps"] = o.result.steps;
   j["seconds"] = o.result.seconds;
@@ -434,7 +514,29 @@ inline void add_run_flags(CLI::App& app, RunFlags& f) {
 inline void check_run_flags(const RunFlags& f) {
   if (f.model.empty() == f.init.empty()) throw std::runtime_error("give either --model DIR or --init PRESET (with --vocab)");
   if (!f.init.empty() && f.vocab.empty()) throw std::runtime_error("--init needs --vocab (vocab.txt or a tokenizer folder)");
+  require(f.threads >= 0, "--threads", f.threads, "must be 0 or more (0: all cores)");
   if (f.device == "cuda" && !cuda_available()) throw std::runtime_error("--device cuda: " + cuda_unavailable_reason());
+}
+
+/// The training defaults for the model source: random weights (--init) or a checkpoint.
+inline const TrainDefaults& defaults_for(const RunFlags& f) { return f.init.empty() ? kPretrained : kFromScratch; }
+
+/// The model's shape as its user named it, for messages: "--init tiny" or DIR/config.json.
+inline std::string model_source(const RunFlags& f) {
+  return f.init.empty() ? (fs::path(f.model) / "config.json").string() : "--init " + f.init;
+}
+
+/// Cross-tuning runs AD-DROP in the second, fourth, ... epoch: with one epoch an AD-DROP
+/// run would quietly be plain fine-tuning, so say so before any training.
+inline void warn_if_addrop_never_runs(const char* program, const AdDropFlags& a, const TrainFlags& t,
+                                      const std::vector<RunSpec>& specs) {
+  const bool addrop = std::any_of(specs.begin(), specs.end(), [](const RunSpec& s) { return s.attribution != "none"; });
+  if (addrop && a.schedule == "cross" && t.epochs < 2)
+    std::fprintf(stderr,
+                 "%s: warning: --schedule cross with --epochs %d never reaches an AD-DROP epoch (cross-tuning "
+                 "starts with a plain epoch), so the AD-DROP runs are plain fine-tuning; give --epochs 2 or more, "
+                 "or --schedule always\n",
+                 program, t.epochs);
 }
 
 /// Creates the output folder. A non-empty one is refused unless --overwrite (which

@@ -11,6 +11,7 @@
 
 #include "device.hpp"
 #include "inspect_run.hpp"
+#include "memory_check.hpp"
 
 using namespace addrop_inspect;
 
@@ -286,6 +287,7 @@ int main(int argc, char** argv) {
     if (!o.tokens.empty() && !fs::is_regular_file(o.tokens)) fail("--tokens " + o.tokens + ": no such file");
     if (!fs::is_directory(o.model)) fail("--model " + o.model + ": not a folder");
     const auto config = io::load_hf_config(o.model);
+    addrop_examples::check_memory(config, {.batch_size = 0, .optimizer = false, .value_bytes = o.dtype == "f64" ? 8u : 4u}, {.config = o.model + "/config.json"});  // the model alone; the batch is not read yet
     for (int l : o.layers)
       if (l >= config.num_hidden_layers)
         fail("--layers: layer " + std::to_string(l) + " is out of range; the model has " +

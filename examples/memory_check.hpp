@@ -5,6 +5,8 @@
 // flag or to the config's source.
 #include <addrop/models/memory.hpp>
 
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
@@ -39,8 +41,14 @@ inline void check_memory(const addrop::models::ModelConfig& config, const addrop
 /// For the trainers (addrop-glue, addrop-ner): the run's shape from their training and
 /// AD-DROP flags, the largest over every run planned (--runs may add AD-DROP or IGA).
 /// An empty --layers means every layer (addrop-ner's default).
+///
+/// Called twice. Before any data is read (`longest` 0) it refuses only what can never
+/// fit: the model itself, or one example of --max-length tokens. Batches are padded to
+/// their own longest example, so whether a whole batch fits depends on the data: once it
+/// is tokenized, `longest` (its longest example) gives the real worst case, and a batch
+/// size beyond the memory is refused then, still before training.
 template <class Options>
-void check_training_memory(const addrop::models::ModelConfig& config, const Options& o) {
+void check_training_memory(const addrop::models::ModelConfig& config, const Options& o, int64_t longest = 0) {
   // As glue::plan_runs: --runs lists the attributions unless a --grid uses --attribution.
   std::stringstream runs(o.grid.empty() && !o.runs.empty() ? o.runs : o.addrop.attribution);
   bool addrop = false, iga = false;
@@ -51,12 +59,32 @@ void check_training_memory(const addrop::models::ModelConfig& config, const Opti
   const int64_t targets = o.addrop.layers.empty() ? config.num_hidden_layers : static_cast<int64_t>(o.addrop.layers.size());
   const addrop::models::RunShape shape{.batch_size = o.training.batch_size,
                                        .eval_batch_size = o.training.eval_batch_size,
-                                       .sequence_length = o.training.max_length,
+                                       .sequence_length = longest > 0 ? std::min(longest, o.training.max_length)
+                                                                      : o.training.max_length,
                                        .target_layers = addrop ? targets : 0,
                                        .ig_steps = iga ? o.addrop.ig_steps : 0};
   const std::string source = o.model.empty() ? "the --init " + o.init + " model"
                                              : (std::filesystem::path(o.model) / "config.json").string();
-  check_memory(config, shape, {.config = source});
+  try {
+    check_memory(config, shape, {.config = source});
+  } catch (const std::runtime_error&) {
+    if (longest > 0) throw;
+    // Before the data: only a single example counts.
+    check_memory(config, {.batch_size = 1, .eval_batch_size = 1, .sequence_length = shape.sequence_length,
+                          .target_layers = shape.target_layers, .ig_steps = shape.ig_steps},
+                 {.config = source});
+  }
+}
+
+/// The longest token sequence among feature sets (each a range of items with `ids`).
+template <class... FeatureSets>
+int64_t longest_sequence(const FeatureSets&... sets) {
+  int64_t longest = 1;
+  auto scan = [&](const auto& set) {
+    for (const auto& f : set) longest = std::max<int64_t>(longest, static_cast<int64_t>(f.ids.size()));
+  };
+  (scan(sets), ...);
+  return longest;
 }
 
 }  // namespace addrop_examples

@@ -165,6 +165,7 @@ int main(int argc, char** argv) {
     // Every option is checked before any work: flags, files, the model and its memory need.
     check_ner_flags(app, o);
     glue::check_run_flags(o);
+    glue::apply_defaults(o.training, app, glue::defaults_for(o));
     glue::validate(o.training);
     const data::TagScheme scheme = o.scheme == "iob1" ? data::TagScheme::IOB1 : data::TagScheme::IOB2;
     const std::vector<glue::RunSpec> specs =
@@ -205,16 +206,11 @@ int main(int argc, char** argv) {
     if (o.training.max_length > config.max_position_embeddings)
       throw std::runtime_error("--max-length " + std::to_string(o.training.max_length) + " exceeds the model's " +
                                std::to_string(config.max_position_embeddings) + " positions");
-    for (int l : o.addrop.layers)
-      if (l < 0 || l >= config.num_hidden_layers)
-        throw std::runtime_error("--layers: layer " + std::to_string(l) + " but the model has " +
-                                 std::to_string(config.num_hidden_layers) + " layers");
+    glue::check_layers(o.addrop.layers, config.num_hidden_layers, glue::model_source(o));
     if (o.addrop.layers.empty())
       for (int l = 0; l < config.num_hidden_layers; ++l) o.addrop.layers.push_back(l);
     glue::validate(o.addrop);
-    addrop_examples::check_training_memory(config, o);
-
-    const fs::path out = glue::prepare_output(o);
+    addrop_examples::check_training_memory(config, o);  // before any data is read; again once it is tokenized
 
     // Data: tags are read in the file's scheme and trained on in IOB2. An empty split is
     // an error naming its file (no training, and no F1 over zero sentences).
@@ -280,6 +276,12 @@ int main(int argc, char** argv) {
       throw std::runtime_error(std::string(e.what()) + " (the " + std::to_string(labels.size()) + " labels come from " +
                                label_source + ")");
     }
+    addrop_examples::check_training_memory(config, o,
+                                           addrop_examples::longest_sequence(train.features.features, valid.features.features,
+                                                                             test.features.features));
+    glue::warn_if_addrop_never_runs("addrop-ner", o.addrop, o.training, specs);
+    const fs::path out = glue::prepare_output(o);
+
     std::fprintf(stderr, "tokenized %zu sentences in %.2f s; %zu labels (from %s):",
                  train.sentences.size() + valid.sentences.size() + test.sentences.size(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), labels.size(),

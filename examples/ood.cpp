@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "glue_cli.hpp"
+#include "memory_check.hpp"
 
 namespace fs = std::filesystem;
 using namespace addrop;
@@ -39,16 +40,25 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (hans.empty() == paws.empty()) throw std::runtime_error("give one of --hans FILE or --paws-x FILE");
+    glue::require(max_length >= 4, "--max-length", max_length, "must be at least 4");
+    glue::require(batch_size >= 1, "--batch-size", batch_size, "must be at least 1");
+    glue::require(threads >= 0, "--threads", threads, "must be 0 or more (0: all cores)");
     if (device == "cuda" && !glue::cuda_available()) throw std::runtime_error("--device cuda: " + glue::cuda_unavailable_reason());
     const auto tokenizer = glue::open_tokenizer(model);
     const models::ModelConfig config = io::load_hf_config(model);
+    addrop_examples::check_memory(config, {.batch_size = batch_size, .sequence_length = max_length, .optimizer = false}, {.config = model + "/config.json"});
     if (config.task != models::Task::SequenceClassification)
       throw std::runtime_error(model + ": not a sequence classifier");
+    glue::require(max_length <= config.max_position_embeddings, "--max-length", max_length,
+                  "exceeds the model's " + std::to_string(config.max_position_embeddings) + " positions");
     const data::ReadOptions ropt{.skip_bad_rows = skip_bad_rows};
     data::ReadReport report;
+    const std::string& file = hans.empty() ? paws : hans;
     const auto examples = hans.empty() ? data::read_paws_x(paws, ropt, &report) : data::read_hans(hans, ropt, &report);
-    std::fprintf(stderr, "%zu examples from %s%s\n", examples.size(), (hans.empty() ? paws : hans).c_str(),
-                 report.skipped ? (" (" + std::to_string(report.skipped) + " bad rows skipped)").c_str() : "");
+    const std::string skipped = report.skipped ? " (" + std::to_string(report.skipped) + " bad rows skipped)" : "";
+    // An empty set has no accuracy to report (it would print 0 or NaN).
+    if (examples.empty()) throw std::runtime_error(file + ": no examples" + skipped);
+    std::fprintf(stderr, "%zu examples from %s%s\n", examples.size(), file.c_str(), skipped.c_str());
     int64_t truncated = 0;
     const auto features = glue::encode_examples(*tokenizer, examples, max_length, false, &truncated);
     const auto pred = device == "cuda"

@@ -8,6 +8,7 @@
 //   addrop-train-tiny [--steps N] [--epoch-steps N] [--attribution ga|iga|aa|rd|none]
 //                     [--p X] [--q X] [--batch N] [--lr X] [--seed N] [--threads N]
 //                     [--device cpu|cuda] [--output DIR]
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -47,26 +48,51 @@ Options parse(int argc, char** argv) {
     };
     auto number = [&](const std::string& v) {
       std::size_t used = 0;
-      const double x = std::stod(v, &used);
-      if (used != v.size()) throw std::invalid_argument(arg + ": \"" + v + "\" is not a number");
+      double x = 0;
+      try {
+        x = std::stod(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != v.size()) throw std::invalid_argument(arg + ": \"" + v + "\" is not a number");
       return x;
     };
+    // A count: a whole number (1.5 steps would be cut to 1 without a word).
+    auto count = [&](const std::string& v) {
+      const double x = number(v);
+      if (x != std::floor(x) || std::fabs(x) > 1e9) throw std::invalid_argument(arg + ": \"" + v + "\" is not a whole number");
+      return static_cast<int>(x);
+    };
     if (arg == "--help" || arg == "-h") { usage(); std::exit(0); }
-    else if (arg == "--steps") o.steps = static_cast<int>(number(value()));
-    else if (arg == "--batch") o.batch = static_cast<int>(number(value()));
+    else if (arg == "--steps") o.steps = count(value());
+    else if (arg == "--batch") o.batch = count(value());
     else if (arg == "--lr") o.lr = number(value());
-    else if (arg == "--seed") o.seed = static_cast<uint64_t>(number(value()));
-    else if (arg == "--threads") o.threads = static_cast<int>(number(value()));
+    else if (arg == "--seed") {
+      const double seed = number(value());
+      if (seed < 0 || seed != std::floor(seed)) throw std::invalid_argument(arg + ": the seed must be a whole number, 0 or more");
+      o.seed = static_cast<uint64_t>(seed);
+    } else if (arg == "--threads") o.threads = count(value());
     else if (arg == "--output") o.output = value();
     else if (arg == "--device") o.device = value();
-    else if (arg == "--epoch-steps") o.epoch_steps = static_cast<int>(number(value()));
+    else if (arg == "--epoch-steps") o.epoch_steps = count(value());
     else if (arg == "--attribution") o.attribution = value();
     else if (arg == "--p") o.p = number(value());
     else if (arg == "--q") o.q = number(value());
     else throw std::invalid_argument("unknown option " + arg + " (see --help)");
   }
-  if (o.steps <= 0 || o.batch <= 0 || o.threads <= 0 || o.epoch_steps <= 0 || !(o.lr > 0))
-    throw std::invalid_argument("--steps, --epoch-steps, --batch, --threads and --lr must be positive");
+  // Each flag on its own, so that the message names the one at fault and its value.
+  auto require = [](bool ok, const std::string& flag, double value, const std::string& rule) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", value);
+    if (!ok) throw std::invalid_argument(flag + " " + text + ": " + rule);
+  };
+  require(o.steps >= 1, "--steps", o.steps, "must be at least 1");
+  require(o.epoch_steps >= 1, "--epoch-steps", o.epoch_steps, "must be at least 1");
+  require(o.batch >= 1, "--batch", o.batch, "must be at least 1");
+  require(o.threads >= 1, "--threads", o.threads, "must be at least 1");
+  require(o.lr > 0 && std::isfinite(o.lr), "--lr", o.lr, "must be positive");
+  require(o.p >= 0 && o.p <= 1, "--p", o.p, "must be in [0, 1]");
+  require(o.q >= 0 && o.q <= 1, "--q", o.q, "must be in [0, 1]");
   if (o.attribution != "ga" && o.attribution != "iga" && o.attribution != "aa" && o.attribution != "rd" &&
       o.attribution != "none")
     throw std::invalid_argument("--attribution must be ga, iga, aa, rd or none, not \"" + o.attribution + "\"");
@@ -80,6 +106,12 @@ Options parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     const Options opt = parse(argc, argv);
+    // Cross-tuning runs AD-DROP from the second epoch on: a single epoch is plain training.
+    if (opt.attribution != "none" && opt.steps <= opt.epoch_steps)
+      std::fprintf(stderr,
+                   "addrop-train-tiny: warning: --steps %d with --epoch-steps %d is one epoch, and cross-tuning "
+                   "starts with a plain epoch, so AD-DROP never runs; give more --steps than --epoch-steps\n",
+                   opt.steps, opt.epoch_steps);
     if (opt.device == "cuda") {
       if (!addrop_examples::cuda_available())
         throw std::runtime_error("--device cuda: " + addrop_examples::cuda_unavailable_reason());

@@ -1,6 +1,6 @@
 #pragma once
 // The command-line side shared by the example trainers: the AD-DROP and training flags
-// (DESIGN.md's conventions), the plan of runs (attributions x seeds, or a p/q grid),
+// (docs/architecture.md's conventions), the plan of runs (attributions x seeds, or a p/q grid),
 // run summaries, the curve plot over runs and the results table.
 #include <CLI/CLI.hpp>
 

@@ -12,7 +12,7 @@
 //
 // Tagging schemes. IOB1 (the original eng.train/testa/testb): I- is the default inside tag
 // and B- only marks an entity that directly follows one of the same type. IOB2 / BIO (the
-// copies on the Hugging Face hub, /work/shared/data/conll2003): every entity starts with
+// copies on the Hugging Face hub, the sample in examples/data): every entity starts with
 // B-. Both are read through conlleval's chunk rules (see metrics/entity.hpp), so
 // iob1_to_iob2 / iob2_to_iob1 keep every entity's start, end and type.
 //   - A file read as IOB2 must be valid IOB2 (every I-X follows B-X or I-X); a violation

@@ -35,7 +35,7 @@ measure() {
 for kind in default portable; do
   b=$default_build; [ $kind = portable ] && b=$portable_build
   measure "builds_${kind}_step" "$b/bench/bench_step" --benchmark_format=json
-  measure "builds_${kind}_addrop" "$b/bench/bench_addrop" --benchmark_filter='AdDropStep/small/(plain|ga)$' --benchmark_format=json
+  measure "builds_${kind}_addrop" "$b/bench/bench_addrop" --benchmark_filter='AdDropStep/small/(plain|ga)/' --benchmark_format=json
 done
 best=(env OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184
       MALLOC_TOP_PAD_=1073741824)
@@ -45,16 +45,19 @@ for c in plain ga; do
 done
 
 /usr/bin/python3 - "$out" <<'PY'
-import json, subprocess, sys
+import json, re, subprocess, sys
 out = sys.argv[1]
+# "BM_TrainingStep/small/min_time:3.000/real_time" -> "TrainingStep/small"
+case_name = lambda n: re.sub(r"/(iterations|min_time):[^/]*|/real_time", "", n).replace("BM_", "")
 rss = lambda name: int(open(f"{out}/{name}.rss").read().split()[-1]) / 1024  # MiB
 rows = {}  # (case) -> {side: (seconds, MiB)}
 for kind in ("default", "portable"):
     for prog in ("step", "addrop"):
         name = f"builds_{kind}_{prog}"
         for b in json.load(open(f"{out}/{name}.out"))["benchmarks"]:
-            case = b["name"].replace("BM_TrainingStep/", "TrainingStep/")
-            rows.setdefault(case, {})[kind] = (b["seconds_per_step"], rss(name))
+            # bench_addrop's median is what pytorch_addrop_step.py reports
+            seconds = b.get("seconds_median", b["seconds_per_step"])
+            rows.setdefault(case_name(b["name"]), {})[kind] = (seconds, rss(name))
 for line in open(f"{out}/builds_pytorch_step.out"):
     r = json.loads(line)
     rows.setdefault(f"TrainingStep/{r['shape']}", {})["pytorch"] = (r["seconds_per_step"], rss("builds_pytorch_step"))

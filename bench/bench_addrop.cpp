@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -62,7 +63,10 @@ int env_int(const char* name, int fallback) {
 
 int bench_threads() { return std::max(1, env_int("ADDROP_BENCH_THREADS", 2)); }
 
-addrop::AdDropOptions options() { return {.p = 0.3, .q = 0.3, .layers = {0}, .steps = kIgSteps, .seed = 42}; }
+addrop::AdDropOptions options() { return {.p = 0.3, .q = 0.3, .layers = {0}, .seed = 42}; }
+attribution::IntegratedGradients ig_policy(std::size_t memory_cap_bytes = std::size_t{2} << 30) {
+  return attribution::IntegratedGradients({.steps = kIgSteps, .memory_cap_bytes = memory_cap_bytes});
+}
 
 void set_seconds_per_step(benchmark::State& state) {
   state.counters["seconds_per_step"] = benchmark::Counter(static_cast<double>(state.iterations()),
@@ -117,7 +121,12 @@ void BM_AdDropStep(benchmark::State& state, StepShape s) {
   Model model(make_config(s), {.threads = bench_threads()});
   addrop::models::init_weights(model, 1);
   const auto batch = make_batch(s.batch);
-  Reg reg(options());
+  Reg reg = [] {
+    if constexpr (std::is_same_v<typename Reg::AttributionPolicy, attribution::IntegratedGradients>)
+      return Reg(options(), attribution::IntegratedGradients({.steps = kIgSteps}));
+    else
+      return Reg(options());
+  }();
   model.zero_grad();
   benchmark::DoNotOptimize(reg.step(model, batch, 0).loss);  // warm-up: workspaces
   std::vector<double> times;
@@ -138,11 +147,11 @@ void BM_AdDropStep(benchmark::State& state, StepShape s) {
   state.counters["other_cores"] = load.cores();
 }
 
-using Plain = addrop::AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never>;
-using GA = addrop::AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always>;
-using IGA = addrop::AdDrop<attribution::IntegratedGradients<>, selection::TopP<High>, schedule::Always>;
-using AA = addrop::AdDrop<attribution::Attention, selection::TopP<High>, schedule::Always>;
-using RD = addrop::AdDrop<attribution::Random, selection::TopP<High>, schedule::Always>;
+using Plain = addrop::AdDrop<attribution::Gradient, selection::TopP, schedule::Never>;
+using GA = addrop::AdDrop<attribution::Gradient, selection::TopP, schedule::Always>;
+using IGA = addrop::AdDrop<attribution::IntegratedGradients, selection::TopP, schedule::Always>;
+using AA = addrop::AdDrop<attribution::Attention, selection::TopP, schedule::Always>;
+using RD = addrop::AdDrop<attribution::None, selection::Random, schedule::Always>;
 
 // The phases of a step, each timed alone (median of `repeats`, after one untimed run).
 void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_unbatched) {
@@ -156,8 +165,9 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_
   const int64_t n = probs.numel();
   const addrop::models::PassOptions train{.train = true, .seed = 42, .step = 0};
 
-  attribution::AttributionContext<Model> actx;
+  attribution::AttributionContext<Model, addrop::models::Batch> actx;
   actx.layers = {0};
+  actx.sites = {model.attention_site(0, batch)};
   actx.scores.resize(1);
   actx.scores[0].resize(probs);
   addrop::Tensor<float, Backend> candidates, keep, additive;
@@ -173,7 +183,8 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_
   selection::SelectionArgs<float> args;
   args.batch = B;
   args.heads = H;
-  args.length = L;
+  args.queries = L;
+  args.keys = L;
   args.attribution = actx.scores[0].data();
   args.key_mask = key_mask.data();
   args.key_lengths = key_lengths;
@@ -187,14 +198,14 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_
   selection::SelectionArgs<float> with_masks = args;  // step_addrop: the 0/1 masks too
   with_masks.candidates = candidates.data();
   with_masks.keep = keep.data();
-  const selection::TopP<High> topp;
+  const selection::TopP topp;
+  const selection::Random random_rule;
   const bool with_ig = !env_flag("ADDROP_BENCH_NO_IG");
   std::vector<int64_t> unfused_k(static_cast<std::size_t>(B));
-  for (int64_t b = 0; b < B; ++b) unfused_k[b] = selection::threshold_index(addrop::High::side, 0.3, key_lengths[b]);
+  for (int64_t b = 0; b < B; ++b) unfused_k[b] = selection::threshold_index(addrop::Side::High, 0.3, key_lengths[b]);
   attribution::Gradient ga;
-  attribution::IntegratedGradients<kIgSteps> ig;
-  attribution::IntegratedGradients<kIgSteps> ig1;
-  ig1.memory_cap_bytes = 1;  // one α per pass
+  const attribution::IntegratedGradients ig = ig_policy();
+  const attribution::IntegratedGradients ig1 = ig_policy(1);  // one α per pass
 
   struct Phase {
     const char* name;
@@ -223,7 +234,7 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_
        [&] { model.use_workspace(0); model.forward(batch, train); }},
       {"ig_attribution_s", fwd, [&] { ig.attribute(model, batch, actx); }, with_ig},
       {"ig_unbatched_attribution_s", fwd, [&] { ig1.attribute(model, batch, actx); }, with_ig && ig_unbatched},
-      {"select_random_s", [] {}, [&] { topp.select_random<Backend>(cx, args); }},
+      {"select_random_s", [] {}, [&] { random_rule.select<Backend>(cx, args); }},
       {"select_random_unfused_s", [] {},
        [&] {
          Backend::uniform(cx, n, 42, 1, u1.data());

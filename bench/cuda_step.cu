@@ -20,6 +20,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -41,7 +42,7 @@ using namespace addrop::bench;  // StepShape, kSmall, kBase, make_config, make_b
 constexpr int kIgSteps = 20;
 constexpr int kWarmup = 2;
 
-addrop::AdDropOptions options() { return {.p = 0.3, .q = 0.3, .layers = {0}, .steps = kIgSteps, .seed = 42}; }
+addrop::AdDropOptions options() { return {.p = 0.3, .q = 0.3, .layers = {0}, .seed = 42}; }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -53,11 +54,11 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
-using Plain = addrop::AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never>;
-using GA = addrop::AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always>;
-using IGA = addrop::AdDrop<attribution::IntegratedGradients<>, selection::TopP<High>, schedule::Always>;
-using AA = addrop::AdDrop<attribution::Attention, selection::TopP<High>, schedule::Always>;
-using RD = addrop::AdDrop<attribution::Random, selection::TopP<High>, schedule::Always>;
+using Plain = addrop::AdDrop<attribution::Gradient, selection::TopP, schedule::Never>;
+using GA = addrop::AdDrop<attribution::Gradient, selection::TopP, schedule::Always>;
+using IGA = addrop::AdDrop<attribution::IntegratedGradients, selection::TopP, schedule::Always>;
+using AA = addrop::AdDrop<attribution::Attention, selection::TopP, schedule::Always>;
+using RD = addrop::AdDrop<attribution::None, selection::Random, schedule::Always>;
 
 template <class Reg>
 void run_case(const Cuda::Context& gpu, const StepShape& s, const char* case_name, int iters,
@@ -65,7 +66,12 @@ void run_case(const Cuda::Context& gpu, const StepShape& s, const char* case_nam
   Model model(make_config(s), gpu);
   addrop::models::init_weights(model, 1);
   const auto batch = make_batch(s.batch);
-  Reg reg(options());
+  Reg reg = [] {
+    if constexpr (std::is_same_v<typename Reg::AttributionPolicy, attribution::IntegratedGradients>)
+      return Reg(options(), attribution::IntegratedGradients({.steps = kIgSteps}));
+    else
+      return Reg(options());
+  }();
   double sink = 0;
   for (int i = 0; i < kWarmup; ++i) {
     model.zero_grad();

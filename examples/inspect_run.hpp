@@ -94,9 +94,10 @@ std::vector<T> host_values(const typename Backend::Context& ctx, const Tensor<T,
   return host;
 }
 
-template <class T, class Attr, class Backend>
+template <class T, class Backend, class Reg>
 void run(const Options& o, const models::ModelConfig& config, const BatchFile& input,
-         const typename Backend::Context& context) {
+         const typename Backend::Context& context, Reg& reg) {
+  constexpr bool scored = attribution::gives_scores<typename Reg::AttributionPolicy>;  // RD has no attribution
   const models::Batch& batch = input.batch;
   const int64_t B = batch.size, L = batch.length, H = config.num_attention_heads, C = config.num_labels;
   const bool token = config.task == models::Task::TokenClassification;
@@ -126,22 +127,13 @@ void run(const Options& o, const models::ModelConfig& config, const BatchFile& i
   std::vector<T> svg_probs;  // RD's heat map shows A_l (it has no attribution)
 
   // One AD-DROP step, dropout off.
-  AdDropOptions options;
-  options.p = o.p;
-  options.q = o.q;
-  options.layers = o.layers;
-  options.steps = o.steps;
-  options.iga_per_step = o.iga_target == "per-step";
-  options.seed = o.seed;
-  AdDrop<Attr, selection::TopP<High>, schedule::Always> reg(options);
-  reg.selection_policy().side = o.side == "low" ? Side::Low : Side::High;
   ExternalUniforms ext;
   for (const auto& d : input.draws) ext.draws.emplace_back(d);
   for (const auto& d : input.second_draws) ext.second_draws.emplace_back(d);
   const bool given = !input.draws.empty();
 
   const int svg_layer = o.svg_layer.value_or(o.layers.front());
-  if (!o.svg.empty() && Attr::is_random) svg_probs = host_values(model.context(), model.attention_probs(svg_layer));
+  if (!o.svg.empty() && !scored) svg_probs = host_values(model.context(), model.attention_probs(svg_layer));
 
   model.zero_grad();
   const auto r = reg.step_addrop(model, batch, given ? &ext : nullptr, /*train=*/false);
@@ -149,7 +141,7 @@ void run(const Options& o, const models::ModelConfig& config, const BatchFile& i
   for (std::size_t i = 0; i < r.layers.size(); ++i) {
     const std::string s = ".layer" + std::to_string(r.layers[i]);
     if (r.layers[i] == svg_layer) svg_index = i;
-    if (!Attr::is_random) put("attribution" + s, dims(*r.attributions[i]), r.attributions[i]->data());
+    if (scored) put("attribution" + s, dims(*r.attributions[i]), r.attributions[i]->data());
     put("candidates" + s, dims(*r.candidates[i]), r.candidates[i]->data());
     put("keep_mask" + s, dims(*r.keep[i]), r.keep[i]->data());
   }
@@ -190,7 +182,7 @@ void run(const Options& o, const models::ModelConfig& config, const BatchFile& i
     const int32_t id = batch.input_ids[b * L + j];
     m.labels.push_back(id < static_cast<int64_t>(vocab.size()) ? vocab[static_cast<std::size_t>(id)] : std::to_string(id));
   }
-  const std::vector<T> values = Attr::is_random ? svg_probs : host_values(model.context(), *r.attributions[svg_index]);
+  const std::vector<T> values = !scored ? svg_probs : host_values(model.context(), *r.attributions[svg_index]);
   const std::vector<T> cand = host_values(model.context(), *r.candidates[svg_index]);
   const std::vector<T> keep = host_values(model.context(), *r.keep[svg_index]);
   for (int64_t i : idx)
@@ -208,7 +200,7 @@ void run(const Options& o, const models::ModelConfig& config, const BatchFile& i
                (o.attribution == "iga" ? ", m = " + std::to_string(o.steps) + ", " + o.iga_target + " target" : "") +
                ", uniforms from " + (given ? "the batch" : "seed " + std::to_string(o.seed)) + ", loss " +
                addrop_inspect::svg_detail::num(r.loss, "%.6g") + "; model " + fs::path(o.model).filename().string();
-  m.left_title = Attr::is_random ? "attention A (RD has no attribution)" : "attribution B";
+  m.left_title = !scored ? "attention A (RD has no attribution)" : "attribution B";
   m.right_title = "keep mask";
   train::write_file_atomic(o.svg, addrop_inspect::render_svg(m));  // temp name, then rename
   std::fprintf(stderr, "addrop-inspect: %s: %zu x %zu heat map\n", o.svg.c_str(), idx.size(), idx.size());
@@ -217,10 +209,10 @@ void run(const Options& o, const models::ModelConfig& config, const BatchFile& i
 template <class T, class Backend>
 void dispatch(const Options& o, const models::ModelConfig& config, const BatchFile& input,
               const typename Backend::Context& context) {
-  if (o.attribution == "ga") run<T, attribution::Gradient, Backend>(o, config, input, context);
-  else if (o.attribution == "iga") run<T, attribution::IntegratedGradients<>, Backend>(o, config, input, context);
-  else if (o.attribution == "aa") run<T, attribution::Attention, Backend>(o, config, input, context);
-  else run<T, attribution::Random, Backend>(o, config, input, context);
+  const AdDropOptions options{.p = o.p, .q = o.q, .layers = o.layers, .seed = o.seed};
+  const PolicyNames names{.attribution = o.attribution, .side = o.side, .schedule = "always",
+                          .integrated_gradients = {.steps = o.steps, .per_step_argmax = o.iga_target == "per-step"}};
+  with_regulariser(names, options, [&](auto& reg) { run<T, Backend>(o, config, input, context, reg); });
 }
 
 /// The GPU instantiation (inspect_cuda.cu; inspect_no_cuda.cpp throws why there is none).

@@ -101,28 +101,9 @@ Outcome train_run(const Job& job, const glue::RunSpec& spec, const fs::path& out
                    spec.name.c_str(), report.missing.size());
   }
   AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed};
-  ad.side = job.side == "low" ? Side::Low : Side::High;
-  ad.steps = job.ig_steps;
-  auto with_schedule = [&]<class Attribution>(Attribution) {
-    if (job.schedule == "always") {
-      AdDrop<Attribution, selection::TopP<High>, schedule::Always> reg(ad);
-      return ner::train_with(model, reg, job, spec, out_dir);
-    }
-    if (job.schedule == "never") {
-      AdDrop<Attribution, selection::TopP<High>, schedule::Never> reg(ad);
-      return ner::train_with(model, reg, job, spec, out_dir);
-    }
-    AdDrop<Attribution, selection::TopP<High>, schedule::CrossTuning> reg(ad);
-    return ner::train_with(model, reg, job, spec, out_dir);
-  };
-  if (spec.attribution == "none") {
-    AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never> reg(ad);
-    return ner::train_with(model, reg, job, spec, out_dir);
-  }
-  if (spec.attribution == "iga") return with_schedule(attribution::IntegratedGradients<>{});
-  if (spec.attribution == "aa") return with_schedule(attribution::Attention{});
-  if (spec.attribution == "rd") return with_schedule(attribution::Random{});
-  return with_schedule(attribution::Gradient{});
+  const PolicyNames names{.attribution = spec.attribution, .side = job.side, .schedule = job.schedule,
+                          .integrated_gradients = {.steps = job.ig_steps}};
+  return with_regulariser(names, ad, [&](auto& reg) { return train_with(model, reg, job, spec, out_dir); });
 }
 
 // Device dispatch: defined in ner_cpu.cpp and ner_cuda.cu (or ner_no_cuda.cpp).

@@ -103,22 +103,8 @@ void train_and_report(const Options& opt, const typename Backend::Context& conte
   std::printf("held-out accuracy before training: %.3f\n", accuracy(model, opt.seed));
   const addrop::AdDropOptions ad{.p = opt.p, .q = opt.q, .layers = {0}, .seed = opt.seed};
   using namespace addrop;
-  if (opt.attribution == "ga") {
-    AdDrop<attribution::Gradient> reg(ad);
-    run_training(reg, model, optimizer, opt);
-  } else if (opt.attribution == "iga") {
-    AdDrop<attribution::IntegratedGradients<>> reg(ad);
-    run_training(reg, model, optimizer, opt);
-  } else if (opt.attribution == "aa") {
-    AdDrop<attribution::Attention> reg(ad);
-    run_training(reg, model, optimizer, opt);
-  } else if (opt.attribution == "rd") {
-    AdDrop<attribution::Random> reg(ad);
-    run_training(reg, model, optimizer, opt);
-  } else {
-    AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never> reg(ad);
-    run_training(reg, model, optimizer, opt);
-  }
+  with_regulariser({.attribution = opt.attribution, .schedule = "cross"}, ad,
+                   [&](auto& reg) { run_training(reg, model, optimizer, opt); });
   std::printf("held-out accuracy after training: %.3f\n", accuracy(model, opt.seed));
   if (!opt.output.empty()) {
     addrop::io::save_pretrained(model, opt.output);

@@ -15,7 +15,7 @@
 #include "models/config.hpp"
 #include "models/batch.hpp"
 #include "models/passes.hpp"
-#include "models/attention_site.hpp"
+#include "models/concepts.hpp"
 #include "models/encoder_model.hpp"
 #include "models/init.hpp"
 #include "io/safetensors.hpp"
@@ -26,6 +26,7 @@
 #include "selection/selection.hpp"
 #include "schedule/schedule.hpp"
 #include "ad_drop.hpp"
+#include "policies.hpp"
 #if defined(ADDROP_WITH_CUDA) && defined(__CUDACC__)
 #include "backend/cuda/cuda.hpp"
 #endif

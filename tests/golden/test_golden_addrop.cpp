@@ -13,6 +13,7 @@
 
 #include "support/compare.hpp"
 #include "support/helpers.hpp"
+#include "support/fixture_policies.hpp"
 
 namespace fs = std::filesystem;
 using namespace addrop;
@@ -35,7 +36,7 @@ std::vector<int> parse_layers(const std::string& s) {
   return out;
 }
 
-template <class T, class Attr>
+template <class T, class Attr, class Sel = selection::TopP>
 void run_variant(const fs::path& file, const std::string& layout) {
   const auto expected = io::SafeTensors::load(file);
   const auto& meta = expected.metadata();
@@ -61,16 +62,13 @@ void run_variant(const fs::path& file, const std::string& layout) {
   options.p = std::stod(meta.at("p"));
   options.q = std::stod(meta.at("q"));
   options.layers = layers;
-  options.steps = std::stoi(meta.at("steps"));
-  options.iga_per_step = meta.at("iga_target") == "per-step";
-  AdDrop<Attr, selection::TopP<High>, schedule::Always> reg(options);
-  reg.selection_policy().side = meta.at("side") == "low" ? Side::Low : Side::High;
+  AdDrop<Attr, Sel, schedule::Always> reg(options, testing::attribution_for<Attr>(meta), testing::selection_for<Sel>(meta));
 
   std::vector<std::vector<float>> draws, draws2;
   ExternalUniforms ext;
   for (int l : layers) {
     draws.push_back(expected.values<float>("uniforms.layer" + std::to_string(l)));
-    if (Attr::is_random) draws2.push_back(expected.values<float>("uniforms2.layer" + std::to_string(l)));
+    if (!attribution::gives_scores<Attr>) draws2.push_back(expected.values<float>("uniforms2.layer" + std::to_string(l)));
   }
   for (auto& d : draws) ext.draws.emplace_back(d);
   for (auto& d : draws2) ext.second_draws.emplace_back(d);
@@ -81,7 +79,7 @@ void run_variant(const fs::path& file, const std::string& layout) {
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const std::string s = ".layer" + std::to_string(layers[i]);
     auto as_vector = [](const Tensor<T, Cpu>* t) { return std::vector<T>(t->data(), t->data() + t->numel()); };
-    if (!Attr::is_random) {
+    if (attribution::gives_scores<Attr>) {
       ADDROP_CHECK_CLOSE_TENSOR("attribution" + s, as_vector(r.attributions[i]),
                                 expected.values<double>("attribution" + s), tol);
       const auto cand = as_vector(r.candidates[i]);
@@ -125,9 +123,9 @@ void run_layout(const std::string& layout) {
     BOOST_TEST_CONTEXT(layout << "/" << path.filename().string() << " in " << (sizeof(T) == 8 ? "double" : "float")) {
       const auto kind = io::SafeTensors::load(path).metadata().at("attribution");
       if (kind == "ga") run_variant<T, attribution::Gradient>(path, layout);
-      else if (kind == "iga") run_variant<T, attribution::IntegratedGradients<>>(path, layout);
+      else if (kind == "iga") run_variant<T, attribution::IntegratedGradients>(path, layout);
       else if (kind == "aa") run_variant<T, attribution::Attention>(path, layout);
-      else if (kind == "rd") run_variant<T, attribution::Random>(path, layout);
+      else if (kind == "rd") run_variant<T, attribution::None, selection::Random>(path, layout);
       else BOOST_FAIL("unknown attribution " << kind);
       ++files;
     }

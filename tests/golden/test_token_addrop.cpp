@@ -21,6 +21,7 @@
 
 #include "support/compare.hpp"
 #include "support/helpers.hpp"
+#include "support/fixture_policies.hpp"
 
 namespace fs = std::filesystem;
 using namespace addrop;
@@ -77,7 +78,7 @@ std::vector<double> row_gaps(const std::vector<double>& attr, const models::Batc
   return gaps;
 }
 
-template <class T, class Attr>
+template <class T, class Attr, class Sel = selection::TopP>
 void run_variant(const fs::path& file, const std::string& layout) {
   const auto expected = io::SafeTensors::load(file);
   const auto& meta = expected.metadata();
@@ -99,10 +100,8 @@ void run_variant(const fs::path& file, const std::string& layout) {
   options.p = std::stod(meta.at("p"));
   options.q = std::stod(meta.at("q"));
   options.layers = layers;
-  options.steps = std::stoi(meta.at("steps"));
-  AdDrop<Attr, selection::TopP<High>, schedule::Always> reg(options);
+  AdDrop<Attr, Sel, schedule::Always> reg(options, testing::attribution_for<Attr>(meta), testing::selection_for<Sel>(meta));
   const bool high = meta.at("side") != "low";
-  reg.selection_policy().side = high ? Side::High : Side::Low;
 
   std::vector<std::vector<float>> draws;
   ExternalUniforms ext;
@@ -175,7 +174,7 @@ void run_layout(const std::string& layout) {
     BOOST_TEST_CONTEXT(layout << "/" << path.filename().string() << " in " << (sizeof(T) == 8 ? "double" : "float")) {
       const auto kind = io::SafeTensors::load(path).metadata().at("attribution");
       if (kind == "ga") run_variant<T, attribution::Gradient>(path, layout);
-      else if (kind == "iga") run_variant<T, attribution::IntegratedGradients<>>(path, layout);
+      else if (kind == "iga") run_variant<T, attribution::IntegratedGradients>(path, layout);
       else if (kind == "aa") run_variant<T, attribution::Attention>(path, layout);
       else BOOST_FAIL("unknown attribution " << kind);
     }
@@ -197,7 +196,7 @@ BOOST_AUTO_TEST_CASE(one_backward_serves_all_target_layers) {
   io::load_weights(model, io::SafeTensors::load(kFixtures / "bert_token" / "model.safetensors"), true);
   const auto batch = testing::read_fixture_batch(io::SafeTensors::load(kFixtures / "bert_token" / "batch.safetensors"), config);
   auto attributions = [&](std::vector<int> layers) {
-    AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> reg({.p = 0.8, .q = 0.1, .layers = layers});
+    AdDrop<attribution::Gradient, selection::TopP, schedule::Always> reg({.p = 0.8, .q = 0.1, .layers = layers});
     model.zero_grad();
     const auto r = reg.step_addrop(model, batch, nullptr, false);
     std::vector<std::vector<double>> out;
@@ -233,7 +232,7 @@ BOOST_AUTO_TEST_CASE(token_label_steps_matches_a_hand_made_batch) {
   auto step = [&](bool adapter) {
     models::EncoderModel<double> model(config, {.threads = 1});
     io::load_weights(model, io::SafeTensors::load(kFixtures / "bert_token" / "model.safetensors"), true);
-    AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> reg({.p = 0.8, .q = 0.1, .layers = {0, 1}});
+    AdDrop<attribution::Gradient, selection::TopP, schedule::Always> reg({.p = 0.8, .q = 0.1, .layers = {0, 1}});
     model.zero_grad();
     if (adapter) {
       train::TokenLabelSteps steps(reg, data);

@@ -53,7 +53,8 @@ Masks select(const RawRows& r, Side side, double p, double q, bool random_rule =
   selection::SelectionArgs<double> a;
   a.batch = r.B;
   a.heads = r.H;
-  a.length = r.L;
+  a.queries = r.L;
+  a.keys = r.L;
   a.attribution = r.scores.data();
   a.key_mask = r.mask.data();
   a.key_lengths = r.lengths;
@@ -64,10 +65,8 @@ Masks select(const RawRows& r, Side side, double p, double q, bool random_rule =
   a.uniforms2 = r.u2.data();
   a.candidates = m.candidates.data();
   a.keep = m.keep.data();
-  selection::TopP<> sel;
-  sel.side = side;
-  if (random_rule) sel.select_random<Cpu>(kCtx, a);
-  else sel.select<Cpu>(kCtx, a);
+  if (random_rule) selection::Random().select<Cpu>(kCtx, a);
+  else selection::TopP(side).select<Cpu>(kCtx, a);
   return m;
 }
 
@@ -284,7 +283,8 @@ BOOST_AUTO_TEST_CASE(the_selection_policy_writes_only_the_outputs_asked_for) {
   selection::SelectionArgs<double> a;
   a.batch = r.B;
   a.heads = r.H;
-  a.length = r.L;
+  a.queries = r.L;
+  a.keys = r.L;
   a.attribution = r.scores.data();
   a.key_mask = r.mask.data();
   a.key_lengths = r.lengths;
@@ -293,7 +293,7 @@ BOOST_AUTO_TEST_CASE(the_selection_policy_writes_only_the_outputs_asked_for) {
   a.q = 0.5;
   a.uniforms = r.u.data();
   a.additive = additive.data();
-  selection::TopP<> sel;
+  selection::TopP sel;
   sel.select<Cpu>(kCtx, a);
   for (int64_t i = 0; i < size; ++i) BOOST_TEST_REQUIRE(additive[i] == (m.keep[i] == 1.0 ? 0.0 : -10000.0));
   // generated draws: make_rows' u came from (seed 12, stream 3)
@@ -347,9 +347,8 @@ std::vector<T> host(const Tensor<T, Cpu>& t) {
 // A user's own attribution policy, defined here and plugged in unchanged: |A ⊙ dF/dA|.
 struct AbsAttentionTimesGradient {
   static constexpr bool needs_first_forward = true;
-  static constexpr bool is_random = false;
-  template <class Model>
-  void attribute(Model& model, const models::Batch& batch, attribution::AttributionContext<Model>& ctx) const {
+  template <class Model, class Batch>
+  void attribute(Model& model, const Batch& batch, attribution::AttributionContext<Model, Batch>& ctx) const {
     ctx.take_pseudo_labels(model, batch);
     ctx.set_objective(model, batch, 1, true);
     model.backward({.stop_at_layer = ctx.lowest_layer(), .weight_grads = false});
@@ -382,13 +381,13 @@ BOOST_AUTO_TEST_CASE(cross_tuning_runs_addrop_exactly_in_epochs_1_and_3) {
       BOOST_TEST(r.used_addrop == (epoch == 1 || epoch == 3), "epoch " << epoch);
       BOOST_TEST(std::isfinite(r.loss));
     }
-  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always> always;
-  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never> never;
+  AdDrop<attribution::Gradient, selection::TopP, schedule::Always> always;
+  AdDrop<attribution::Gradient, selection::TopP, schedule::Never> never;
   for (int epoch = 0; epoch < 4; ++epoch) {
     BOOST_TEST(always.step(model, batch, epoch).used_addrop);
     BOOST_TEST(!never.step(model, batch, epoch).used_addrop);
   }
-  AdDrop<attribution::Gradient, selection::TopP<High>, EveryThirdStep> custom;
+  AdDrop<attribution::Gradient, selection::TopP, EveryThirdStep> custom;
   for (int s = 0; s < 6; ++s) BOOST_TEST(custom.step(model, batch, 0).used_addrop == (s % 3 == 2));
 }
 
@@ -396,7 +395,7 @@ BOOST_AUTO_TEST_CASE(masks_repeat_for_the_same_seed_and_step_and_differ_across_s
   models::EncoderModel<double> model(small_config(), {.threads = 1});
   models::init_weights(model, 4, 0.3);
   const auto batch = small_batch();
-  using GA = AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always>;
+  using GA = AdDrop<attribution::Gradient, selection::TopP, schedule::Always>;
   GA a({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9, .record_masks = true});
   GA b({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9, .record_masks = true});
   GA c({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 10, .record_masks = true});
@@ -415,7 +414,7 @@ BOOST_AUTO_TEST_CASE(the_training_step_records_the_masks_only_when_asked) {
   models::EncoderModel<double> model(small_config(), {.threads = 1});
   models::init_weights(model, 4, 0.3);
   const auto batch = small_batch();
-  using GA = AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always>;
+  using GA = AdDrop<attribution::Gradient, selection::TopP, schedule::Always>;
   GA lean({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9});
   GA recording({.p = 0.5, .q = 0.5, .layers = {0, 2}, .seed = 9, .record_masks = true});
   const auto r0 = lean.step(model, batch, 1);
@@ -432,13 +431,11 @@ BOOST_AUTO_TEST_CASE(the_training_step_records_the_masks_only_when_asked) {
   BOOST_TEST(lean.step_addrop(model, batch, nullptr, false).keep.size() == 2u);
 }
 
-BOOST_AUTO_TEST_CASE(side_is_an_option_too) {
+BOOST_AUTO_TEST_CASE(the_side_is_the_selection_policy_s_own_setting) {
   AdDrop<> high;
-  BOOST_TEST((high.selection_policy().side == Side::High));
-  AdDrop<> low({.side = Side::Low});
-  BOOST_TEST((low.selection_policy().side == Side::Low));
-  AdDrop<attribution::Gradient, selection::TopP<Low>> low_by_type;
-  BOOST_TEST((low_by_type.selection_policy().side == Side::Low));
+  BOOST_TEST((high.selection_policy().side() == Side::High));
+  AdDrop<> low({}, {}, selection::TopP(Side::Low));
+  BOOST_TEST((low.selection_policy().side() == Side::Low));
 }
 
 BOOST_AUTO_TEST_CASE(the_second_pass_uses_the_masks) {
@@ -464,14 +461,14 @@ BOOST_AUTO_TEST_CASE(a_user_defined_attribution_plugs_in) {
   models::EncoderModel<double> model(small_config(), {.threads = 1});
   models::init_weights(model, 6, 0.3);
   const auto batch = small_batch();
-  AdDrop<AbsAttentionTimesGradient, selection::TopP<High>, schedule::Always> reg({.p = 0.4, .q = 0.5, .layers = {1}});
+  AdDrop<AbsAttentionTimesGradient, selection::TopP, schedule::Always> reg({.p = 0.4, .q = 0.5, .layers = {1}});
   const auto r = reg.step(model, batch, 0);
   BOOST_TEST(r.used_addrop);
   const auto scores = host(*r.attributions[0]);
   BOOST_TEST(*std::min_element(scores.begin(), scores.end()) >= 0.0);
   BOOST_TEST(*std::max_element(scores.begin(), scores.end()) > 0.0);
-  static_assert(attribution::AttributionMethod<AbsAttentionTimesGradient, models::EncoderModel<double>>);
-  static_assert(!attribution::AttributionMethod<int, models::EncoderModel<double>>);
+  static_assert(attribution::AttributionMethod<AbsAttentionTimesGradient, models::EncoderModel<double>, models::Batch>);
+  static_assert(!attribution::AttributionMethod<int, models::EncoderModel<double>, models::Batch>);
   static_assert(schedule::Schedule<EveryThirdStep>);
 }
 
@@ -480,12 +477,11 @@ BOOST_AUTO_TEST_CASE(integrated_gradients_chunks_give_the_same_attribution) {
   models::EncoderModel<double> model(small_config(), {.threads = 1});
   models::init_weights(model, 7, 0.3);
   const auto batch = small_batch();
-  using IG = attribution::IntegratedGradients<>;
-  AdDrop<IG, selection::TopP<High>, schedule::Always> whole({.layers = {1}, .steps = 7});
-  AdDrop<IG, selection::TopP<High>, schedule::Always> pieces({.layers = {1}, .steps = 7});
-  pieces.attribution_policy().memory_cap_bytes = 1;  // one α step at a time
-  BOOST_TEST(pieces.attribution_policy().chunk_steps(model, 3, 9, 1) == 1);
-  BOOST_TEST(whole.attribution_policy().chunk_steps(model, 3, 9, 1) == 7);
+  using IG = attribution::IntegratedGradients;
+  AdDrop<IG, selection::TopP, schedule::Always> whole({.layers = {1}}, IG({.steps = 7}));
+  AdDrop<IG, selection::TopP, schedule::Always> pieces({.layers = {1}}, IG({.steps = 7, .memory_cap_bytes = 1}));  // one α step at a time
+  BOOST_TEST(pieces.attribution_policy().chunk_steps(model, batch, 1) == 1);
+  BOOST_TEST(whole.attribution_policy().chunk_steps(model, batch, 1) == 7);
   const auto a = host(*whole.step_addrop(model, batch, nullptr, false).attributions[0]);
   const auto b = host(*pieces.step_addrop(model, batch, nullptr, false).attributions[0]);
   BOOST_TEST_REQUIRE(a.size() == b.size());

@@ -163,16 +163,16 @@ BOOST_AUTO_TEST_CASE(addrop_steps_allocate_nothing_after_the_first) {
     }
   };
   using Always = schedule::Always;
-  AdDrop<attribution::Gradient, selection::TopP<High>, Always> ga({.layers = {0, 2}});
+  AdDrop<attribution::Gradient, selection::TopP, Always> ga({.layers = {0, 2}});
   check(ga, "GA");
-  AdDrop<attribution::Gradient, selection::TopP<High>, Always> ga_masks({.layers = {1}, .record_masks = true});
+  AdDrop<attribution::Gradient, selection::TopP, Always> ga_masks({.layers = {1}, .record_masks = true});
   check(ga_masks, "GA recording the masks");
-  AdDrop<attribution::IntegratedGradients<>, selection::TopP<High>, Always> iga({.layers = {1}, .steps = 5});
-  iga.attribution_policy().memory_cap_bytes = 3000000;  // chunks of 2, 2, 1 alpha steps
-  BOOST_TEST(iga.attribution_policy().chunk_steps(model, 6, 40, 1) == 2);
+  AdDrop<attribution::IntegratedGradients, selection::TopP, Always> iga(
+      {.layers = {1}}, attribution::IntegratedGradients({.steps = 5, .memory_cap_bytes = 3000000}));  // chunks of 2, 2, 1 alpha steps
+  BOOST_TEST(iga.attribution_policy().chunk_steps(model, make_batch(6, 40, 0), 1) == 2);
   check(iga, "IGA");
-  AdDrop<attribution::Attention, selection::TopP<Low>, Always> aa({.layers = {0}});
+  AdDrop<attribution::Attention, selection::TopP, Always> aa({.layers = {0}}, {}, selection::TopP(Side::Low));
   check(aa, "AA");
-  AdDrop<attribution::Random, selection::TopP<High>, Always> rd({.layers = {2}});
+  AdDrop<attribution::None, selection::Random, Always> rd({.layers = {2}});
   check(rd, "RD");
 }

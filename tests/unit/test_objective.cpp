@@ -71,12 +71,12 @@ BOOST_AUTO_TEST_CASE(objective_for_each_task_and_stacked_copies) {
     auto z = random_logits(copies * 2 * 3, 5);
     std::vector<int32_t> pseudo = {2, 0}, scratch(copies * 2);
     std::vector<double> d(z.size());
-    attribution::objective_grad<double>(c, batch, z, copies, pseudo, scratch, d);
+    attribution::objective_grad<double>(models::attribution_target(c, batch), z, copies, pseudo, scratch, d);
     for (int64_t k = 0; k < copies; ++k)
       for (int64_t r = 0; r < 2; ++r)
         for (int64_t j = 0; j < 3; ++j) BOOST_TEST(d[(k * 2 + r) * 3 + j] == (j == pseudo[r] ? 1.0 : 0.0));
     // per-step: each copy's own argmax
-    attribution::objective_grad<double>(c, batch, z, copies, {}, scratch, d);
+    attribution::objective_grad<double>(models::attribution_target(c, batch), z, copies, {}, scratch, d);
     for (int64_t row = 0; row < copies * 2; ++row) {
       const auto best = std::max_element(z.begin() + row * 3, z.begin() + row * 3 + 3) - (z.begin() + row * 3);
       BOOST_TEST(d[row * 3 + best] == 1.0);
@@ -88,7 +88,7 @@ BOOST_AUTO_TEST_CASE(objective_for_each_task_and_stacked_copies) {
     c.num_labels = 1;
     std::vector<double> z = {0.1, 0.2, 0.7, -0.4}, d(4);
     std::vector<int32_t> scratch(4);
-    attribution::objective_grad<double>(c, batch, z, copies, {}, scratch, d);
+    attribution::objective_grad<double>(models::attribution_target(c, batch), z, copies, {}, scratch, d);
     const double want[] = {-2 * (0.1 - 0.5) / 2, -2 * (0.2 + 1.0) / 2, -2 * (0.7 - 0.5) / 2, -2 * (-0.4 + 1.0) / 2};
     for (int i = 0; i < 4; ++i) BOOST_TEST(std::abs(d[i] - want[i]) < 1e-15);
   }
@@ -99,7 +99,7 @@ BOOST_AUTO_TEST_CASE(objective_for_each_task_and_stacked_copies) {
     auto z = random_logits(copies * 6 * 3, 9);
     std::vector<int32_t> scratch(copies * 6);
     std::vector<double> d(z.size()), one(6 * 3);
-    attribution::objective_grad<double>(c, batch, z, copies, {}, scratch, d);
+    attribution::objective_grad<double>(models::attribution_target(c, batch), z, copies, {}, scratch, d);
     std::vector<int32_t> pseudo(6);
     for (int64_t k = 0; k < copies; ++k) {
       std::span<const double> zk(z.data() + k * 18, 18);

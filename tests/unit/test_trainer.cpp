@@ -56,7 +56,7 @@ std::vector<data::Feature> make_features(int n, uint64_t seed) {
 
 // A regulariser that behaves like AdDrop's plain step and reports a NaN loss from step `nan_at` on.
 struct NanAfter {
-  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never> inner;
+  AdDrop<attribution::Gradient, selection::TopP, schedule::Never> inner;
   int64_t nan_at;
   template <class Model>
   auto step(Model& model, const models::Batch& batch, int epoch) {
@@ -86,7 +86,7 @@ BOOST_AUTO_TEST_CASE(nan_loss_stops_and_keeps_the_best_checkpoint) {
   models::EncoderModel<float> model(tiny_config(), {.threads = 1});
   models::init_weights(model, 3);
   const auto train = make_features(64, 1), dev = make_features(32, 2);
-  NanAfter reg{AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never>(AdDropOptions{}), 5};  // 4 steps per epoch
+  NanAfter reg{AdDrop<attribution::Gradient, selection::TopP, schedule::Never>(AdDropOptions{}), 5};  // 4 steps per epoch
   train::TrainerOptions opt;
   opt.epochs = 4;
   opt.optimizer.lr = 1e-3;
@@ -111,7 +111,7 @@ BOOST_AUTO_TEST_CASE(patience_stops_after_evaluations_without_improvement) {
   models::EncoderModel<float> model(tiny_config(), {.threads = 1});
   models::init_weights(model, 4);
   const auto train = make_features(32, 5), dev = make_features(16, 6);
-  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never> reg(AdDropOptions{});
+  AdDrop<attribution::Gradient, selection::TopP, schedule::Never> reg(AdDropOptions{});
   train::TrainerOptions opt;
   opt.epochs = 10;
   opt.patience = 2;

@@ -8,8 +8,9 @@
 #include <span>
 #include <stdexcept>
 
-#include "../models/batch.hpp"
-#include "../models/config.hpp"
+#include <string>
+
+#include "../models/concepts.hpp"
 
 namespace addrop::attribution {
 
@@ -47,23 +48,27 @@ void pseudo_label_cross_entropy_grad(std::span<const T> logits, int64_t rows, in
 }
 
 /// d F / d logits of the pseudo-label objective for `replicas` stacked copies of a batch
-/// (1 for GA; the IG steps stack copies). logits [replicas * rows, C] on the host.
+/// (1 for GA; the IG steps stack copies). logits [replicas * rows, C] on the host, with
+/// rows and C from the model's AttributionTarget for one copy.
 /// pseudo: the fixed labels per row of one copy, or empty to take each copy's own argmax.
-/// Sequence classification: F = sum_b z[b, c_b] (one-hot). Token classification:
-/// F = -CE_mean(z, c) over attended positions. Regression: F = -MSE(z, gold).
+/// Sequence classes: F = sum_b z[b, c_b] (one-hot). Token classes: F = -CE_mean(z, c) over
+/// the rows whose row_mask is set. Regression: F = -MSE(z, gold).
 template <class T>
-void objective_grad(const models::ModelConfig& config, const models::Batch& batch, std::span<const T> logits,
-                    int64_t replicas, std::span<const int32_t> pseudo, std::span<int32_t> scratch_labels,
-                    std::span<T> dlogits) {
-  const int64_t C = config.num_labels;
-  const int64_t rows = config.task == models::Task::TokenClassification ? batch.tokens() : batch.size;
+void objective_grad(const models::AttributionTarget& target, std::span<const T> logits, int64_t replicas,
+                    std::span<const int32_t> pseudo, std::span<int32_t> scratch_labels, std::span<T> dlogits) {
+  using Kind = models::AttributionTarget::Kind;
+  const int64_t C = target.classes, rows = target.rows;
+  if (static_cast<int64_t>(logits.size()) != replicas * rows * C)
+    throw std::invalid_argument("attribution objective: " + std::to_string(logits.size()) + " logits for " +
+                                std::to_string(replicas) + " copies of " + std::to_string(rows) + " rows x " +
+                                std::to_string(C) + " classes");
   for (int64_t k = 0; k < replicas; ++k) {
     const std::span<const T> z = logits.subspan(k * rows * C, rows * C);
     const std::span<T> d = dlogits.subspan(k * rows * C, rows * C);
-    if (config.task == models::Task::Regression) {
-      if (batch.targets.size() != static_cast<std::size_t>(rows))
-        throw std::invalid_argument("regression attribution needs the gold scores (batch.targets)");
-      for (int64_t r = 0; r < rows; ++r) d[r] = -T(2) * (z[r] - static_cast<T>(batch.targets[r])) / static_cast<T>(rows);
+    if (target.kind == Kind::Regression) {
+      if (target.gold.size() != static_cast<std::size_t>(rows))
+        throw std::invalid_argument("regression attribution needs the gold scores (one per row)");
+      for (int64_t r = 0; r < rows; ++r) d[r] = -T(2) * (z[r] - static_cast<T>(target.gold[r])) / static_cast<T>(rows);
       continue;
     }
     std::span<const int32_t> labels = pseudo;
@@ -71,8 +76,8 @@ void objective_grad(const models::ModelConfig& config, const models::Batch& batc
       argmax_rows<T>(z, rows, C, scratch_labels.subspan(0, rows));
       labels = std::span<const int32_t>(scratch_labels.data(), static_cast<std::size_t>(rows));
     }
-    if (config.task == models::Task::TokenClassification) {
-      pseudo_label_cross_entropy_grad<T>(z, rows, C, labels, batch.attention_mask, d);
+    if (target.kind == Kind::TokenClasses) {
+      pseudo_label_cross_entropy_grad<T>(z, rows, C, labels, target.row_mask, d);
     } else {
       std::fill(d.begin(), d.end(), T(0));
       for (int64_t r = 0; r < rows; ++r) d[r * C + labels[r]] = T(1);

@@ -1,10 +1,12 @@
 #pragma once
 // A mini-batch on the host: token ids, masks and labels, row-major [B, L].
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "concepts.hpp"
 #include "config.hpp"
 
 namespace addrop::models {
@@ -57,5 +59,44 @@ struct Batch {
         fail("labels[" + std::to_string(i) + "] = " + std::to_string(labels[i]) + " is not in [0, " + std::to_string(c.num_labels) + ")");
   }
 };
+
+/// The attribution target of the library's heads on a batch (docs/algorithm.md step 2):
+/// one row per example for sequence classification and regression, one per token (attended
+/// ones counted) for token classification.
+inline AttributionTarget attribution_target(const ModelConfig& c, const Batch& batch) {
+  AttributionTarget t;
+  t.classes = c.num_labels;
+  switch (c.task) {
+    case Task::TokenClassification:
+      t.kind = AttributionTarget::Kind::TokenClasses;
+      t.rows = batch.tokens();
+      t.row_mask = batch.attention_mask;
+      break;
+    case Task::Regression:
+      t.kind = AttributionTarget::Kind::Regression;
+      t.rows = batch.size;
+      t.gold = batch.targets;
+      break;
+    default:
+      t.kind = AttributionTarget::Kind::SequenceClasses;
+      t.rows = batch.size;
+  }
+  return t;
+}
+
+/// `copies` copies of batch's inputs one after another along the batch axis (labels are
+/// not copied: the stacked passes of integrated gradients do not read them).
+inline void stack_batch(const Batch& batch, int64_t copies, Batch& out) {
+  out.size = batch.size * copies;
+  out.length = batch.length;
+  auto repeat = [&](const std::vector<int32_t>& from, std::vector<int32_t>& to) {
+    to.resize(from.size() * static_cast<std::size_t>(copies));
+    for (int64_t k = 0; k < copies; ++k)
+      std::copy(from.begin(), from.end(), to.begin() + k * static_cast<int64_t>(from.size()));
+  };
+  repeat(batch.input_ids, out.input_ids);
+  repeat(batch.attention_mask, out.attention_mask);
+  repeat(batch.token_type_ids, out.token_type_ids);
+}
 
 }  // namespace addrop::models

@@ -3,10 +3,10 @@
 // classification, regression or token classification head — Hugging Face's
 // *ForSequenceClassification / *ForTokenClassification, parameter names included.
 //
-// It implements the attention-site contract AD-DROP needs (models/attention_site.hpp):
-// per-layer additive masks and scales on the attention probabilities, A_l readable
-// after a forward, d/dA_l after a backward, and a backward that can stop at a layer
-// and skip weight gradients. Activations live in a workspace that only grows, so a
+// It satisfies every model contract of AD-DROP (models/concepts.hpp): one attention site
+// per encoder layer, per-layer additive masks and scales on the attention probabilities,
+// A_l readable after a forward, d/dA_l after a backward, a backward that can stop at a
+// layer and skip weight gradients, and the entry points integrated gradients needs. Activations live in a workspace that only grows, so a
 // step allocates nothing once the largest batch shape has been seen.
 #include <optional>
 #include <span>
@@ -18,6 +18,7 @@
 #include "../nn/feed_forward.hpp"
 #include "../nn/losses.hpp"
 #include "batch.hpp"
+#include "concepts.hpp"
 #include "config.hpp"
 #include "embeddings.hpp"
 #include "heads.hpp"
@@ -77,6 +78,30 @@ class EncoderModel {
   }
 
   // ------------------------------------------------------------ attention sites
+  /// One site per encoder layer: its self-attention, [B, H, L, L] over the batch's tokens.
+  int num_attention_sites() const { return num_layers(); }
+  AttentionSite attention_site(int layer, const Batch& batch) const {
+    if (layer < 0 || layer >= num_layers())
+      throw std::invalid_argument("attention site " + std::to_string(layer) + ": the model has " +
+                                  std::to_string(num_layers()) + " layers");
+    return {.batch = batch.size, .heads = config_.num_attention_heads, .queries = batch.length,
+            .keys = batch.length, .key_mask = batch.attention_mask};
+  }
+  /// The attribution target F of this model's head on `batch`.
+  AttributionTarget attribution_target(const Batch& batch) const { return models::attribution_target(config_, batch); }
+  /// Integrated gradients' stacked copies of a batch.
+  void stack_batch(const Batch& batch, int64_t copies, Batch& out) const { models::stack_batch(batch, copies, out); }
+  /// Activation bytes of one forward + backward of layers first_layer..top for `batch`
+  /// (integrated gradients sizes its stacked passes with it).
+  double pass_bytes(const Batch& batch, int first_layer) const {
+    const double D = static_cast<double>(config_.hidden_size), I = static_cast<double>(config_.intermediate_size),
+                 H = static_cast<double>(config_.num_attention_heads), L = static_cast<double>(batch.length);
+    // per example per layer: q k v context sum out (6 LD) + probs, grad (2 H L^2) + ffn (2 LI + 2 LD)
+    const double per_layer = 8 * L * D + 2 * H * L * L + 2 * L * I;
+    const double layers = static_cast<double>(num_layers() - first_layer);
+    const double per_example = per_layer * layers + 3 * L * D;  // + backward scratch
+    return per_example * sizeof(T) * static_cast<double>(batch.size);
+  }
   /// Additive mask added to layer l's attention logits ([B,H,L,L], e.g. -10000 at dropped
   /// positions) in later forwards; nullptr removes it. The tensor must outlive those passes.
   void set_attention_mask(int layer, const TensorT* additive) { sites_.at(layer).mask = additive; }

@@ -21,11 +21,13 @@ if(ADDROP_WITH_CUDA)
   add_library(addrop::cuda ALIAS addrop_cuda)
   target_link_libraries(addrop_cuda INTERFACE addrop::addrop CUDA::cudart CUDA::cublas)
   target_compile_definitions(addrop_cuda INTERFACE ADDROP_WITH_CUDA=1 EIGEN_NO_CUDA)
-  # CMake 3.25 knows no C++20 feature list for nvcc 13 and would silently fall back to
-  # C++17; OpenMP::OpenMP_CXX reaches C++ sources only, so .cu files get it by hand.
+  # The usage requirements of .cu files, and nothing else (warning choices stay with the
+  # project's own targets, addrop_project_options): CMake 3.25 knows no C++20 feature
+  # list for nvcc 13 and would silently fall back to C++17; OpenMP::OpenMP_CXX reaches
+  # C++ sources only, so .cu files get the host compiler's -fopenmp by hand.
   target_compile_options(addrop_cuda INTERFACE
     $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20>
-    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp,-Wno-unknown-pragmas>)
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp>)
   set_target_properties(addrop_cuda PROPERTIES EXPORT_NAME cuda)
   message(STATUS "addrop: CUDA backend ON (architectures: ${CMAKE_CUDA_ARCHITECTURES})")
 else()

@@ -12,7 +12,7 @@
 # lib64 or lib/<multiarch>): nothing in it depends on the architecture.
 include(CMakePackageConfigHelpers)
 
-option(ADDROP_INSTALL "Generate the install rules and the CMake package" ${ADDROP_TOP_LEVEL})
+option(ADDROP_INSTALL "Generate the install rules and the CMake package" ${PROJECT_IS_TOP_LEVEL})
 if(NOT ADDROP_INSTALL)
   return()
 endif()

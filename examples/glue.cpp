@@ -216,8 +216,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "== %s: attribution %s, p %.2f, q %.2f, seed %llu, %s%s\n", spec.name.c_str(),
                    spec.attribution.c_str(), spec.p, spec.q, static_cast<unsigned long long>(spec.seed),
                    o.device.c_str(), job.trainer.resume ? " (resumed)" : "");
-      const glue::RunOutcome outcome = o.device == "cuda" ? glue::train_run_cuda(job, spec, dir, o.threads)
-                                                          : glue::train_run_cpu(job, spec, dir, o.threads);
+      const glue::RunOutcome outcome =
+          glue::on_device(o.device, o.threads, [&](auto device) { return glue::train_run(device, job, spec, dir); });
       rec.summary = glue::summarize(outcome, spec, info, o.training);
       train::write_summary(dir / "summary.json", rec.summary);
       if (!outcome.result.stop_reason.empty())

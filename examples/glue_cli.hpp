@@ -469,17 +469,18 @@ inline void write_table(const fs::path& out, const std::vector<RunRecord>& recor
   std::printf("%s", md.str().c_str());
 }
 
-// Device dispatch: defined in glue_cpu.cpp and glue_cuda.cu (or glue_no_cuda.cpp).
-RunOutcome train_run_cpu(const Job& job, const RunSpec& spec, const fs::path& dir, int threads);
-RunOutcome train_run_cuda(const Job& job, const RunSpec& spec, const fs::path& dir, int threads);
-addrop::train::Predictions predict_folder_cpu(const fs::path& dir, const addrop::models::ModelConfig& config,
-                                              const std::vector<addrop::data::Feature>& features, int32_t pad_id,
-                                              int64_t batch_size, int threads);
-addrop::train::Predictions predict_folder_cuda(const fs::path& dir, const addrop::models::ModelConfig& config,
-                                               const std::vector<addrop::data::Feature>& features, int32_t pad_id,
-                                               int64_t batch_size, int threads);
+// The model code per device (glue_device.cpp, compiled once per backend: device.hpp).
+RunOutcome train_run(addrop::OnCpu device, const Job& job, const RunSpec& spec, const fs::path& dir);
+RunOutcome train_run(addrop::OnCuda device, const Job& job, const RunSpec& spec, const fs::path& dir);
+addrop::train::Predictions predict_folder(addrop::OnCpu device, const fs::path& dir, const addrop::models::ModelConfig& config,
+                                          const std::vector<addrop::data::Feature>& features, int32_t pad_id,
+                                          int64_t batch_size);
+addrop::train::Predictions predict_folder(addrop::OnCuda device, const fs::path& dir, const addrop::models::ModelConfig& config,
+                                          const std::vector<addrop::data::Feature>& features, int32_t pad_id,
+                                          int64_t batch_size);
 using addrop_examples::cuda_available;
 using addrop_examples::cuda_unavailable_reason;
+using addrop_examples::on_device;
 
 
 /// The flags every example trainer has besides its data and task: where the model

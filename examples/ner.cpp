@@ -339,8 +339,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "== %s: attribution %s, layers %zu, p %.2f, q %.2f, seed %llu, %s%s\n", spec.name.c_str(),
                    spec.attribution.c_str(), job.layers.size(), spec.p, spec.q,
                    static_cast<unsigned long long>(spec.seed), o.device.c_str(), job.trainer.resume ? " (resumed)" : "");
-      const ner::Outcome outcome = o.device == "cuda" ? ner::train_run_cuda(job, spec, dir, o.threads)
-                                                      : ner::train_run_cpu(job, spec, dir, o.threads);
+      const ner::Outcome outcome =
+          glue::on_device(o.device, o.threads, [&](auto device) { return ner::train_run(device, job, spec, dir); });
       rec.summary = glue::summarize(outcome.run, spec, info, o.training);
       rec.summary["scheme"] = scheme_name(scheme);
       rec.summary["labels"] = labels;

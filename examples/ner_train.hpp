@@ -106,8 +106,8 @@ Outcome train_run(const Job& job, const glue::RunSpec& spec, const fs::path& out
   return with_regulariser(names, ad, [&](auto& reg) { return train_with(model, reg, job, spec, out_dir); });
 }
 
-// Device dispatch: defined in ner_cpu.cpp and ner_cuda.cu (or ner_no_cuda.cpp).
-Outcome train_run_cpu(const Job& job, const glue::RunSpec& spec, const fs::path& dir, int threads);
-Outcome train_run_cuda(const Job& job, const glue::RunSpec& spec, const fs::path& dir, int threads);
+// The model code per device (ner_device.cpp, compiled once per backend: device.hpp).
+Outcome train_run(addrop::OnCpu device, const Job& job, const glue::RunSpec& spec, const fs::path& dir);
+Outcome train_run(addrop::OnCuda device, const Job& job, const glue::RunSpec& spec, const fs::path& dir);
 
 }  // namespace ner

@@ -61,9 +61,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%zu examples from %s%s\n", examples.size(), file.c_str(), skipped.c_str());
     int64_t truncated = 0;
     const auto features = glue::encode_examples(*tokenizer, examples, max_length, false, &truncated);
-    const auto pred = device == "cuda"
-                          ? glue::predict_folder_cuda(model, config, features, tokenizer->pad_id(), batch_size, threads)
-                          : glue::predict_folder_cpu(model, config, features, tokenizer->pad_id(), batch_size, threads);
+    const auto pred = glue::on_device(device, threads, [&](auto on) {
+      return glue::predict_folder(on, model, config, features, tokenizer->pad_id(), batch_size);
+    });
     nlohmann::json result{{"model", model}, {"examples", static_cast<int64_t>(examples.size())}, {"truncated", truncated}};
     if (!hans.empty()) {
       // MNLI heads (3 labels, GLUE order contradiction/entailment/neutral): entailment is 1;

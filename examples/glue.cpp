@@ -169,6 +169,7 @@ int main(int argc, char** argv) {
     job.ig_steps = o.addrop.ig_steps;
     job.eval_batch_size = o.training.eval_batch_size;
     job.trainer = glue::trainer_options(o.training);
+    job.sampler = glue::sampler_options(o.training);
     job.trainer.save_extra = [&](const fs::path& dir) { tokenizer->save(dir); };
     job.metrics = [task](const train::Predictions& pred, const std::vector<data::Feature>& gold) {
       train::EvalResult r;
@@ -220,8 +221,7 @@ int main(int argc, char** argv) {
           glue::on_device(o.device, o.threads, [&](auto device) { return glue::train_run(device, job, spec, dir); });
       rec.summary = glue::summarize(outcome, spec, info, o.training);
       train::write_summary(dir / "summary.json", rec.summary);
-      if (!outcome.result.stop_reason.empty())
-        std::fprintf(stderr, "%s: stopped: %s\n", spec.name.c_str(), outcome.result.stop_reason.c_str());
+      glue::report_stop(spec.name, outcome.result);
       records.push_back(rec);
     }
 
@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
     if (several) glue::write_table(out, records, info, !o.grid.empty());
     else std::printf("%s\n", records.front().summary.dump(2).c_str());
     const bool nan_stop = std::any_of(records.begin(), records.end(), [](const glue::RunRecord& r) {
-      return r.summary.value("stop_reason", std::string()).find("became") != std::string::npos;
+      return glue::stopped_on_non_finite_loss(r.summary);
     });
     return nan_stop ? 3 : 0;
   } catch (const std::exception& e) {

@@ -203,10 +203,16 @@ inline addrop::train::TrainerOptions trainer_options(const TrainFlags& f) {
                   : f.lr_schedule == "constant-warmup" ? ScheduleKind::ConstantWithWarmup
                                                        : ScheduleKind::Constant;
   t.warmup = f.warmup;
-  t.sampler.batch_size = f.batch_size;
-  t.sampler.bucket_by_length = f.bucket;
   t.progress = !f.no_progress;
   return t;
+}
+
+/// The training batches' sampler options (the seed is set per run).
+inline addrop::data::SamplerOptions sampler_options(const TrainFlags& f) {
+  addrop::data::SamplerOptions s;
+  s.batch_size = f.batch_size;
+  s.bucket_by_length = f.bucket;
+  return s;
 }
 
 /// A tokenizer from a folder (its tokenizer files) or from a lone vocab.txt / vocab.json.
@@ -350,7 +356,8 @@ inline nlohmann::json summarize(const RunOutcome& o, const RunSpec& spec, const 
   j["steps"] = o.result.steps;
   j["seconds"] = o.result.seconds;
   j["main_metric"] = info.main_metric;
-  j["stop_reason"] = o.result.stop_reason;
+  j["stop"] = addrop::train::to_string(o.result.stop_reason);
+  j["stop_reason"] = o.result.stop_message;
   j["history"] = nlohmann::json::array();
   for (const auto& r : o.result.history) j["history"].push_back(addrop::train::to_json(r, spec.name));
   if (const auto* best = o.result.best()) {
@@ -360,6 +367,20 @@ inline nlohmann::json summarize(const RunOutcome& o, const RunSpec& spec, const 
     j["best_metrics"] = best->dev.metrics;
   }
   return j;
+}
+
+/// Prints why a run stopped before its last epoch, with the flags that bear on it.
+inline void report_stop(const std::string& run, const addrop::train::TrainResult& r) {
+  using addrop::train::StopReason;
+  if (r.stop_reason == StopReason::Completed) return;
+  std::fprintf(stderr, "%s: stopped: %s\n", run.c_str(), r.stop_message.c_str());
+  if (r.stop_reason == StopReason::NonFiniteLoss)
+    std::fprintf(stderr, "%s: try a lower --lr, or clipping with --max-grad-norm\n", run.c_str());
+}
+
+/// Whether a run (its summary.json) stopped on a NaN or infinite training loss.
+inline bool stopped_on_non_finite_loss(const nlohmann::json& summary) {
+  return summary.value("stop", std::string()) == addrop::train::to_string(addrop::train::StopReason::NonFiniteLoss);
 }
 
 /// Curves of every run: train loss and dev loss in one panel, the dev metric in another.

@@ -41,6 +41,7 @@ struct Job {
   std::string side = "high", schedule = "cross";
   int ig_steps = 20;
   addrop::train::TrainerOptions trainer;
+  addrop::data::SamplerOptions sampler;  ///< batch size and length bucketing; the seed is the run's
   /// Dev metrics from predictions; `mismatched` selects MNLI's second dev set naming.
   std::function<addrop::train::EvalResult(const addrop::train::Predictions&, const std::vector<addrop::data::Feature>&)>
       metrics;
@@ -59,7 +60,10 @@ RunOutcome train_with(Model& model, Reg& reg, const Job& job, const RunSpec& spe
   train::TrainerOptions topt = job.trainer;
   topt.output = out_dir;
   topt.run_name = spec.name;
-  topt.sampler.seed = spec.seed;
+  data::SamplerOptions sampler = job.sampler;
+  sampler.seed = spec.seed;
+  const data::SequenceBatches source(job.train, sampler, job.pad_id,
+                                     model.config().task == models::Task::Regression);
   train::Trainer trainer(model, reg, topt);
   auto evaluate = [&](Model& m) {
     const auto pred = train::predict(m, job.dev, job.eval_batch_size, job.pad_id);
@@ -73,7 +77,7 @@ RunOutcome train_with(Model& model, Reg& reg, const Job& job, const RunSpec& spe
     return r;
   };
   RunOutcome outcome;
-  outcome.result = trainer.fit(job.train, evaluate, job.pad_id);
+  outcome.result = trainer.fit(source, evaluate);
   if (const auto* best = outcome.result.best()) outcome.best_dev = best->dev;
   if (job.predict_test && !job.test.empty() && topt.save_best && fs::exists(out_dir / "best" / "model.safetensors")) {
     io::load_weights(model, io::SafeTensors::load(out_dir / "best" / "model.safetensors"), true);

@@ -306,6 +306,7 @@ int main(int argc, char** argv) {
     job.ig_steps = o.addrop.ig_steps;
     job.test_each_epoch = o.test_each_epoch && have_test;
     job.trainer = glue::trainer_options(o.training);
+    job.sampler = glue::sampler_options(o.training);
     job.trainer.save_extra = [&](const fs::path& dir) {
       tokenizer->save(dir);
       // config.json with the label names (Hugging Face's id2label / label2id).
@@ -375,8 +376,7 @@ int main(int argc, char** argv) {
         if (!o.grid.empty()) fs::remove_all(dir / "best");  // a grid keeps its table, not 81 checkpoints
       }
       train::write_summary(dir / "summary.json", rec.summary);
-      if (!outcome.run.result.stop_reason.empty())
-        std::fprintf(stderr, "%s: stopped: %s\n", spec.name.c_str(), outcome.run.result.stop_reason.c_str());
+      glue::report_stop(spec.name, outcome.run.result);
       records.push_back(rec);
     }
 
@@ -384,7 +384,7 @@ int main(int argc, char** argv) {
     if (several) glue::write_table(out, records, info, !o.grid.empty());
     else std::printf("%s\n", records.front().summary.dump(2).c_str());
     const bool nan_stop = std::any_of(records.begin(), records.end(), [](const glue::RunRecord& r) {
-      return r.summary.value("stop_reason", std::string()).find("became") != std::string::npos;
+      return glue::stopped_on_non_finite_loss(r.summary);
     });
     return nan_stop ? 3 : 0;
   } catch (const std::exception& e) {

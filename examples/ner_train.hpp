@@ -1,8 +1,7 @@
 #pragma once
 // The model side of addrop-ner: build or load a token classifier on a backend, train one
-// run with the shared Trainer (through train::TokenLabelSteps, which gives the trainer's
-// batches their token labels), evaluate on valid every epoch, and score the test set with
-// the best checkpoint. Kept apart from the file and text handling (ner.cpp) so that a CUDA
+// run with the shared Trainer (on data::TokenBatches, batches with token labels),
+// evaluate on valid every epoch, and score the test set with the best checkpoint. Kept apart from the file and text handling (ner.cpp) so that a CUDA
 // translation unit can instantiate it for backend::Cuda.
 #include <addrop/addrop.hpp>
 #include <addrop/data/token_alignment.hpp>
@@ -36,6 +35,7 @@ struct Job {
   int ig_steps = 20;
   bool test_each_epoch = false;        ///< also score the test set at every evaluation (test_* metrics)
   addrop::train::TrainerOptions trainer;
+  addrop::data::SamplerOptions sampler;  ///< batch size and length bucketing; the seed is the run's
 };
 
 struct Outcome {
@@ -58,9 +58,10 @@ Outcome train_with(Model& model, Reg& reg, const Job& job, const glue::RunSpec& 
   train::TrainerOptions topt = job.trainer;
   topt.output = out_dir;
   topt.run_name = spec.name;
-  topt.sampler.seed = spec.seed;
-  train::TokenLabelSteps<Reg> steps(reg, job.train);
-  train::Trainer trainer(model, steps, topt);
+  data::SamplerOptions sampler = job.sampler;
+  sampler.seed = spec.seed;
+  const data::TokenBatches source(job.train, sampler, job.pad_id);
+  train::Trainer trainer(model, reg, topt);
   auto evaluate = [&](Model& m) {
     train::EvalResult r = to_eval_result(
         train::evaluate_tokens(m, job.dev, job.dev_gold, job.labels, job.eval_batch_size, job.pad_id));
@@ -72,7 +73,7 @@ Outcome train_with(Model& model, Reg& reg, const Job& job, const glue::RunSpec& 
     return r;
   };
   Outcome outcome;
-  outcome.run.result = trainer.fit(job.train.features, evaluate, job.pad_id);
+  outcome.run.result = trainer.fit(source, evaluate);
   if (const auto* best = outcome.run.result.best()) outcome.run.best_dev = best->dev;
   if (!job.test.empty()) {
     const fs::path best = out_dir / "best" / "model.safetensors";

@@ -6,7 +6,7 @@
 // (double) / 1e-4 (float) relative; candidates and keep masks agree exactly (float:
 // except rows whose threshold gap, from the stored attribution, is below 1e-5; counted).
 // Also: the attributions of several target layers from ONE backward equal each layer's
-// own backward, bit for bit; TokenLabelSteps gives the same step as a hand-made batch.
+// own backward, bit for bit; data::TokenBatches gives the same step as a hand-made batch.
 #define BOOST_TEST_MODULE golden_token_addrop
 #include <boost/mpl/list.hpp>
 #include <boost/test/unit_test.hpp>
@@ -210,8 +210,9 @@ BOOST_AUTO_TEST_CASE(one_backward_serves_all_target_layers) {
   BOOST_TEST(joint[1] == only1[0]);
 }
 
-// TokenLabelSteps: a trainer batch (labels = feature keys) gets its token labels [B, L].
-BOOST_AUTO_TEST_CASE(token_label_steps_matches_a_hand_made_batch) {
+// data::TokenBatches: the trainer's batch (token labels [B, L]) is the hand-made one, and
+// so is the step on it.
+BOOST_AUTO_TEST_CASE(token_batches_match_a_hand_made_batch) {
   const auto config = io::load_hf_config(kFixtures / "bert_token");
   const auto batch = testing::read_fixture_batch(io::SafeTensors::load(kFixtures / "bert_token" / "batch.safetensors"), config);
   data::TokenFeatures data;
@@ -220,7 +221,6 @@ BOOST_AUTO_TEST_CASE(token_label_steps_matches_a_hand_made_batch) {
     data::Feature f;
     f.ids.assign(batch.input_ids.begin() + b * batch.length, batch.input_ids.begin() + b * batch.length + n);
     f.type_ids.assign(batch.token_type_ids.begin() + b * batch.length, batch.token_type_ids.begin() + b * batch.length + n);
-    f.label = static_cast<int32_t>(b);
     f.index = b;
     data.features.push_back(f);
     data.labels.emplace_back(batch.labels.begin() + b * batch.length, batch.labels.begin() + b * batch.length + n);
@@ -228,16 +228,19 @@ BOOST_AUTO_TEST_CASE(token_label_steps_matches_a_hand_made_batch) {
   const auto made = data::make_token_batch(data, {0, 1, 2}, static_cast<int32_t>(config.pad_token_id));
   BOOST_TEST(made.labels == batch.labels);
   BOOST_TEST(made.input_ids == batch.input_ids);
+  const data::TokenBatches source(data, {.batch_size = 3, .shuffle = false}, static_cast<int32_t>(config.pad_token_id));
+  BOOST_REQUIRE_EQUAL(source.num_batches(0), 1);
 
-  auto step = [&](bool adapter) {
+  auto step = [&](bool from_source) {
     models::EncoderModel<double> model(config, {.threads = 1});
     io::load_weights(model, io::SafeTensors::load(kFixtures / "bert_token" / "model.safetensors"), true);
     AdDrop<attribution::Gradient, selection::TopP, schedule::Always> reg({.p = 0.8, .q = 0.1, .layers = {0, 1}});
     model.zero_grad();
-    if (adapter) {
-      train::TokenLabelSteps steps(reg, data);
-      const auto trainer_batch = data::make_batch(data.features, {0, 1, 2}, static_cast<int32_t>(config.pad_token_id), false);
-      return steps.step(model, trainer_batch, 0).loss;
+    if (from_source) {
+      for (const models::Batch& b : source.batches(0)) {
+        BOOST_TEST(b.labels == batch.labels);
+        return reg.step(model, b, 0).loss;
+      }
     }
     return reg.step(model, batch, 0).loss;
   };

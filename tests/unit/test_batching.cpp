@@ -234,3 +234,44 @@ BOOST_AUTO_TEST_CASE(bucketing_groups_similar_lengths) {
     BOOST_TEST(std::is_sorted(lengths.begin(), lengths.end()));
   }
 }
+
+// ---------------------------------------------------------------- SequenceBatches
+// The trainer's source: per epoch, exactly epoch_batches' batches in its order, each made
+// by make_batch (the seeded runs of before the source existed are reproduced), and as
+// many as num_batches says.
+BOOST_AUTO_TEST_CASE(sequence_batches_are_the_sampler_s_batches) {
+  const auto fs = features_with_lengths(varied_lengths(203));
+  for (bool bucket : {false, true})
+    for (bool drop_last : {false, true})
+      for (bool regression : {false, true}) {
+        const data::SamplerOptions o{
+            .batch_size = 16, .bucket_by_length = bucket, .bucket_window = 3, .seed = 9, .drop_last = drop_last};
+        const data::SequenceBatches source(fs, o, 7, regression);
+        BOOST_TEST(source.num_batches(0) == (drop_last ? 12 : 13));
+        for (int epoch = 0; epoch < 3; ++epoch) {
+          const auto plan = data::epoch_batches(fs, o, epoch);
+          BOOST_TEST(source.num_batches(epoch) == static_cast<int64_t>(plan.size()));
+          const auto batches = source.batches(epoch);
+          BOOST_TEST(batches.size() == plan.size());
+          std::size_t i = 0;
+          for (const models::Batch& b : batches) {
+            BOOST_REQUIRE_LT(i, plan.size());
+            const models::Batch want = data::make_batch(fs, plan[i], 7, regression);
+            BOOST_TEST(b.size == want.size);
+            BOOST_TEST(b.length == want.length);
+            BOOST_TEST(b.input_ids == want.input_ids);
+            BOOST_TEST(b.attention_mask == want.attention_mask);
+            BOOST_TEST(b.token_type_ids == want.token_type_ids);
+            BOOST_TEST(b.labels == want.labels);
+            BOOST_TEST(b.targets == want.targets);
+            ++i;
+          }
+          BOOST_TEST(i == plan.size());
+        }
+      }
+  BOOST_TEST(data::batches_per_epoch(0, {.batch_size = 4}) == 0);
+  BOOST_TEST(data::batches_per_epoch(9, {.batch_size = 4}) == 3);
+  BOOST_TEST(data::batches_per_epoch(9, {.batch_size = 4, .drop_last = true}) == 2);
+  BOOST_CHECK_EXCEPTION(data::SequenceBatches(fs, {.batch_size = 0}, 0, false), std::invalid_argument,
+                        has({"batch_size must be positive"}));
+}

@@ -111,7 +111,7 @@ BOOST_AUTO_TEST_CASE(wordpiece_sentence) {
   BOOST_TEST(f.word_ids[0] == (Ids{-1, 0, 1, 1, 2, 3, 4, 4, 5, -1}), boost::test_tools::per_element());
   BOOST_TEST(f.labels[0] == (Ids{X, 0, 3, X, 0, 0, 1, X, 0, X}), boost::test_tools::per_element());
   BOOST_TEST(f.features[0].ids.size() == 10u);
-  BOOST_TEST(f.features[0].label == 0);  // the key make_batch carries
+  BOOST_TEST(f.features[0].index == 0);  // its position
   BOOST_TEST(f.num_words[0] == 6);
   BOOST_TEST(f.truncated_words == 0);
   BOOST_TEST(f.truncated_sentences == 0);
@@ -189,14 +189,49 @@ BOOST_AUTO_TEST_CASE(token_batches_pad_labels_with_ignore) {
   c.num_labels = 5;
   c.vocab_size = tok->vocab_size();
   BOOST_CHECK_NO_THROW(batch.validate(c, true));
-  // the trainer's make_batch carries keys; fill_token_labels swaps in the labels
-  auto keyed = data::make_batch(f.features, {1, 0}, tok->pad_id(), false);
-  BOOST_TEST(keyed.labels == (Ids{1, 0}), boost::test_tools::per_element());
-  data::fill_token_labels(f, keyed);
-  BOOST_TEST(keyed.labels == batch.labels, boost::test_tools::per_element());
-  auto bad = keyed;
-  bad.labels = {5, 0};
-  BOOST_CHECK_EXCEPTION(data::fill_token_labels(f, bad), std::invalid_argument, testing::has({"key 5"}));
+  // the token labels come from the positions, whatever Feature::label holds
+  auto relabelled = f;
+  for (auto& feature : relabelled.features) feature.label = 77;
+  BOOST_TEST(data::make_token_batch(relabelled, {1, 0}, tok->pad_id()).labels == batch.labels,
+             boost::test_tools::per_element());
+  BOOST_CHECK_EXCEPTION(data::make_token_batch(f, {5, 0}, tok->pad_id()), std::invalid_argument,
+                        testing::has({"index 5"}));
+  auto short_labels = f;
+  short_labels.labels.pop_back();
+  BOOST_CHECK_EXCEPTION(data::make_token_batch(short_labels, {0}, tok->pad_id()), std::invalid_argument,
+                        testing::has({"1 label rows for 2 features"}));
+}
+
+// The trainer's source for token classification: epoch_batches' batches in its order
+// (the same seeded order as sequence features), each made by make_token_batch.
+BOOST_AUTO_TEST_CASE(token_batches_are_the_sampler_s_batches) {
+  SmallWordPiece v;
+  const auto tok = v.tokenizer();
+  std::vector<Strings> words, tags;
+  for (int i = 0; i < 37; ++i) {
+    words.push_back(i % 3 ? kWords : Strings{"Mr", "."});
+    tags.push_back(i % 3 ? kTags : Strings{"O", "O"});
+  }
+  const auto f = encode(*tok, words, tags, {.max_length = 64});
+  for (bool bucket : {false, true}) {
+    const data::SamplerOptions o{.batch_size = 8, .bucket_by_length = bucket, .bucket_window = 2, .seed = 4};
+    const data::TokenBatches source(f, o, tok->pad_id());
+    BOOST_TEST(source.num_batches(0) == 5);
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      const auto plan = data::epoch_batches(f.features, o, epoch);
+      std::size_t i = 0;
+      for (const models::Batch& b : source.batches(epoch)) {
+        BOOST_REQUIRE_LT(i, plan.size());
+        const models::Batch want = data::make_token_batch(f, plan[i], tok->pad_id());
+        BOOST_TEST(b.input_ids == want.input_ids);
+        BOOST_TEST(b.token_type_ids == want.token_type_ids);
+        BOOST_TEST(b.labels == want.labels);
+        BOOST_TEST(b.labels.size() == static_cast<std::size_t>(b.size * b.length));
+        ++i;
+      }
+      BOOST_TEST(i == plan.size());
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(unlabelled_and_mismatched_input) {

@@ -1,17 +1,22 @@
 #pragma once
 // From tokenized features to padded mini-batches: an epoch sampler (shuffle, optional
-// length bucketing, drop_last) that is a pure function of (seed, epoch), and dynamic
-// padding to the longest sequence of each batch.
+// length bucketing, drop_last) that is a pure function of (seed, epoch), dynamic
+// padding to the longest sequence of each batch, and SequenceBatches, the batch source
+// (train::BatchSource) that feeds sequence features to train::Trainer.
 //
 // Shuffles are Fisher-Yates driven by Philox4x32-10 (backend/philox.hpp) with an
 // unbiased bounded draw by rejection, so an epoch's order is the same on every platform
 // and standard library (std::shuffle and std::uniform_int_distribution are not).
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../backend/philox.hpp"
@@ -77,7 +82,21 @@ void fisher_yates(std::vector<T>& v, Draws& draws) {
   for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[draws.below(i)]);
 }
 
+inline void check_sampler(const SamplerOptions& options) {
+  if (options.batch_size <= 0)
+    throw std::invalid_argument("epoch_batches: batch_size must be positive, got " + std::to_string(options.batch_size));
+  if (options.bucket_by_length && options.bucket_window <= 0)
+    throw std::invalid_argument("epoch_batches: bucket_window must be positive, got " +
+                                std::to_string(options.bucket_window));
+}
+
 }  // namespace batching_detail
+
+/// How many batches epoch_batches gives for `n` features, in every epoch.
+inline int64_t batches_per_epoch(int64_t n, const SamplerOptions& options) {
+  batching_detail::check_sampler(options);
+  return n / options.batch_size + (n % options.batch_size != 0 && !options.drop_last ? 1 : 0);
+}
 
 /// The batches of one epoch as lists of positions into `features`. Without drop_last,
 /// every position occurs exactly once; the result depends only on (features' lengths,
@@ -85,11 +104,7 @@ void fisher_yates(std::vector<T>& v, Draws& draws) {
 inline std::vector<std::vector<int64_t>> epoch_batches(const std::vector<Feature>& features,
                                                        const SamplerOptions& options, int64_t epoch) {
   using namespace batching_detail;
-  if (options.batch_size <= 0)
-    throw std::invalid_argument("epoch_batches: batch_size must be positive, got " + std::to_string(options.batch_size));
-  if (options.bucket_by_length && options.bucket_window <= 0)
-    throw std::invalid_argument("epoch_batches: bucket_window must be positive, got " +
-                                std::to_string(options.bucket_window));
+  check_sampler(options);
   const auto n = static_cast<int64_t>(features.size());
   const auto e = static_cast<uint64_t>(epoch);
   std::vector<int64_t> order(static_cast<std::size_t>(n));
@@ -165,5 +180,79 @@ inline models::Batch make_batch(const std::vector<Feature>& features, const std:
   }
   return batch;
 }
+
+/// One epoch's batches, made on demand: a sized input range over `plan` (lists of
+/// positions, as epoch_batches gives them) whose elements are `make(indices)`, each built
+/// only when the loop reaches it. What SequenceBatches and TokenBatches return per epoch.
+template <class Make>
+class LazyBatches {
+ public:
+  using value_type = std::remove_cvref_t<std::invoke_result_t<const Make&, const std::vector<int64_t>&>>;
+
+  LazyBatches(std::vector<std::vector<int64_t>> plan, Make make) : plan_(std::move(plan)), make_(std::move(make)) {}
+
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = LazyBatches::value_type;
+    using difference_type = std::ptrdiff_t;
+
+    iterator() = default;
+    value_type operator*() const { return owner_->make_(owner_->plan_[i_]); }
+    iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    void operator++(int) { ++i_; }
+    bool operator==(std::default_sentinel_t) const { return i_ == owner_->plan_.size(); }
+
+   private:
+    friend class LazyBatches;
+    explicit iterator(const LazyBatches* owner) : owner_(owner) {}
+    const LazyBatches* owner_ = nullptr;
+    std::size_t i_ = 0;
+  };
+
+  iterator begin() const { return iterator(this); }
+  std::default_sentinel_t end() const { return {}; }
+  std::size_t size() const { return plan_.size(); }
+  /// The positions of every batch, in order.
+  const std::vector<std::vector<int64_t>>& plan() const { return plan_; }
+
+ private:
+  std::vector<std::vector<int64_t>> plan_;
+  Make make_;
+};
+
+/// The batch source (train::BatchSource) of sequence classification and regression: in
+/// epoch e, the batches of epoch_batches(features, sampler, e), each padded by make_batch
+/// (labels, or targets when `regression`). Keeps a reference: `features` must outlive it
+/// and the ranges batches() returns.
+///
+///   data::SequenceBatches source(train_features, {.batch_size = 32, .seed = 1}, pad_id, false);
+///   trainer.fit(source, evaluate);
+class SequenceBatches {
+ public:
+  SequenceBatches(const std::vector<Feature>& features, SamplerOptions sampler, int32_t pad_id, bool regression)
+      : features_(&features), sampler_(sampler), pad_id_(pad_id), regression_(regression) {
+    batching_detail::check_sampler(sampler_);
+  }
+
+  int64_t num_batches(int /*epoch*/) const {
+    return batches_per_epoch(static_cast<int64_t>(features_->size()), sampler_);
+  }
+  auto batches(int epoch) const {
+    return LazyBatches(epoch_batches(*features_, sampler_, epoch),
+                       [features = features_, pad_id = pad_id_, regression = regression_](
+                           const std::vector<int64_t>& indices) { return make_batch(*features, indices, pad_id, regression); });
+  }
+  const SamplerOptions& sampler() const { return sampler_; }
+
+ private:
+  const std::vector<Feature>* features_;
+  SamplerOptions sampler_;
+  int32_t pad_id_;
+  bool regression_;
+};
 
 }  // namespace addrop::data

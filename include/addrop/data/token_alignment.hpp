@@ -16,10 +16,10 @@
 // a word with no token left (cut by truncation, or one the tokenizer maps to nothing) is
 // predicted with a fill label ("O").
 //
-// Batches: the trainer's data::make_batch copies Feature::label into Batch::labels [B].
-// For token features Feature::label holds the feature's own position (its key), and
-// make_token_batch / fill_token_labels replace the keys by the token labels [B, L]
-// (-100 on pads), so the shared sampler and batching serve token classification unchanged.
+// Batches: make_token_batch pads the features like data::make_batch and puts the token
+// labels [B, L] (-100 on pads) in Batch::labels; TokenBatches is the batch source
+// (train::BatchSource) that feeds token features to train::Trainer with the shared
+// sampler (data::epoch_batches), so its seeded orders are those of sequence features.
 #include <algorithm>
 #include <cstdint>
 #include <span>
@@ -108,9 +108,9 @@ inline std::vector<int32_t> word_predictions(std::span<const int32_t> word_ids, 
   return out;
 }
 
-/// Tokenized sentences with their token labels and word alignment. `features` is what
-/// the trainer samples from (Feature::label = Feature::index = the position, the key
-/// fill_token_labels reads); the other vectors run parallel to it.
+/// Tokenized sentences with their token labels and word alignment. `features` holds the
+/// token ids (Feature::index = the position; Feature::label is unused); the other
+/// vectors run parallel to it.
 struct TokenFeatures {
   std::vector<Feature> features;
   std::vector<std::vector<int32_t>> labels;    ///< per token: label id, or -100 (specials, continuations, unlabelled)
@@ -155,7 +155,6 @@ inline TokenFeatures encode_sentences(const text::Tokenizer& tok, const std::vec
       Feature& f = out.features[static_cast<std::size_t>(s)];
       f.ids = std::move(enc.ids);
       f.type_ids = std::move(enc.type_ids);
-      f.label = static_cast<int32_t>(s);
       f.index = s;
       if (word_labels.empty()) out.labels[static_cast<std::size_t>(s)].assign(enc.word_ids.size(), kIgnoreLabel);
       else out.labels[static_cast<std::size_t>(s)] = align_labels(enc.word_ids, word_labels[static_cast<std::size_t>(s)],
@@ -189,34 +188,51 @@ inline TokenFeatures encode_sentences(const text::Tokenizer& tok, const std::vec
   return out;
 }
 
-/// Replaces the keys make_batch put in batch.labels ([B], each a position in `data`) by
-/// the token labels [B, L], -100 on pads. Reuses batch.labels' storage.
-inline void fill_token_labels(const TokenFeatures& data, models::Batch& batch) {
-  if (static_cast<int64_t>(batch.labels.size()) != batch.size)
-    throw std::invalid_argument("fill_token_labels: expected one key per example in batch.labels, got " +
-                                std::to_string(batch.labels.size()) + " for " + std::to_string(batch.size));
-  thread_local std::vector<int32_t> keys;
-  keys.assign(batch.labels.begin(), batch.labels.end());
-  batch.labels.assign(static_cast<std::size_t>(batch.size * batch.length), kIgnoreLabel);
-  for (int64_t b = 0; b < batch.size; ++b) {
-    const int32_t key = keys[static_cast<std::size_t>(b)];
-    if (key < 0 || static_cast<std::size_t>(key) >= data.labels.size())
-      throw std::invalid_argument("fill_token_labels: key " + std::to_string(key) + " (row " + std::to_string(b) +
-                                  ") is not a feature of this set of " + std::to_string(data.labels.size()));
-    const auto& l = data.labels[static_cast<std::size_t>(key)];
-    if (static_cast<int64_t>(l.size()) > batch.length)
-      throw std::invalid_argument("fill_token_labels: feature " + std::to_string(key) + " has " +
-                                  std::to_string(l.size()) + " tokens, longer than the batch");
-    std::copy(l.begin(), l.end(), batch.labels.begin() + b * batch.length);
-  }
-}
-
-/// A padded batch of token features with labels [B, L] (-100 on pads and ignored tokens).
+/// A padded batch of data.features[indices] (as make_batch) with the token labels
+/// [B, L] of data.labels in Batch::labels, -100 on pads and ignored tokens.
 inline models::Batch make_token_batch(const TokenFeatures& data, const std::vector<int64_t>& indices, int32_t pad_id,
                                       bool with_type_ids = true) {
-  models::Batch batch = make_batch(data.features, indices, pad_id, false, with_type_ids);
-  fill_token_labels(data, batch);
+  if (data.labels.size() != data.features.size())
+    throw std::invalid_argument("make_token_batch: " + std::to_string(data.labels.size()) + " label rows for " +
+                                std::to_string(data.features.size()) + " features");
+  models::Batch batch = make_batch(data.features, indices, pad_id, false, with_type_ids);  // checks the indices
+  batch.labels.assign(static_cast<std::size_t>(batch.size * batch.length), kIgnoreLabel);
+  for (std::size_t b = 0; b < indices.size(); ++b) {
+    const auto& l = data.labels[static_cast<std::size_t>(indices[b])];
+    if (static_cast<int64_t>(l.size()) > batch.length)
+      throw std::invalid_argument("make_token_batch: feature " + std::to_string(indices[b]) + " has " +
+                                  std::to_string(l.size()) + " token labels, longer than the batch");
+    std::copy(l.begin(), l.end(), batch.labels.begin() + static_cast<std::ptrdiff_t>(b) * batch.length);
+  }
   return batch;
 }
+
+/// The batch source (train::BatchSource) of token classification: in epoch e, the
+/// batches of epoch_batches(data.features, sampler, e), each made by make_token_batch.
+/// Keeps a reference: `data` must outlive it and the ranges batches() returns.
+///
+///   data::TokenBatches source(train_features, {.batch_size = 32, .seed = 1}, pad_id);
+///   trainer.fit(source, evaluate);
+class TokenBatches {
+ public:
+  TokenBatches(const TokenFeatures& data, SamplerOptions sampler, int32_t pad_id)
+      : data_(&data), sampler_(sampler), pad_id_(pad_id) {
+    batching_detail::check_sampler(sampler_);
+  }
+
+  int64_t num_batches(int /*epoch*/) const { return batches_per_epoch(static_cast<int64_t>(data_->size()), sampler_); }
+  auto batches(int epoch) const {
+    return LazyBatches(epoch_batches(data_->features, sampler_, epoch),
+                       [data = data_, pad_id = pad_id_](const std::vector<int64_t>& indices) {
+                         return make_token_batch(*data, indices, pad_id);
+                       });
+  }
+  const SamplerOptions& sampler() const { return sampler_; }
+
+ private:
+  const TokenFeatures* data_;
+  SamplerOptions sampler_;
+  int32_t pad_id_;
+};
 
 }  // namespace addrop::data

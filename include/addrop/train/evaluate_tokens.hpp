@@ -1,12 +1,12 @@
 #pragma once
 // Token classification on top of the shared training loop: inference over token features
-// (argmax per token, mapped back to words through the first sub-token), entity-level
-// scoring (conlleval-exact, metrics::EntityCounts), and TokenLabelSteps, the regulariser
-// adapter that lets train::Trainer train a token classifier.
+// (argmax per token, mapped back to words through the first sub-token) and entity-level
+// scoring (conlleval-exact, metrics::EntityCounts). Training goes through train::Trainer
+// with data::TokenBatches as the batch source.
 //
-//   auto steps = train::TokenLabelSteps(addrop_regulariser, train_features);
-//   train::Trainer trainer(model, steps, options);
-//   trainer.fit(train_features.features, evaluate, pad_id);
+//   data::TokenBatches source(train_features, sampler, pad_id);
+//   train::Trainer trainer(model, addrop_regulariser, options);
+//   trainer.fit(source, evaluate);
 //   auto result = train::evaluate_tokens(model, dev_features, gold_tags, label_names, 64, pad_id);
 #include <algorithm>
 #include <cmath>
@@ -129,39 +129,5 @@ TokenEvaluation evaluate_tokens(Model& model, const data::TokenFeatures& data,
   r.counts = metrics::evaluate_entities(gold, r.predicted);
   return r;
 }
-
-/// A regulariser adapter for train::Trainer: the trainer builds batches with
-/// data::make_batch, whose labels are the token features' keys ([B]); this adapter swaps
-/// in the token labels [B, L] (data::fill_token_labels) and runs the wrapped regulariser
-/// (AdDrop<...>, whose attribution then uses the token-level objective). The batch
-/// buffer is reused, so a step allocates nothing once the largest shape was seen.
-template <class Regulariser>
-class TokenLabelSteps {
- public:
-  TokenLabelSteps(Regulariser& inner, const data::TokenFeatures& data) : inner_(inner), data_(data) {}
-
-  template <class Model>
-  auto step(Model& model, const models::Batch& batch, int epoch) {
-    batch_.size = batch.size;
-    batch_.length = batch.length;
-    batch_.input_ids.assign(batch.input_ids.begin(), batch.input_ids.end());
-    batch_.attention_mask.assign(batch.attention_mask.begin(), batch.attention_mask.end());
-    batch_.token_type_ids.assign(batch.token_type_ids.begin(), batch.token_type_ids.end());
-    batch_.labels.assign(batch.labels.begin(), batch.labels.end());
-    batch_.targets.clear();
-    data::fill_token_labels(data_, batch_);
-    return inner_.step(model, batch_, epoch);
-  }
-  int64_t step_count() const { return inner_.step_count(); }
-  void set_step_count(int64_t steps) { inner_.set_step_count(steps); }
-  Regulariser& inner() { return inner_; }
-  /// The batch of the last step, token labels in place.
-  const models::Batch& last_batch() const { return batch_; }
-
- private:
-  Regulariser& inner_;
-  const data::TokenFeatures& data_;
-  models::Batch batch_;
-};
 
 }  // namespace addrop::train

@@ -1,32 +1,42 @@
 #pragma once
-// The fine-tuning loop every example trainer shares: epochs of shuffled (optionally
-// length-bucketed) batches, one regulariser step per batch (AdDrop<...>, which is also
-// the plain step when its schedule says so), gradient clipping, AdamW with an LR
-// schedule, evaluation at the end of every epoch (or every N steps), early stopping on
-// the task's main metric, the best checkpoint in Hugging Face layout, the last state for
-// resuming, metrics.jsonl and summary.json. A NaN or Inf loss stops the run with a
-// clear message; the best checkpoint written so far stays as it was.
+// The fine-tuning loop every example trainer shares: epochs of batches from any batch
+// source (train/batch_source.hpp; data::SequenceBatches and data::TokenBatches give the
+// seeded, optionally length-bucketed shuffles), one regulariser step per batch
+// (AdDrop<...>, which is also the plain step when its schedule says so), gradient
+// clipping, AdamW with an LR schedule, evaluation at the end of every epoch (or every N
+// steps), early stopping on the task's main metric, the best checkpoint in Hugging Face
+// layout, the last state for resuming, metrics.jsonl. A NaN or Inf loss stops the run
+// (StopReason::NonFiniteLoss); the best checkpoint written so far stays as it was.
+// Callbacks (train/callbacks.hpp) see every step, evaluation, epoch end and checkpoint.
 //
 //   train::Trainer trainer(model, regulariser, options);
-//   auto result = trainer.fit(train_features, [&](auto& m) { return evaluate_dev(m); });
+//   data::SequenceBatches source(train_features, sampler, pad_id, regression);
+//   auto result = trainer.fit(source, [&](auto& m) { return evaluate_dev(m); }, callbacks...);
+//   if (result.stop_reason == train::StopReason::NonFiniteLoss) ...
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <limits>
-#include <map>
 #include <optional>
+#include <ranges>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "../data/batching.hpp"
+#include "../data/batching.hpp"  // data::SequenceBatches, the source most callers want
 #include "../io/checkpoint.hpp"
 #include "adamw.hpp"
+#include "batch_source.hpp"
+#include "callbacks.hpp"
 #include "early_stopping.hpp"
+#include "eval_record.hpp"
 #include "grad_clip.hpp"
 #include "lr_schedule.hpp"
 #include "optimizer_state.hpp"
@@ -34,13 +44,6 @@
 #include "run_files.hpp"
 
 namespace addrop::train {
-
-/// What an evaluation reports: the dev loss, named metrics and the one to select on.
-struct EvalResult {
-  double loss = std::numeric_limits<double>::quiet_NaN();
-  std::map<std::string, double> metrics;
-  double main = 0;  ///< the value early stopping and checkpoint selection look at
-};
 
 struct TrainerOptions {
   int epochs = 3;
@@ -51,63 +54,67 @@ struct TrainerOptions {
   AdamWOptions optimizer;
   ScheduleKind lr_schedule = ScheduleKind::Constant;
   double warmup = 0;             ///< warmup: a fraction of all steps if < 1, else a step count
-  data::SamplerOptions sampler;
   std::filesystem::path output;  ///< empty: write nothing
   bool save_best = true;         ///< best checkpoint in output/best
   bool save_last = true;         ///< model + optimizer + trainer state in output/last (for resume)
-  bool resume = false;           ///< continue from output/last
+  bool resume = false;           ///< continue from output/last (which must hold a saved state)
   std::string run_name = "run";  ///< label in metrics.jsonl and plots
-  bool progress = true;
+  bool progress = true;          ///< a progress bar per epoch on stderr
   /// Writes extra files into a checkpoint folder (the tokenizer's), after the weights.
   std::function<void(const std::filesystem::path&)> save_extra;
 };
 
-/// One evaluation's record (a line of metrics.jsonl).
-struct EvalRecord {
-  int epoch = 0;               ///< 0-based epoch the evaluation ran in
-  int64_t step = 0;            ///< optimizer steps so far
-  double train_loss = 0;       ///< mean training loss since the previous evaluation
-  bool addrop = false;         ///< whether AD-DROP ran in that stretch (any step)
-  EvalResult dev;
-  double seconds = 0;          ///< wall time since the start of training
+/// Why fit() returned.
+enum class StopReason {
+  Completed,      ///< every epoch ran (or a resumed run had none left)
+  NoImprovement,  ///< early stopping: TrainerOptions::patience evaluations without a better main metric
+  NonFiniteLoss,  ///< a training loss was NaN or infinite; the best checkpoint so far is kept
 };
+
+inline const char* to_string(StopReason r) {
+  switch (r) {
+    case StopReason::Completed: return "completed";
+    case StopReason::NoImprovement: return "no_improvement";
+    case StopReason::NonFiniteLoss: return "non_finite_loss";
+  }
+  return "unknown";
+}
+
+/// The inverse of to_string(StopReason); throws std::invalid_argument for other text.
+inline StopReason stop_reason_from_string(std::string_view s) {
+  for (StopReason r : {StopReason::Completed, StopReason::NoImprovement, StopReason::NonFiniteLoss})
+    if (s == to_string(r)) return r;
+  throw std::invalid_argument("stop_reason_from_string: unknown stop reason '" + std::string(s) + "'");
+}
 
 struct TrainResult {
   std::vector<EvalRecord> history;
   int best_index = -1;         ///< into history
-  bool stopped_early = false;
-  std::string stop_reason;     ///< empty when all epochs ran
+  StopReason stop_reason = StopReason::Completed;
+  std::string stop_message;    ///< stop_reason in words, with the epoch and step; empty when Completed
   double seconds = 0;
   int64_t steps = 0;
+  bool stopped_early() const { return stop_reason != StopReason::Completed; }
   const EvalRecord* best() const { return best_index >= 0 ? &history[best_index] : nullptr; }
 };
 
-inline nlohmann::json to_json(const EvalRecord& r, const std::string& run) {
-  nlohmann::json j{{"run", run},           {"epoch", r.epoch},        {"step", r.step},
-                   {"train_loss", r.train_loss}, {"addrop", r.addrop}, {"seconds", r.seconds},
-                   {"main", r.dev.main}};
-  j["dev_loss"] = std::isfinite(r.dev.loss) ? nlohmann::json(r.dev.loss) : nlohmann::json(nullptr);
-  // Metrics of the held-out test set (an evaluator's "test_*" extras) keep their own
-  // name; every other metric is the dev set's.
-  for (const auto& [k, v] : r.dev.metrics) j[k.rfind("test_", 0) == 0 ? k : "dev_" + k] = v;
-  return j;
+namespace trainer_detail {
+/// Whether Regulariser trains Model on the batches of S (true when S is no source: that
+/// has its own message).
+template <class S, class Regulariser, class Model>
+constexpr bool regulariser_fits() {
+  if constexpr (BatchSource<S>) return RegulariserFor<Regulariser, Model, batch_t<S>>;
+  else return true;
 }
-
-inline EvalRecord record_from_json(const nlohmann::json& j) {
-  EvalRecord r;
-  r.epoch = j.at("epoch").get<int>();
-  r.step = j.at("step").get<int64_t>();
-  r.train_loss = j.at("train_loss").get<double>();
-  r.addrop = j.at("addrop").get<bool>();
-  r.seconds = j.at("seconds").get<double>();
-  r.dev.main = j.at("main").get<double>();
-  r.dev.loss = j.at("dev_loss").is_null() ? std::numeric_limits<double>::quiet_NaN() : j.at("dev_loss").get<double>();
-  for (const auto& [k, v] : j.items()) {
-    if (k.rfind("dev_", 0) == 0 && k != "dev_loss") r.dev.metrics[k.substr(4)] = v.get<double>();
-    else if (k.rfind("test_", 0) == 0) r.dev.metrics[k] = v.get<double>();  // see to_json
-  }
-  return r;
-}
+/// Whether io::save_pretrained / io::load_weights can write and read the model (the
+/// library's encoders can; a model of a test's own may not, and then trains without
+/// checkpoints).
+template <class Model>
+concept Checkpointable = requires(Model& m, const std::string& name) {
+  m.config();
+  m.find_parameter(name);
+};
+}  // namespace trainer_detail
 
 template <class Model, class Regulariser>
 class Trainer {
@@ -119,128 +126,43 @@ class Trainer {
   Trainer(Model& model, Regulariser& regulariser, TrainerOptions options)
       : model_(model), reg_(regulariser), options_(std::move(options)),
         optimizer_(model.parameters(), options_.optimizer, model.context()) {
-    if (options_.epochs <= 0) throw std::invalid_argument("trainer: epochs must be positive");
+    if (options_.epochs <= 0)
+      throw std::invalid_argument("TrainerOptions::epochs must be positive, got " + std::to_string(options_.epochs));
   }
 
   AdamW<T, Backend>& optimizer() { return optimizer_; }
 
-  TrainResult fit(const std::vector<data::Feature>& train, const Evaluate& evaluate, int32_t pad_id) {
-    namespace fs = std::filesystem;
-    if (train.empty()) throw std::invalid_argument("trainer: no training examples");
-    const bool regression = model_.config().task == models::Task::Regression;
-    const auto batches_per_epoch = static_cast<int64_t>(data::epoch_batches(train, options_.sampler, 0).size());
-    const int64_t total_steps = batches_per_epoch * options_.epochs;
-    const int64_t warmup_steps = options_.warmup < 1 ? static_cast<int64_t>(std::ceil(options_.warmup * total_steps))
-                                                     : static_cast<int64_t>(options_.warmup);
-    LrScheduler scheduler(LrSchedule(options_.lr_schedule, options_.optimizer.lr, warmup_steps, total_steps));
-    // patience 0 means "never stop early": the stopper then only tracks the best value.
-    EarlyStopping stopper({.patience = options_.patience > 0 ? options_.patience : std::numeric_limits<int>::max(),
-                           .goal = options_.greater_is_better ? Goal::Maximize : Goal::Minimize});
-
-    TrainResult result;
-    int first_epoch = 0;
-    int64_t step = 0;
-    double time_offset = 0;
-    const fs::path last_dir = options_.output.empty() ? fs::path() : options_.output / "last";
-    if (options_.resume) {
-      if (options_.output.empty() || !fs::exists(last_dir / "trainer_state.json"))
-        throw std::runtime_error("--resume: no saved state in " + last_dir.string());
-      const nlohmann::json state = nlohmann::json::parse(read_file(last_dir / "trainer_state.json"));
-      io::load_weights(model_, io::SafeTensors::load(last_dir / "model.safetensors"), true);
-      load_optimizer_state(optimizer_, last_dir / "optimizer.safetensors", &scheduler);
-      first_epoch = state.at("next_epoch").get<int>();
-      step = state.at("step").get<int64_t>();
-      time_offset = state.at("seconds").get<double>();
-      reg_.set_step_count(state.at("regulariser_steps").get<int64_t>());
-      for (const auto& j : state.at("history")) {
-        result.history.push_back(record_from_json(j));
-        stopper.update(result.history.back().epoch, result.history.back().dev.main);
-      }
-      result.best_index = state.at("best_index").get<int>();
-      if (first_epoch >= options_.epochs) {  // nothing left to do
-        result.steps = step;
-        result.seconds = time_offset;
-        return result;
-      }
+  /// Trains on the batches of `source` (a BatchSource whose batches the regulariser takes)
+  /// for TrainerOptions::epochs, evaluating with `evaluate(model)` (an EvalResult) and
+  /// calling the hooks of `callbacks` (train/callbacks.hpp) on the way.
+  template <class Source, class EvaluateFn, class... Callbacks>
+  TrainResult fit(Source&& source, EvaluateFn&& evaluate, Callbacks&&... callbacks) {
+    using S = std::remove_reference_t<Source>;
+    static_assert(BatchSource<S>, "Trainer::fit: the source needs num_batches(epoch) and batches(epoch), an input "
+                                  "range of batches (train::BatchSource, train/batch_source.hpp)");
+    static_assert(trainer_detail::regulariser_fits<S, Regulariser, Model>(),
+                  "Trainer::fit: the regulariser cannot train the model on the source's batches: it needs "
+                  "step(model, batch, epoch) returning .loss and .used_addrop, step_count() and set_step_count(n)");
+    static_assert(std::is_invocable_r_v<EvalResult, EvaluateFn&, Model&>,
+                  "Trainer::fit: evaluate(model) must return a train::EvalResult");
+    static_assert((TrainerCallback<std::remove_reference_t<Callbacks>> && ...),
+                  "Trainer::fit: a callback needs at least one of on_step(const StepInfo&), "
+                  "on_evaluate(const EvaluateInfo&), on_epoch_end(const EpochEndInfo&), "
+                  "on_checkpoint(const CheckpointInfo&) (train/callbacks.hpp)");
+    check_checkpoints();
+    const Evaluate eval = std::ref(evaluate);
+    Run run(make_scheduler(total_steps(source)), make_stopper());
+    (run.callbacks.add(callbacks), ...);
+    if (options_.resume) restore(run);
+    if (run.next_epoch >= options_.epochs) return finish(run);  // a resumed run with nothing left to do
+    start(run);
+    for (int epoch = run.next_epoch; epoch < options_.epochs && !run.stopped(); ++epoch) {
+      if (!train_epoch(source, epoch, eval, run)) break;  // stopped before its last batch
+      if (options_.eval_every <= 0) evaluate_and_select(epoch, eval, run);
+      if (!run.stopped()) save_last(epoch, run);  // an early stop leaves output/last as it was
+      run.callbacks.on_epoch_end({epoch, run.step, run.epoch_loss.mean(), run.epoch_loss.addrop, run.elapsed()});
     }
-
-    // metrics.jsonl holds exactly the evaluations of the history (a resumed run drops
-    // any line written after its last saved state).
-    std::optional<MetricsLog> log;
-    if (!options_.output.empty()) {
-      log.emplace(options_.output / "metrics.jsonl", MetricsLog::Mode::Truncate);
-      for (const auto& r : result.history) log->append(to_json(r, options_.run_name));
-    }
-    const auto start = std::chrono::steady_clock::now();
-    auto elapsed = [&] {
-      return time_offset + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    };
-    double loss_sum = 0;
-    int64_t loss_count = 0;
-    bool addrop_used = false;
-
-    auto run_evaluation = [&](int epoch) -> bool {  // returns true when training should stop
-      EvalRecord rec;
-      rec.epoch = epoch;
-      rec.step = step;
-      rec.train_loss = loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0;
-      rec.addrop = addrop_used;
-      rec.dev = evaluate(model_);
-      rec.seconds = elapsed();
-      loss_sum = 0;
-      loss_count = 0;
-      addrop_used = false;
-      result.history.push_back(rec);
-      const bool improved = stopper.update(epoch, rec.dev.main).improved;
-      if (improved) {
-        result.best_index = static_cast<int>(result.history.size()) - 1;
-        if (!options_.output.empty() && options_.save_best) save_checkpoint(options_.output / "best");
-      }
-      if (log) log->append(to_json(rec, options_.run_name));
-      if (stopper.should_stop()) {
-        result.stopped_early = true;
-        result.stop_reason = "no improvement of the dev metric in " + std::to_string(options_.patience) + " evaluations";
-        return true;
-      }
-      return false;
-    };
-
-    for (int epoch = first_epoch; epoch < options_.epochs && !result.stopped_early; ++epoch) {
-      const auto batches = data::epoch_batches(train, options_.sampler, epoch);
-      std::optional<Progress> bar;
-      if (options_.progress)
-        bar.emplace(static_cast<int64_t>(batches.size()),
-                    options_.run_name + " epoch " + std::to_string(epoch + 1) + "/" + std::to_string(options_.epochs));
-      for (std::size_t i = 0; i < batches.size(); ++i) {
-        const models::Batch batch = data::make_batch(train, batches[i], pad_id, regression);
-        model_.zero_grad();
-        const auto out = reg_.step(model_, batch, epoch);
-        if (!std::isfinite(out.loss)) {
-          result.stopped_early = true;
-          result.stop_reason = "the training loss became " + std::string(std::isnan(out.loss) ? "NaN" : "infinite") +
-                               " at epoch " + std::to_string(epoch) + ", step " + std::to_string(step + 1) +
-                               " (try a lower --lr or gradient clipping); the best checkpoint so far is kept";
-          break;
-        }
-        if (options_.max_grad_norm > 0) clip_grad_norm(model_.parameters(), model_.context(), options_.max_grad_norm);
-        scheduler.apply(optimizer_);
-        optimizer_.step();
-        scheduler.step();
-        ++step;
-        loss_sum += out.loss;
-        ++loss_count;
-        addrop_used = addrop_used || out.used_addrop;
-        if (bar) bar->update(1, {{"loss", loss_sum / static_cast<double>(loss_count)}});
-        if (options_.eval_every > 0 && step % options_.eval_every == 0 && run_evaluation(epoch)) break;
-      }
-      if (bar) bar->finish();
-      if (result.stopped_early) break;
-      if (options_.eval_every <= 0 && run_evaluation(epoch)) break;
-      if (!options_.output.empty() && options_.save_last) save_state(epoch + 1, elapsed(), result, scheduler);
-    }
-    result.steps = step;
-    result.seconds = elapsed();
-    return result;
+    return finish(run);
   }
 
   /// Writes the model (and the extra files) as a Hugging Face folder, replacing `dir`
@@ -255,6 +177,219 @@ class Trainer {
   }
 
  private:
+  /// Mean loss and AD-DROP use over a stretch of steps.
+  struct LossMean {
+    double sum = 0;
+    int64_t count = 0;
+    bool addrop = false;
+    void add(double loss, bool used_addrop) {
+      sum += loss;
+      ++count;
+      addrop = addrop || used_addrop;
+    }
+    double mean() const { return count ? sum / static_cast<double>(count) : 0.0; }
+  };
+
+  /// The state of one fit(): what resuming restores and every step updates.
+  struct Run {
+    Run(LrScheduler s, EarlyStopping e) : scheduler(s), stopper(e) {}
+    LrScheduler scheduler;
+    EarlyStopping stopper;
+    CallbackList callbacks;
+    TrainResult result;
+    int next_epoch = 0;
+    int64_t step = 0;
+    double time_offset = 0;  ///< seconds of the runs this one resumes
+    std::optional<std::chrono::steady_clock::time_point> start;
+    std::optional<MetricsLog> log;
+    LossMean since_eval, epoch_loss;
+
+    bool stopped() const { return result.stopped_early(); }
+    double elapsed() const {
+      if (!start) return time_offset;
+      return time_offset + std::chrono::duration<double>(std::chrono::steady_clock::now() - *start).count();
+    }
+  };
+
+  /// A model io/checkpoint.hpp cannot write trains without checkpoints.
+  void check_checkpoints() const {
+    if constexpr (!trainer_detail::Checkpointable<Model>)
+      if (options_.resume || (!options_.output.empty() && (options_.save_best || options_.save_last)))
+        throw std::invalid_argument(
+            "TrainerOptions: this model has no Hugging Face checkpoint form (config(), find_parameter(name)): set "
+            "save_best and save_last to false, or output empty, and resume to false");
+  }
+
+  template <class Source>
+  int64_t total_steps(Source& source) const {
+    int64_t total = 0;
+    for (int epoch = 0; epoch < options_.epochs; ++epoch) {
+      const auto n = static_cast<int64_t>(source.num_batches(epoch));
+      if (n <= 0)
+        throw std::invalid_argument("Trainer::fit: the batch source gives no batches in epoch " +
+                                    std::to_string(epoch) + " (no training examples?)");
+      total += n;
+    }
+    return total;
+  }
+
+  LrScheduler make_scheduler(int64_t total) const {
+    const int64_t warmup = options_.warmup < 1 ? static_cast<int64_t>(std::ceil(options_.warmup * total))
+                                               : static_cast<int64_t>(options_.warmup);
+    return LrScheduler(LrSchedule(options_.lr_schedule, options_.optimizer.lr, warmup, total));
+  }
+
+  /// patience 0 means "never stop early": the stopper then only tracks the best value.
+  EarlyStopping make_stopper() const {
+    return EarlyStopping({.patience = options_.patience > 0 ? options_.patience : std::numeric_limits<int>::max(),
+                          .goal = options_.greater_is_better ? Goal::Maximize : Goal::Minimize});
+  }
+
+  /// Loads output/last: weights, optimizer and LR schedule, regulariser steps, history.
+  void restore(Run& run) {
+    if constexpr (trainer_detail::Checkpointable<Model>) restore_checkpoint(run);
+  }
+  void restore_checkpoint(Run& run) {
+    namespace fs = std::filesystem;
+    if (options_.output.empty())
+      throw std::runtime_error("TrainerOptions::resume is set but TrainerOptions::output is empty");
+    const fs::path dir = options_.output / "last";
+    if (!fs::exists(dir / "trainer_state.json"))
+      throw std::runtime_error("TrainerOptions::resume is set but " + dir.string() +
+                               " holds no saved state (no trainer_state.json)");
+    const nlohmann::json state = nlohmann::json::parse(read_file(dir / "trainer_state.json"));
+    io::load_weights(model_, io::SafeTensors::load(dir / "model.safetensors"), true);
+    load_optimizer_state(optimizer_, dir / "optimizer.safetensors", &run.scheduler);
+    run.next_epoch = state.at("next_epoch").get<int>();
+    run.step = state.at("step").get<int64_t>();
+    run.time_offset = state.at("seconds").get<double>();
+    reg_.set_step_count(state.at("regulariser_steps").get<int64_t>());
+    for (const auto& j : state.at("history")) {
+      run.result.history.push_back(record_from_json(j));
+      run.stopper.update(run.result.history.back().epoch, run.result.history.back().dev.main);
+    }
+    run.result.best_index = state.at("best_index").get<int>();
+  }
+
+  /// Starts the clock and metrics.jsonl, which holds exactly the evaluations of the
+  /// history (a resumed run drops any line written after its last saved state).
+  void start(Run& run) {
+    if (!options_.output.empty()) {
+      run.log.emplace(options_.output / "metrics.jsonl", MetricsLog::Mode::Truncate);
+      for (const auto& r : run.result.history) run.log->append(to_json(r, options_.run_name));
+    }
+    run.start = std::chrono::steady_clock::now();
+  }
+
+  /// The batches of `epoch`, evaluating every eval_every steps. False when the run stopped
+  /// before the epoch's last batch.
+  template <class Source>
+  bool train_epoch(Source& source, int epoch, const Evaluate& evaluate, Run& run) {
+    const auto expected = static_cast<int64_t>(source.num_batches(epoch));
+    auto&& batches = source.batches(epoch);
+    if constexpr (std::ranges::sized_range<decltype(batches)>)
+      check_batch_count(static_cast<int64_t>(std::ranges::size(batches)), expected, epoch);
+    std::optional<Progress> bar;
+    if (options_.progress)
+      bar.emplace(expected, options_.run_name + " epoch " + std::to_string(epoch + 1) + "/" +
+                                std::to_string(options_.epochs));
+    run.epoch_loss = {};
+    int64_t done = 0;
+    for (auto&& batch : batches) {
+      if (!train_step(batch, epoch, done, expected, run)) return false;
+      ++done;
+      if (bar) bar->update(1, {{"loss", run.since_eval.sum / static_cast<double>(run.since_eval.count)}});
+      if (options_.eval_every > 0 && run.step % options_.eval_every == 0) {
+        evaluate_and_select(epoch, evaluate, run);
+        if (run.stopped()) return done == expected;
+      }
+    }
+    check_batch_count(done, expected, epoch);
+    return true;
+  }
+
+  static void check_batch_count(int64_t got, int64_t expected, int epoch) {
+    if (got != expected)
+      throw std::logic_error("Trainer::fit: the batch source gave " + std::to_string(got) + " batches in epoch " +
+                             std::to_string(epoch) + ", but num_batches said " + std::to_string(expected));
+  }
+
+  /// One optimizer step on `batch`. False (the run stopped) when the loss is not finite.
+  template <class Batch>
+  bool train_step(const Batch& batch, int epoch, int64_t index, int64_t batches, Run& run) {
+    model_.zero_grad();
+    const auto out = reg_.step(model_, batch, epoch);
+    if (!std::isfinite(out.loss)) {
+      stop(run, StopReason::NonFiniteLoss,
+           "the training loss became " + std::string(std::isnan(out.loss) ? "NaN" : "infinite") + " at epoch " +
+               std::to_string(epoch) + ", step " + std::to_string(run.step + 1) +
+               " (try a lower learning rate or gradient clipping); the best checkpoint so far is kept");
+      return false;
+    }
+    if (options_.max_grad_norm > 0) clip_grad_norm(model_.parameters(), model_.context(), options_.max_grad_norm);
+    run.scheduler.apply(optimizer_);
+    const double lr = run.scheduler.current_lr();
+    optimizer_.step();
+    run.scheduler.step();
+    ++run.step;
+    run.since_eval.add(out.loss, out.used_addrop);
+    run.epoch_loss.add(out.loss, out.used_addrop);
+    run.callbacks.on_step({epoch, run.step, index, batches, static_cast<double>(out.loss), out.used_addrop, lr});
+    return true;
+  }
+
+  /// One evaluation: its record, early stopping, the best checkpoint, metrics.jsonl.
+  void evaluate_and_select(int epoch, const Evaluate& evaluate, Run& run) {
+    EvalRecord rec;
+    rec.epoch = epoch;
+    rec.step = run.step;
+    rec.train_loss = run.since_eval.mean();
+    rec.addrop = run.since_eval.addrop;
+    rec.dev = evaluate(model_);
+    rec.seconds = run.elapsed();
+    run.since_eval = {};
+    run.result.history.push_back(rec);
+    const int index = static_cast<int>(run.result.history.size()) - 1;
+    const bool improved = run.stopper.update(epoch, rec.dev.main).improved;
+    if (improved) {
+      run.result.best_index = index;
+      if (!options_.output.empty() && options_.save_best) save_best(epoch, run);
+    }
+    if (run.log) run.log->append(to_json(rec, options_.run_name));
+    if (run.stopper.should_stop())
+      stop(run, StopReason::NoImprovement,
+           "no improvement of the dev metric in " + std::to_string(options_.patience) + " evaluations");
+    run.callbacks.on_evaluate({run.result.history.back(), index, improved, run.stopped()});
+  }
+
+  /// output/best, the model of the evaluation in `epoch`.
+  void save_best(int epoch, Run& run) {
+    if constexpr (trainer_detail::Checkpointable<Model>) {
+      save_checkpoint(options_.output / "best");
+      run.callbacks.on_checkpoint({options_.output / "best", CheckpointKind::Best, epoch, run.step});
+    }
+  }
+
+  /// output/last after `epoch`, for resuming (when TrainerOptions::save_last).
+  void save_last(int epoch, Run& run) {
+    if (options_.output.empty() || !options_.save_last) return;
+    if constexpr (trainer_detail::Checkpointable<Model>) {
+      save_state(epoch + 1, run.elapsed(), run.result, run.scheduler);
+      run.callbacks.on_checkpoint({options_.output / "last", CheckpointKind::Last, epoch, run.step});
+    }
+  }
+
+  static void stop(Run& run, StopReason reason, std::string message) {
+    run.result.stop_reason = reason;
+    run.result.stop_message = std::move(message);
+  }
+
+  static TrainResult finish(Run& run) {
+    run.result.steps = run.step;
+    run.result.seconds = run.elapsed();
+    return std::move(run.result);
+  }
+
   static void replace_directory(const std::filesystem::path& fresh, const std::filesystem::path& dir) {
     namespace fs = std::filesystem;
     const fs::path old = dir.string() + ".old";

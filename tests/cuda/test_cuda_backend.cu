@@ -896,7 +896,7 @@ void addrop_vs_fixture(const fs::path& file, const std::string& layout) {
   options.layers = layers;
   options.steps = std::stoi(meta.at("steps"));
   options.iga_per_step = meta.at("iga_target") == "per-step";
-  AdDrop<Attr, selection::TopP<High>, schedule::Always> reg(options);
+  AdDrop<Attr, selection::TopP, schedule::Always> reg(options);
   reg.selection_policy().side = meta.at("side") == "low" ? Side::Low : Side::High;
   std::vector<std::vector<float>> draws, draws2;
   ExternalUniforms ext;
@@ -960,7 +960,7 @@ void step_gpu_vs_cpu(models::EncoderModel<T, Cpu>& cm, models::EncoderModel<T, C
   options.steps = 4;
   options.seed = 1234;
   options.record_masks = true;  // the 0/1 masks are compared below (the additive mask is what the step uses)
-  AdDrop<Attr, selection::TopP<High>, schedule::Always> rc(options), rg(options);
+  AdDrop<Attr, selection::TopP, schedule::Always> rc(options), rg(options);
   for (int step = 0; step < steps; ++step) {
     const std::string at = " (step " + std::to_string(step) + ")";
     cm.zero_grad();

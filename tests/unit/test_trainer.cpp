@@ -438,7 +438,7 @@ BOOST_AUTO_TEST_CASE(callbacks_hear_of_early_stopping) {
   models::EncoderModel<float> model(tiny_config(), {.threads = 1});
   models::init_weights(model, 4);
   const auto train = make_features(32, 5), dev = make_features(16, 6);
-  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never> reg(AdDropOptions{});
+  AdDrop<attribution::Gradient, selection::TopP, schedule::Never> reg(AdDropOptions{});
   train::TrainerOptions opt;
   opt.epochs = 10;
   opt.patience = 2;
@@ -499,7 +499,7 @@ BOOST_AUTO_TEST_CASE(messages_name_the_library_options) {
   testing::TempDir tmp("trainer_messages");
   models::EncoderModel<float> model(tiny_config(), {.threads = 1});
   const auto train = make_features(16, 1);
-  AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Never> reg(AdDropOptions{});
+  AdDrop<attribution::Gradient, selection::TopP, schedule::Never> reg(AdDropOptions{});
   train::TrainerOptions opt;
   opt.resume = true;
   opt.output = tmp.dir;

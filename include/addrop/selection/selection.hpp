@@ -79,7 +79,7 @@ struct TopP {
     k.resize(static_cast<std::size_t>(a.batch));
     for (int64_t b = 0; b < a.batch; ++b) k[b] = threshold_index(side, a.p, a.key_lengths[b]);
     Backend::to_device(ctx, a.batch, k.data(), a.threshold_indices);
-    Backend::select_top_p(ctx, a.batch, a.heads, a.length, a.attribution, a.key_mask, a.threshold_indices,
+    Backend::select_top_p(ctx, a.batch, a.heads, a.length, a.length, a.attribution, a.key_mask, a.threshold_indices,
                           side == Side::High, a.uniforms, a.seed, a.stream, static_cast<float>(1.0 - a.q),
                           a.dropped_value, a.additive, a.candidates, a.keep);
   }
@@ -88,7 +88,7 @@ struct TopP {
   template <class Backend, class T>
   void select_random(const typename Backend::Context& ctx, const SelectionArgs<T>& a) const {
     check(a, true);
-    Backend::select_random(ctx, a.batch, a.heads, a.length, a.key_mask, a.uniforms, a.seed, a.stream,
+    Backend::select_random(ctx, a.batch, a.heads, a.length, a.length, a.key_mask, a.uniforms, a.seed, a.stream,
                            static_cast<float>(1.0 - a.p), a.uniforms2, a.stream2, static_cast<float>(1.0 - a.q),
                            a.dropped_value, a.additive, a.candidates, a.keep);
   }

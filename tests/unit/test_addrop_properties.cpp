@@ -8,6 +8,8 @@
 #include <cmath>
 #include <set>
 
+#include "support/selection_reference.hpp"
+
 using namespace addrop;
 using backend::Cpu;
 
@@ -177,28 +179,11 @@ BOOST_AUTO_TEST_CASE(random_rule_drops_p_times_q_of_the_keys) {
 }
 
 // The fused pass AdDrop runs (Cpu::select_top_p, Cpu::select_random) gives exactly the
-// four passes it replaces: uniform, top_p_candidates, q_sample, keep_to_additive (and
-// random_keep for RD), with generated or given draws, any subset of outputs.
+// passes it replaces: uniform, top_p_candidates, q_sample, keep_to_additive (and
+// random_keep for RD), as the host loops of tests/support/selection_reference.hpp, with
+// generated or given draws, any subset of outputs, square and non-square sites.
 using Real = boost::mpl::list<float, double>;
-
-template <class T>
-struct Reference {
-  std::vector<T> candidates, keep, additive;
-};
-
-template <class T>
-Reference<T> four_passes(const std::vector<T>& scores, const std::vector<int32_t>& mask,
-                         const std::vector<int64_t>& k, int64_t B, int64_t H, int64_t L, bool high, uint64_t seed,
-                         uint64_t stream, float keep_below) {
-  const int64_t n = B * H * L * L;
-  Reference<T> r{std::vector<T>(n), std::vector<T>(n), std::vector<T>(n)};
-  std::vector<float> u(n);
-  Cpu::uniform(kCtx, n, seed, stream, u.data());
-  Cpu::top_p_candidates(kCtx, B, H, L, scores.data(), mask.data(), k.data(), high, r.candidates.data());
-  Cpu::q_sample(kCtx, n, r.candidates.data(), u.data(), keep_below, r.keep.data());
-  Cpu::keep_to_additive(kCtx, n, r.keep.data(), T(-10000), r.additive.data());
-  return r;
-}
+namespace ref = testing::reference;
 
 template <class T>
 int64_t differences(const std::vector<T>& a, const std::vector<T>& b) {
@@ -208,20 +193,22 @@ int64_t differences(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(fused_top_p_selection_equals_the_four_passes, T, Real) {
-  struct Case { int64_t B, H, L; bool ties; };
-  // L = 9 and 23: rows that do not start on a block of four draws; L = 1100: the heap scratch
-  for (const Case cs : {Case{3, 2, 9, false}, Case{2, 3, 23, true}, Case{2, 2, 64, false}, Case{4, 1, 37, true},
-                        Case{1, 1, 1100, false}}) {
-    const auto [B, H, L, ties] = cs;
-    const int64_t n = B * H * L * L;
-    std::vector<int32_t> mask(B * L, 0);
+  struct Case { int64_t B, H, Lq, Lk; bool ties; };
+  // Lk = 9 and 23: rows that do not start on a block of four draws; Lk = 1100: the heap
+  // scratch; Lq != Lk: cross-attention sites.
+  for (const Case cs : {Case{3, 2, 9, 9, false}, Case{2, 3, 23, 23, true}, Case{2, 2, 64, 64, false},
+                        Case{4, 1, 37, 37, true}, Case{1, 1, 1100, 1100, false}, Case{4, 2, 5, 13, true},
+                        Case{3, 3, 17, 6, false}, Case{4, 1, 1, 1025, false}}) {
+    const auto [B, H, Lq, Lk, ties] = cs;
+    const int64_t n = B * H * Lq * Lk;
+    std::vector<int32_t> mask(B * Lk, 0);
     std::vector<int64_t> lengths(B, 0);
     for (int64_t b = 0; b < B; ++b) {
-      const int64_t len = b == 2 ? 0 : L - b * (L / 4);  // example 2 has no key at all
-      for (int64_t j = 0; j < len; ++j) mask[b * L + j] = 1;
+      const int64_t len = b == 2 ? 0 : Lk - b * (Lk / 4);  // example 2 has no key at all
+      for (int64_t j = 0; j < len; ++j) mask[b * Lk + j] = 1;
       if (b == 3)  // a gap inside
-        for (int64_t j = 0; j < L; j += 3) mask[b * L + j] = 0;
-      for (int64_t j = 0; j < L; ++j) lengths[b] += mask[b * L + j];
+        for (int64_t j = 0; j < Lk; j += 3) mask[b * Lk + j] = 0;
+      for (int64_t j = 0; j < Lk; ++j) lengths[b] += mask[b * Lk + j];
     }
     std::vector<T> scores(n);
     for (int64_t i = 0; i < n; ++i) {
@@ -230,27 +217,28 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(fused_top_p_selection_equals_the_four_passes, T, R
       if (i % 11 == 0) v = i % 2 ? T(0) : -T(0);
       scores[i] = v;
     }
+    const std::vector<float> u = ref::uniforms(n, 9, 77);
     for (double p : {0.0, 0.1, 0.3, 0.77, 1.0})
       for (Side side : {Side::High, Side::Low}) {
         const bool high = side == Side::High;
         std::vector<int64_t> k(B);
         for (int64_t b = 0; b < B; ++b) k[b] = selection::threshold_index(side, p, lengths[b]);
-        const auto want = four_passes<T>(scores, mask, k, B, H, L, high, 9, 77, 0.6f);
-        std::vector<float> u(n);
-        Cpu::uniform(kCtx, n, 9, 77, u.data());
+        const auto want = ref::select_top_p<T>(B, H, Lq, Lk, scores.data(), mask.data(), k.data(), high, u.data(), 9,
+                                               77, 0.6f, T(-10000));
         for (bool given : {false, true}) {
-          BOOST_TEST_CONTEXT("B,H,L " << B << "," << H << "," << L << " p " << p << (high ? " high" : " low")
-                                      << (given ? " given draws" : " generated draws")) {
+          BOOST_TEST_CONTEXT("B,H,Lq,Lk " << B << "," << H << "," << Lq << "," << Lk << " p " << p
+                                          << (high ? " high" : " low")
+                                          << (given ? " given draws" : " generated draws")) {
             std::vector<T> c(n, T(5)), kp(n, T(5)), a(n, T(5));
-            Cpu::select_top_p(kCtx, B, H, L, scores.data(), mask.data(), k.data(), high, given ? u.data() : nullptr,
-                              9, 77, 0.6f, T(-10000), a.data(), c.data(), kp.data());
+            Cpu::select_top_p(kCtx, B, H, Lq, Lk, scores.data(), mask.data(), k.data(), high,
+                              given ? u.data() : nullptr, 9, 77, 0.6f, T(-10000), a.data(), c.data(), kp.data());
             BOOST_TEST(differences(c, want.candidates) == 0);
             BOOST_TEST(differences(kp, want.keep) == 0);
             BOOST_TEST(differences(a, want.additive) == 0);
             std::vector<T> alone(n, T(5));  // the training step's call: the additive mask alone
-            Cpu::select_top_p(kCtx, B, H, L, scores.data(), mask.data(), k.data(), high, given ? u.data() : nullptr,
-                              9, 77, 0.6f, T(-10000), alone.data(), static_cast<T*>(nullptr),
-                              static_cast<T*>(nullptr));
+            Cpu::select_top_p(kCtx, B, H, Lq, Lk, scores.data(), mask.data(), k.data(), high,
+                              given ? u.data() : nullptr, 9, 77, 0.6f, T(-10000), alone.data(),
+                              static_cast<T*>(nullptr), static_cast<T*>(nullptr));
             BOOST_TEST(differences(alone, want.additive) == 0);
           }
         }
@@ -261,17 +249,30 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(fused_top_p_selection_equals_the_four_passes, T, R
 BOOST_AUTO_TEST_CASE_TEMPLATE(fused_random_rule_equals_its_passes, T, Real) {
   const RawRows r = make_rows(5, 3, 21, 31);
   const int64_t B = r.B, H = r.H, L = r.L, n = B * H * L * L;
-  std::vector<T> c(n), kp(n), a(n), want_c(n), want_k(n), want_a(n);
-  Cpu::random_keep(kCtx, B, H, L, r.mask.data(), r.u.data(), 0.6f, r.u2.data(), 0.75f, want_c.data(), want_k.data());
-  Cpu::keep_to_additive(kCtx, n, want_k.data(), T(-10000), want_a.data());
+  const auto want = ref::select_random<T>(B, H, L, L, r.mask.data(), r.u.data(), 0, 0, 0.6f, r.u2.data(), 0, 0.75f,
+                                          T(-10000));
   for (bool given : {false, true}) {
+    std::vector<T> c(n), kp(n), a(n);
     // make_rows drew u from (seed 31, stream 3) and u2 from (31, 4)
-    Cpu::select_random(kCtx, B, H, L, r.mask.data(), given ? r.u.data() : nullptr, 31, 3, 0.6f,
+    Cpu::select_random(kCtx, B, H, L, L, r.mask.data(), given ? r.u.data() : nullptr, 31, 3, 0.6f,
                        given ? r.u2.data() : nullptr, 4, 0.75f, T(-10000), a.data(), c.data(), kp.data());
-    BOOST_TEST(differences(c, want_c) == 0);
-    BOOST_TEST(differences(kp, want_k) == 0);
-    BOOST_TEST(differences(a, want_a) == 0);
+    BOOST_TEST(differences(c, want.candidates) == 0);
+    BOOST_TEST(differences(kp, want.keep) == 0);
+    BOOST_TEST(differences(a, want.additive) == 0);
   }
+  // A cross-attention site (Lq != Lk) with pads, generated draws against the reference's.
+  const int64_t Lq = 7, Lk = 12, m = B * H * Lq * Lk;
+  std::vector<int32_t> mask(B * Lk, 1);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = Lk - 2 * b; j < Lk; ++j) mask[b * Lk + j] = 0;
+  const auto cross = ref::select_random<T>(B, H, Lq, Lk, mask.data(), nullptr, 8, 1, 0.6f, nullptr, 2, 0.75f,
+                                           T(-10000));
+  std::vector<T> c(m), kp(m), a(m);
+  Cpu::select_random(kCtx, B, H, Lq, Lk, mask.data(), nullptr, 8, 1, 0.6f, nullptr, 2, 0.75f, T(-10000), a.data(),
+                     c.data(), kp.data());
+  BOOST_TEST(differences(c, cross.candidates) == 0);
+  BOOST_TEST(differences(kp, cross.keep) == 0);
+  BOOST_TEST(differences(a, cross.additive) == 0);
 }
 
 BOOST_AUTO_TEST_CASE(the_selection_policy_writes_only_the_outputs_asked_for) {

@@ -4,7 +4,8 @@
 // Every op takes the backend context first and raw row-major buffers with explicit
 // sizes (the llm.c convention: shapes are written in the comments). The CUDA backend
 // offers the same static members with device pointers, so nn/ and models/ are written
-// once against `Backend::op(...)`.
+// once against `Backend::op(...)`. The ops the library calls, and only those, make up the
+// Backend concept (backend.hpp); this file's comments give their semantics.
 //
 // Backward ops *write* their input gradient (dx = ...) unless the name or a flag says
 // `accumulate`; parameter gradients always accumulate (dW += ...), like autograd.
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "backend.hpp"
 #include "philox.hpp"
 
 namespace addrop::backend {
@@ -142,7 +144,8 @@ struct Cpu {
   template <class T>
   static void dropout_backward(const Context&, int64_t n, float p, uint64_t seed, uint64_t stream, const T* dy,
                                T* dx, bool accumulate = false);
-  /// The uniforms themselves, for tests and for AD-DROP's q-sampling.
+  /// The draws themselves: out[i] = draw i of (seed, stream), a float in [0, 1) (Philox4x32-10,
+  /// random::uniform). AD-DROP's generated draws are these (select_top_p, select_random).
   template <class T>
   static void uniform(const Context&, int64_t n, uint64_t seed, uint64_t stream, T* out);
 
@@ -167,47 +170,39 @@ struct Cpu {
   static double mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred);
   /// sum x[i]^2 in double (gradient norms)
   template <class T> static double sum_squares(const Context&, int64_t n, const T* x);
-  template <class T> static double sum(const Context&, int64_t n, const T* x);
+  /// x *= a
   template <class T> static void scale(const Context&, int64_t n, T a, T* x);
 
   /// out = a * b elementwise
   template <class T> static void mul(const Context&, int64_t n, const T* a, const T* b, T* out);
 
   // ---------------------------------------------------------------- AD-DROP selection
-  /// Candidate region of every row (b, h, i) of scores [B,H,L,L] over the keys j with
-  /// key_mask[b*L + j] != 0 (n_b of them): t = the k[b]-th smallest of those (0-based);
-  /// high: candidates are the keys with score >= t, low: score < t. k[b] >= n_b gives no
-  /// candidates (high) or every key (low). Pad keys are never candidates. Writes 0/1.
-  template <class T>
-  static void top_p_candidates(const Context&, int64_t B, int64_t H, int64_t L, const T* scores,
-                               const int32_t* key_mask, const int64_t* k, bool high, T* candidates);
-  /// q-sampling: keep = candidate ? (u < keep_below) : 1, elementwise over n.
-  template <class T>
-  static void q_sample(const Context&, int64_t n, const T* candidates, const float* u, float keep_below, T* keep);
-  /// RD's rule: a non-pad key is kept iff u1 < keep_p or u2 < keep_q; pad keys are kept.
-  /// candidates = 1 at every non-pad key.
-  template <class T>
-  static void random_keep(const Context&, int64_t B, int64_t H, int64_t L, const int32_t* key_mask, const float* u1,
-                          float keep_p, const float* u2, float keep_q, T* candidates, T* keep);
-  /// additive = keep ? 0 : dropped_value (AD-DROP's -10000)
-  template <class T>
-  static void keep_to_additive(const Context&, int64_t n, const T* keep, T dropped_value, T* additive);
+  // Attention sites are [B, H, Lq, Lk] (queries x keys: Lq == Lk for self-attention, not
+  // for an encoder-decoder's cross-attention), row-major: row r < B*H*Lq of Lk keys belongs
+  // to example b = r / (H*Lq); element e = r*Lk + j. key_mask is [B, Lk] (!= 0: a real key,
+  // 0: a pad key); k is [B]. Generated draws are keyed by e: element e takes draw e of
+  // (seed, stream), what uniform(B*H*Lq*Lk, seed, stream, u) writes at u[e].
+  // additive, candidates and keep [B,H,Lq,Lk] are each written only when not null (the
+  // training step asks for additive alone).
 
-  /// Steps 4-5 and the additive mask in one pass per row (b, h, i), with no intermediate
-  /// buffer: the result of top_p_candidates, then q_sample with the draws of
-  /// uniform(B*H*L*L, seed, stream) (or u[e] when u is not null), then keep_to_additive,
-  /// bit for bit. additive, candidates and keep [B,H,L,L] are each written only when not
-  /// null (the training step asks for additive alone). k [B] as for top_p_candidates.
-  /// Draws are made only for candidates (a draw is a pure function of its index).
+  /// Steps 4-5 and the additive mask in one pass per row, with no intermediate buffer:
+  ///  - candidates: over the n_b non-pad keys of the row, t = the k[b]-th smallest score
+  ///    (0-based); high: candidates are the non-pad keys with score >= t, low: score < t.
+  ///    k[b] >= n_b (or n_b = 0) gives no candidates (high) or every non-pad key (low).
+  ///    Pad keys are never candidates;
+  ///  - keep = !candidate || draw < keep_below, the draw being u[e] when u is not null,
+  ///    else generated (drawn only for candidates: a draw is a pure function of e);
+  ///  - additive = keep ? 0 : dropped_value (AD-DROP's -10000); candidates, keep as 0/1.
   template <class T>
-  static void select_top_p(const Context&, int64_t B, int64_t H, int64_t L, const T* scores, const int32_t* key_mask,
-                           const int64_t* k, bool high, const float* u, uint64_t seed, uint64_t stream,
-                           float keep_below, T dropped_value, T* additive, T* candidates, T* keep);
-  /// RD's rule fused the same way: random_keep with the draws u1 (or uniform(seed,
-  /// stream1)) and u2 (or uniform(seed, stream2)), then keep_to_additive. u2 is read (or
-  /// drawn) only where u1 does not already keep the key.
+  static void select_top_p(const Context&, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
+                           const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
+                           uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep);
+  /// RD's rule fused the same way: every non-pad key is a candidate, kept iff
+  /// d1 < keep_p or d2 < keep_q (d1 = u1[e] or generated from (seed, stream1), d2 = u2[e]
+  /// or generated from (seed, stream2); d2 is read or drawn only where d1 does not already
+  /// keep the key); pad keys are kept. additive as for select_top_p.
   template <class T>
-  static void select_random(const Context&, int64_t B, int64_t H, int64_t L, const int32_t* key_mask,
+  static void select_random(const Context&, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t* key_mask,
                             const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
                             uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep);
 
@@ -227,3 +222,9 @@ struct Cpu {
 }  // namespace addrop::backend
 
 #include "cpu_impl.hpp"
+
+// The CPU backend is a Backend (backend.hpp) for both element types it implements.
+static_assert(addrop::backend::BackendFor<addrop::backend::Cpu, float>,
+              "backend::Cpu must satisfy BackendFor<Cpu, float>: see the first unsatisfied requirement above");
+static_assert(addrop::backend::BackendFor<addrop::backend::Cpu, double>,
+              "backend::Cpu must satisfy BackendFor<Cpu, double>: see the first unsatisfied requirement above");

@@ -482,67 +482,9 @@ double Cpu::sum_squares(const Context& ctx, int64_t n, const T* x) {
 }
 
 template <class T>
-double Cpu::sum(const Context& ctx, int64_t n, const T* x) {
-  return cpu_detail::blocked_reduce<T>(ctx.num_threads(), n, [x](int64_t begin, int64_t end) {
-    return Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(x + begin, end - begin).template cast<double>().sum();
-  });
-}
-
-template <class T>
 void Cpu::mul(const Context& ctx, int64_t n, const T* a, const T* b, T* out) {
   cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; ++i) out[i] = a[i] * b[i];
-  });
-}
-
-template <class T>
-void Cpu::top_p_candidates(const Context& ctx, int64_t B, int64_t H, int64_t L, const T* scores,
-                           const int32_t* key_mask, const int64_t* k, bool high, T* candidates) {
-  cpu_detail::parallel_for(ctx.num_threads(), B * H * L, L * 4, [&](int64_t row) {
-    const int64_t b = row / (H * L);
-    const int32_t* mask = key_mask + b * L;
-    const T* s = scores + row * L;
-    T* c = candidates + row * L;
-    thread_local std::vector<T> keys;  // grows to L once per thread
-    keys.clear();
-    for (int64_t j = 0; j < L; ++j)
-      if (mask[j]) keys.push_back(s[j]);
-    const int64_t n = static_cast<int64_t>(keys.size());
-    if (k[b] >= n || n == 0) {
-      const T v = high ? T(0) : T(1);
-      for (int64_t j = 0; j < L; ++j) c[j] = mask[j] ? v : T(0);
-      return;
-    }
-    std::nth_element(keys.begin(), keys.begin() + k[b], keys.end());
-    const T t = keys[static_cast<std::size_t>(k[b])];
-    for (int64_t j = 0; j < L; ++j) c[j] = mask[j] && (high ? s[j] >= t : s[j] < t) ? T(1) : T(0);
-  });
-}
-
-template <class T>
-void Cpu::q_sample(const Context& ctx, int64_t n, const T* candidates, const float* u, float keep_below, T* keep) {
-  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) keep[i] = candidates[i] != T(0) && !(u[i] < keep_below) ? T(0) : T(1);
-  });
-}
-
-template <class T>
-void Cpu::random_keep(const Context& ctx, int64_t B, int64_t H, int64_t L, const int32_t* key_mask, const float* u1,
-                      float keep_p, const float* u2, float keep_q, T* candidates, T* keep) {
-  cpu_detail::parallel_for(ctx.num_threads(), B * H * L, L, [&](int64_t row) {
-    const int32_t* mask = key_mask + (row / (H * L)) * L;
-    for (int64_t j = 0; j < L; ++j) {
-      const int64_t i = row * L + j;
-      candidates[i] = mask[j] ? T(1) : T(0);
-      keep[i] = !mask[j] || u1[i] < keep_p || u2[i] < keep_q ? T(1) : T(0);
-    }
-  });
-}
-
-template <class T>
-void Cpu::keep_to_additive(const Context& ctx, int64_t n, const T* keep, T dropped_value, T* additive) {
-  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) additive[i] = keep[i] != T(0) ? T(0) : dropped_value;
   });
 }
 
@@ -675,23 +617,24 @@ inline void write_row(int64_t L, Candidate cand, const float* d, float keep_belo
 }  // namespace cpu_detail
 
 template <class T>
-void Cpu::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t L, const T* scores, const int32_t* key_mask,
-                       const int64_t* k, bool high, const float* u, uint64_t seed, uint64_t stream, float keep_below,
-                       T dropped_value, T* additive, T* candidates, T* keep) {
+void Cpu::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
+                       const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
+                       uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep) {
   using I = typename cpu_detail::OrderedKey<T>::type;
-  if (L <= 0) return;
-  cpu_detail::parallel_for(ctx.num_threads(), B * H * L, L * 16, [&](int64_t row) {
-    const int64_t b = row / (H * L), base = row * L;
-    const int32_t* mask = key_mask + b * L;
+  if (B <= 0 || H <= 0 || Lq <= 0 || Lk <= 0) return;
+  const int64_t rows_per_example = H * Lq;
+  cpu_detail::parallel_for(ctx.num_threads(), B * rows_per_example, Lk * 16, [&](int64_t row) {
+    const int64_t b = row / rows_per_example, base = row * Lk;
+    const int32_t* mask = key_mask + b * Lk;
     const T* s = scores + base;
-    cpu_detail::RowScratch<I> scratch(L);
+    cpu_detail::RowScratch<I> scratch(Lk);
     I* keys = scratch.keys();
     int64_t n = 0;  // the non-pad keys
-    for (int64_t j = 0; j < L; ++j) n += mask[j] != 0;
-    if (n == L) {
-      for (int64_t j = 0; j < L; ++j) keys[j] = cpu_detail::ordered_key(s[j]);
+    for (int64_t j = 0; j < Lk; ++j) n += mask[j] != 0;
+    if (n == Lk) {
+      for (int64_t j = 0; j < Lk; ++j) keys[j] = cpu_detail::ordered_key(s[j]);
     } else {
-      for (int64_t j = 0, m = 0; j < L; ++j) {  // gathered without a branch
+      for (int64_t j = 0, m = 0; j < Lk; ++j) {  // gathered without a branch
         keys[m] = cpu_detail::ordered_key(s[j]);
         m += mask[j] != 0;
       }
@@ -702,40 +645,41 @@ void Cpu::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t L, cons
     // k >= n (p = 0 for High) or an all-pad row: High has no candidates, Low every key.
     const bool have_threshold = n > 0 && k[b] < n;
     if (!have_threshold && high) {  // nothing to draw
-      for (int64_t j = 0; j < L; ++j) cpu_detail::put_selection(j, false, true, dropped_value, a, c, kp);
+      for (int64_t j = 0; j < Lk; ++j) cpu_detail::put_selection(j, false, true, dropped_value, a, c, kp);
       return;
     }
-    const float* d = u ? u + base : cpu_detail::row_draws(seed, stream, base, L, scratch.draws(0));
+    const float* d = u ? u + base : cpu_detail::row_draws(seed, stream, base, Lk, scratch.draws(0));
     if (!have_threshold) {
-      cpu_detail::write_row(L, [&](int64_t j) { return mask[j] != 0; }, d, keep_below, dropped_value, a, c, kp);
+      cpu_detail::write_row(Lk, [&](int64_t j) { return mask[j] != 0; }, d, keep_below, dropped_value, a, c, kp);
       return;
     }
-    // The comparison is on the values, as top_p_candidates makes it (-0 == +0).
+    // The comparison is on the values (-0 == +0), not on the keys.
     const T t = cpu_detail::from_ordered_key<T>(cpu_detail::kth_smallest_key(keys, n, k[b]));
     if (high)
-      cpu_detail::write_row(L, [&](int64_t j) { return (mask[j] != 0) & (s[j] >= t); }, d, keep_below,
+      cpu_detail::write_row(Lk, [&](int64_t j) { return (mask[j] != 0) & (s[j] >= t); }, d, keep_below,
                             dropped_value, a, c, kp);
     else
-      cpu_detail::write_row(L, [&](int64_t j) { return (mask[j] != 0) & (s[j] < t); }, d, keep_below,
+      cpu_detail::write_row(Lk, [&](int64_t j) { return (mask[j] != 0) & (s[j] < t); }, d, keep_below,
                             dropped_value, a, c, kp);
   });
 }
 
 template <class T>
-void Cpu::select_random(const Context& ctx, int64_t B, int64_t H, int64_t L, const int32_t* key_mask, const float* u1,
-                        uint64_t seed, uint64_t stream1, float keep_p, const float* u2, uint64_t stream2,
-                        float keep_q, T dropped_value, T* additive, T* candidates, T* keep) {
-  if (L <= 0) return;
-  cpu_detail::parallel_for(ctx.num_threads(), B * H * L, L * 16, [&](int64_t row) {
-    const int64_t base = row * L;
-    const int32_t* mask = key_mask + (row / (H * L)) * L;
-    cpu_detail::RowScratch<int32_t> scratch(L);
-    const float* d1 = u1 ? u1 + base : cpu_detail::row_draws(seed, stream1, base, L, scratch.draws(0));
-    const float* d2 = u2 ? u2 + base : cpu_detail::row_draws(seed, stream2, base, L, scratch.draws(1));
+void Cpu::select_random(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t* key_mask,
+                        const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
+                        uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep) {
+  if (B <= 0 || H <= 0 || Lq <= 0 || Lk <= 0) return;
+  const int64_t rows_per_example = H * Lq;
+  cpu_detail::parallel_for(ctx.num_threads(), B * rows_per_example, Lk * 16, [&](int64_t row) {
+    const int64_t base = row * Lk;
+    const int32_t* mask = key_mask + (row / rows_per_example) * Lk;
+    cpu_detail::RowScratch<int32_t> scratch(Lk);
+    const float* d1 = u1 ? u1 + base : cpu_detail::row_draws(seed, stream1, base, Lk, scratch.draws(0));
+    const float* d2 = u2 ? u2 + base : cpu_detail::row_draws(seed, stream2, base, Lk, scratch.draws(1));
     T* a = additive ? additive + base : nullptr;
     T* c = candidates ? candidates + base : nullptr;
     T* kp = keep ? keep + base : nullptr;
-    for (int64_t j = 0; j < L; ++j) {
+    for (int64_t j = 0; j < Lk; ++j) {
       const bool candidate = mask[j] != 0;
       const bool kept = !candidate || d1[j] < keep_p || d2[j] < keep_q;
       cpu_detail::put_selection(j, candidate, kept, dropped_value, a, c, kp);

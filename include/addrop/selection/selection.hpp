@@ -73,7 +73,6 @@ inline constexpr bool reads_attributions = [] {
 }();
 
 namespace detail {
-#define MERGE_SQUARE(a) if ((a).queries != (a).keys) throw std::logic_error("non-square until merge")
 template <class T>
 void check_common(const SelectionArgs<T>& a, const char* who) {
   auto fail = [&](const std::string& what) { throw std::invalid_argument(std::string(who) + ": " + what); };
@@ -106,7 +105,7 @@ class TopP {
     k.resize(static_cast<std::size_t>(a.batch));
     for (int64_t b = 0; b < a.batch; ++b) k[b] = threshold_index(side_, a.p, a.key_lengths[b]);
     Backend::to_device(ctx, a.batch, k.data(), a.threshold_indices);
-    MERGE_SQUARE(a); Backend::select_top_p(ctx, a.batch, a.heads, a.keys, a.attribution, a.key_mask, a.threshold_indices,
+    Backend::select_top_p(ctx, a.batch, a.heads, a.queries, a.keys, a.attribution, a.key_mask, a.threshold_indices,
                           side_ == Side::High, a.uniforms, a.seed, a.stream, static_cast<float>(1.0 - a.q),
                           a.dropped_value, a.additive, a.candidates, a.keep);
   }
@@ -124,7 +123,7 @@ struct Random {
   template <class Backend, class T>
   void select(const typename Backend::Context& ctx, const SelectionArgs<T>& a) const {
     detail::check_common(a, "AD-DROP selection (random)");
-    MERGE_SQUARE(a); Backend::select_random(ctx, a.batch, a.heads, a.keys, a.key_mask, a.uniforms, a.seed, a.stream,
+    Backend::select_random(ctx, a.batch, a.heads, a.queries, a.keys, a.key_mask, a.uniforms, a.seed, a.stream,
                            static_cast<float>(1.0 - a.p), a.uniforms2, a.stream2, static_cast<float>(1.0 - a.q),
                            a.dropped_value, a.additive, a.candidates, a.keep);
   }

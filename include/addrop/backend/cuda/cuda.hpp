@@ -12,7 +12,7 @@
 //     candidates, keep masks and additive masks (the same Philox4x32-10 draws, the same
 //     comparisons), and embedding_backward (the same order of additions);
 //   - floating-point outputs agree to rounding (other summation orders, CUDA's libm);
-//   - reductions (sum, sum_squares, mse, cross_entropy) return a double on the host and
+//   - reductions (sum_squares, mse, cross_entropy) return a double on the host and
 //     are deterministic run to run (fixed reduction trees, no atomics on floating values).
 //
 // Streams: every op of a Context runs on its stream, in call order. Context::create()
@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "../backend.hpp"
 #include "../philox.hpp"
 
 namespace addrop::backend {
@@ -317,32 +318,21 @@ struct Cuda {
   template <class T>
   static double mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred);
   template <class T> static double sum_squares(const Context&, int64_t n, const T* x);
-  template <class T> static double sum(const Context&, int64_t n, const T* x);
   template <class T> static void scale(const Context&, int64_t n, T a, T* x);
   template <class T> static void mul(const Context&, int64_t n, const T* a, const T* b, T* out);
 
   // ---------------------------------------------------------------- AD-DROP selection
-  /// As Cpu::top_p_candidates; key_mask [B*L] and k [B] are device buffers.
+  /// As Cpu::select_top_p (identical outputs) over [B, H, Lq, Lk]; key_mask [B*Lk] and
+  /// k [B] are device buffers. The candidates of every row go into the first output that
+  /// is given (candidates, else additive, else keep), then one elementwise pass draws (or
+  /// reads u), q-samples and writes the outputs in place.
   template <class T>
-  static void top_p_candidates(const Context&, int64_t B, int64_t H, int64_t L, const T* scores,
-                               const int32_t* key_mask, const int64_t* k, bool high, T* candidates);
+  static void select_top_p(const Context&, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
+                           const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
+                           uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep);
+  /// As Cpu::select_random (identical outputs) over [B, H, Lq, Lk], one elementwise pass.
   template <class T>
-  static void q_sample(const Context&, int64_t n, const T* candidates, const float* u, float keep_below, T* keep);
-  template <class T>
-  static void random_keep(const Context&, int64_t B, int64_t H, int64_t L, const int32_t* key_mask, const float* u1,
-                          float keep_p, const float* u2, float keep_q, T* candidates, T* keep);
-  template <class T>
-  static void keep_to_additive(const Context&, int64_t n, const T* keep, T dropped_value, T* additive);
-  /// As Cpu::select_top_p (identical outputs): top_p_candidates into the first output that
-  /// is given (candidates, else additive, else keep), then one elementwise pass that draws
-  /// (or reads u), q-samples and writes the outputs in place. k [B] is a device buffer.
-  template <class T>
-  static void select_top_p(const Context&, int64_t B, int64_t H, int64_t L, const T* scores, const int32_t* key_mask,
-                           const int64_t* k, bool high, const float* u, uint64_t seed, uint64_t stream,
-                           float keep_below, T dropped_value, T* additive, T* candidates, T* keep);
-  /// As Cpu::select_random (identical outputs), one elementwise pass.
-  template <class T>
-  static void select_random(const Context&, int64_t B, int64_t H, int64_t L, const int32_t* key_mask,
+  static void select_random(const Context&, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t* key_mask,
                             const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
                             uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep);
 
@@ -355,3 +345,9 @@ struct Cuda {
 }  // namespace addrop::backend
 
 #include "cuda_impl.cuh"
+
+// The CUDA backend is a Backend (backend.hpp) for both element types it implements.
+static_assert(addrop::backend::BackendFor<addrop::backend::Cuda, float>,
+              "backend::Cuda must satisfy BackendFor<Cuda, float>: see the first unsatisfied requirement above");
+static_assert(addrop::backend::BackendFor<addrop::backend::Cuda, double>,
+              "backend::Cuda must satisfy BackendFor<Cuda, double>: see the first unsatisfied requirement above");

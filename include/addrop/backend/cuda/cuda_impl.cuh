@@ -478,34 +478,37 @@ __global__ void cross_entropy_kernel(int64_t rows, int64_t classes, const T* log
 }
 
 // ---------------------------------------------------------------- AD-DROP selection
-// Candidates of row (b, h, i) from the k[b]-th smallest (0-based) of its non-pad scores.
-// Sort variant: a block per row sorts the row in shared memory (P = L rounded up to a power
+// Sites are [B, H, Lq, Lk]: rows = B*H*Lq rows of Lk keys, row r belonging to example
+// r / rows_per_example (rows_per_example = H*Lq), whose key mask is key_mask + b*Lk.
+//
+// Candidates of row r from the k[b]-th smallest (0-based) of its non-pad scores.
+// Sort variant: a block per row sorts the row in shared memory (P = Lk rounded up to a power
 // of two; pad keys and the tail hold +inf, which sorts them after every real score, so the
 // first n sorted entries are the real scores in order) with a bitonic network.
 template <class T>
-__device__ inline void write_candidates(int64_t L, const int32_t* mask, const T* s, bool have_threshold, T t,
+__device__ inline void write_candidates(int64_t Lk, const int32_t* mask, const T* s, bool have_threshold, T t,
                                         bool high, T* c) {
-  for (int64_t j = threadIdx.x; j < L; j += blockDim.x) {
+  for (int64_t j = threadIdx.x; j < Lk; j += blockDim.x) {
     if (!have_threshold) c[j] = mask[j] ? (high ? T(0) : T(1)) : T(0);
     else c[j] = mask[j] != 0 && (high ? s[j] >= t : s[j] < t) ? T(1) : T(0);
   }
 }
 template <class T>
-__global__ void top_p_sort_kernel(int64_t rows, int64_t HL, int64_t L, int64_t P, const T* scores,
+__global__ void top_p_sort_kernel(int64_t rows, int64_t rows_per_example, int64_t Lk, int64_t P, const T* scores,
                                   const int32_t* key_mask, const int64_t* k, bool high, T* candidates) {
   extern __shared__ __align__(16) unsigned char top_p_shared[];
   T* v = reinterpret_cast<T*>(top_p_shared);
   __shared__ int count;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const int64_t b = row / HL;
-    const int32_t* mask = key_mask + b * L;
-    const T* s = scores + row * L;
-    T* c = candidates + row * L;
+    const int64_t b = row / rows_per_example;
+    const int32_t* mask = key_mask + b * Lk;
+    const T* s = scores + row * Lk;
+    T* c = candidates + row * Lk;
     if (threadIdx.x == 0) count = 0;
     __syncthreads();
     int local = 0;
     for (int64_t j = threadIdx.x; j < P; j += blockDim.x) {
-      const bool m = j < L && mask[j] != 0;
+      const bool m = j < Lk && mask[j] != 0;
       v[j] = m ? s[j] : T(INFINITY);
       local += m;
     }
@@ -533,37 +536,37 @@ __global__ void top_p_sort_kernel(int64_t rows, int64_t HL, int64_t L, int64_t P
       }
       t = v[kb];
     }
-    write_candidates(L, mask, s, have_threshold, t, high, c);
+    write_candidates(Lk, mask, s, have_threshold, t, high, c);
     __syncthreads();  // v and count are reused by the next row
   }
 }
 // Rank variant for rows too long for shared memory: the threshold is the score whose rank
 // range [#less, #less_or_equal) holds k (the first such key, found with an atomic minimum);
-// O(L^2) reads per row from global memory.
+// O(Lk^2) reads per row from global memory.
 template <class T>
-__global__ void top_p_rank_kernel(int64_t rows, int64_t HL, int64_t L, const T* scores, const int32_t* key_mask,
-                                  const int64_t* k, bool high, T* candidates) {
+__global__ void top_p_rank_kernel(int64_t rows, int64_t rows_per_example, int64_t Lk, const T* scores,
+                                  const int32_t* key_mask, const int64_t* k, bool high, T* candidates) {
   __shared__ unsigned long long first;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const int64_t b = row / HL;
-    const int32_t* mask = key_mask + b * L;
-    const T* s = scores + row * L;
-    T* c = candidates + row * L;
+    const int64_t b = row / rows_per_example;
+    const int32_t* mask = key_mask + b * Lk;
+    const T* s = scores + row * Lk;
+    T* c = candidates + row * Lk;
     int64_t n = 0;
-    for (int64_t base = 0; base < L; base += blockDim.x) {
+    for (int64_t base = 0; base < Lk; base += blockDim.x) {
       const int64_t j = base + threadIdx.x;
-      n += __syncthreads_count(j < L && mask[j] != 0);
+      n += __syncthreads_count(j < Lk && mask[j] != 0);
     }
     const int64_t kb = k[b];
     const bool have_threshold = kb < n && n > 0 && kb >= 0;
-    if (threadIdx.x == 0) first = static_cast<unsigned long long>(L);
+    if (threadIdx.x == 0) first = static_cast<unsigned long long>(Lk);
     __syncthreads();
     if (have_threshold) {
-      for (int64_t j = threadIdx.x; j < L; j += blockDim.x) {
+      for (int64_t j = threadIdx.x; j < Lk; j += blockDim.x) {
         if (!mask[j]) continue;
         const T x = s[j];
         int64_t less = 0, less_equal = 0;
-        for (int64_t m = 0; m < L; ++m) {
+        for (int64_t m = 0; m < Lk; ++m) {
           if (!mask[m]) continue;
           less += s[m] < x;
           less_equal += s[m] <= x;
@@ -572,33 +575,16 @@ __global__ void top_p_rank_kernel(int64_t rows, int64_t HL, int64_t L, const T* 
       }
     }
     __syncthreads();
-    const bool found = have_threshold && first < static_cast<unsigned long long>(L);  // false only with NaN scores
-    write_candidates(L, mask, s, found, found ? s[first] : T(0), high, c);
+    const bool found = have_threshold && first < static_cast<unsigned long long>(Lk);  // false only with NaN scores
+    write_candidates(Lk, mask, s, found, found ? s[first] : T(0), high, c);
     __syncthreads();
   }
 }
-template <class T>
-__global__ void q_sample_kernel(int64_t n, const T* candidates, const float* u, float keep_below, T* keep) {
-  ADDROP_CUDA_GRID_STRIDE(i, n) keep[i] = candidates[i] != T(0) && !(u[i] < keep_below) ? T(0) : T(1);
-}
-template <class T>
-__global__ void random_keep_kernel(int64_t n, int64_t HL, int64_t L, const int32_t* key_mask, const float* u1,
-                                   float keep_p, const float* u2, float keep_q, T* candidates, T* keep) {
-  ADDROP_CUDA_GRID_STRIDE(i, n) {
-    const int64_t row = i / L, j = i % L;
-    const int32_t m = key_mask[(row / HL) * L + j];
-    candidates[i] = m ? T(1) : T(0);
-    keep[i] = !m || u1[i] < keep_p || u2[i] < keep_q ? T(1) : T(0);
-  }
-}
-template <class T>
-__global__ void keep_to_additive_kernel(int64_t n, const T* keep, T dropped_value, T* additive) {
-  ADDROP_CUDA_GRID_STRIDE(i, n) additive[i] = keep[i] != T(0) ? T(0) : dropped_value;
-}
 // Fused q-sampling (Cuda::select_top_p), a thread per Philox block of four elements:
-// `flags` holds the 0/1 candidates (top_p_candidates' output; it may be one of the outputs,
+// `flags` holds the 0/1 candidates (the top-p kernels' output; it may be one of the outputs,
 // each element is read before it is written). Draw e is u[e], or word e % 4 of Philox block
-// e / 4 of (seed, stream): the draws of uniform_kernel.
+// e / 4 of (seed, stream): the draws of uniform_kernel. Elementwise over the n elements:
+// the site's shape does not matter here.
 template <class T>
 __global__ void q_sample_fused_kernel(int64_t n, const T* flags, const float* u, uint64_t seed, uint64_t stream,
                                       float keep_below, T dropped_value, T* additive, T* candidates, T* keep) {
@@ -617,10 +603,11 @@ __global__ void q_sample_fused_kernel(int64_t n, const T* flags, const float* u,
     }
   }
 }
-// Fused RD rule (Cuda::select_random), a thread per Philox block of four elements.
+// Fused RD rule (Cuda::select_random), a thread per Philox block of four elements: element
+// i is key j = i % Lk of row i / Lk.
 template <class T>
-__global__ void random_select_kernel(int64_t n, int64_t HL, int64_t L, const int32_t* key_mask, const float* u1,
-                                     uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
+__global__ void random_select_kernel(int64_t n, int64_t rows_per_example, int64_t Lk, const int32_t* key_mask,
+                                     const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
                                      uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates,
                                      T* keep) {
   const int64_t groups = (n + 3) / 4;
@@ -630,8 +617,8 @@ __global__ void random_select_kernel(int64_t n, int64_t HL, int64_t L, const int
     if (!u2) random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream2, w2);
     for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
       const int64_t i = g * 4 + k;
-      const int64_t row = i / L, j = i % L;
-      const bool candidate = key_mask[(row / HL) * L + j] != 0;
+      const int64_t row = i / Lk, j = i % Lk;
+      const bool candidate = key_mask[(row / rows_per_example) * Lk + j] != 0;
       const float d1 = u1 ? u1[i] : random::to_unit_float(w1[k]);
       const float d2 = u2 ? u2[i] : random::to_unit_float(w2[k]);
       const bool kept = !candidate || d1 < keep_p || d2 < keep_q;
@@ -1214,113 +1201,68 @@ double Cuda::sum_squares(const Context& ctx, int64_t n, const T* x) {
   return cuda_detail::fetch_double(s, scratch + 1024, "sum_squares");
 }
 
-template <class T>
-double Cuda::sum(const Context& ctx, int64_t n, const T* x) {
-  if (n <= 0) return 0.0;
-  auto& s = ctx.state();
-  cuda_detail::activate(s, "sum");
-  auto* scratch = static_cast<double*>(s.workspace(cuda_detail::kReduceSlots * sizeof(double), "sum"));
-  cuda_detail::reduce_to_device<T, false>(s, n, x, scratch, scratch + 1024, "sum");
-  return cuda_detail::fetch_double(s, scratch + 1024, "sum");
-}
-
 namespace cuda_detail {
-// The two variants of top_p_candidates, callable directly (tests reach the rank variant).
+// The candidates of a [B, H, Lq, Lk] site (0/1 into `candidates`), in two variants callable
+// directly (tests reach the rank variant), and the choice between them.
 template <class T>
-void top_p_candidates_sort(const State& s, int64_t B, int64_t H, int64_t L, const T* scores, const int32_t* key_mask,
-                           const int64_t* k, bool high, T* candidates) {
+void top_p_candidates_sort(const State& s, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
+                           const int32_t* key_mask, const int64_t* k, bool high, T* candidates) {
   int64_t P = 1;
-  while (P < L) P <<= 1;
-  const int64_t rows = B * H * L;
+  while (P < Lk) P <<= 1;
+  const int64_t rows = B * H * Lq;
   const unsigned threads = static_cast<unsigned>(std::clamp<int64_t>(P / 2, 32, kThreads));
   top_p_sort_kernel<T><<<static_cast<unsigned>(std::min(rows, kMaxBlocks)), threads,
-                         static_cast<std::size_t>(P) * sizeof(T), s.stream>>>(rows, H * L, L, P, scores, key_mask, k,
-                                                                              high, candidates);
-  check_launch("top_p_candidates");
+                         static_cast<std::size_t>(P) * sizeof(T), s.stream>>>(rows, H * Lq, Lk, P, scores, key_mask,
+                                                                              k, high, candidates);
+  check_launch("select_top_p");
 }
 template <class T>
-void top_p_candidates_rank(const State& s, int64_t B, int64_t H, int64_t L, const T* scores, const int32_t* key_mask,
-                           const int64_t* k, bool high, T* candidates) {
-  const int64_t rows = B * H * L;
+void top_p_candidates_rank(const State& s, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
+                           const int32_t* key_mask, const int64_t* k, bool high, T* candidates) {
+  const int64_t rows = B * H * Lq;
   top_p_rank_kernel<T><<<static_cast<unsigned>(std::min(rows, kMaxBlocks)), kThreads, 0, s.stream>>>(
-      rows, H * L, L, scores, key_mask, k, high, candidates);
-  check_launch("top_p_candidates");
+      rows, H * Lq, Lk, scores, key_mask, k, high, candidates);
+  check_launch("select_top_p");
 }
 inline constexpr std::size_t kTopPSharedBytes = 48 * 1024;  // the default dynamic shared-memory limit
+template <class T>
+void top_p_candidates(const State& s, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
+                      const int32_t* key_mask, const int64_t* k, bool high, T* candidates) {
+  int64_t P = 1;
+  while (P < Lk) P <<= 1;
+  if (static_cast<std::size_t>(P) * sizeof(T) <= kTopPSharedBytes)
+    top_p_candidates_sort(s, B, H, Lq, Lk, scores, key_mask, k, high, candidates);
+  else
+    top_p_candidates_rank(s, B, H, Lq, Lk, scores, key_mask, k, high, candidates);
+}
 }  // namespace cuda_detail
 
 template <class T>
-void Cuda::top_p_candidates(const Context& ctx, int64_t B, int64_t H, int64_t L, const T* scores,
-                            const int32_t* key_mask, const int64_t* k, bool high, T* candidates) {
-  if (B * H * L <= 0) return;
-  auto& s = ctx.state();
-  cuda_detail::activate(s, "top_p_candidates");
-  int64_t P = 1;
-  while (P < L) P <<= 1;
-  if (static_cast<std::size_t>(P) * sizeof(T) <= cuda_detail::kTopPSharedBytes)
-    cuda_detail::top_p_candidates_sort(s, B, H, L, scores, key_mask, k, high, candidates);
-  else
-    cuda_detail::top_p_candidates_rank(s, B, H, L, scores, key_mask, k, high, candidates);
-}
-
-template <class T>
-void Cuda::q_sample(const Context& ctx, int64_t n, const T* candidates, const float* u, float keep_below, T* keep) {
-  if (n <= 0) return;
-  auto& s = ctx.state();
-  cuda_detail::activate(s, "q_sample");
-  cuda_detail::q_sample_kernel<T><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, s.stream>>>(
-      n, candidates, u, keep_below, keep);
-  cuda_detail::check_launch("q_sample");
-}
-
-template <class T>
-void Cuda::random_keep(const Context& ctx, int64_t B, int64_t H, int64_t L, const int32_t* key_mask, const float* u1,
-                       float keep_p, const float* u2, float keep_q, T* candidates, T* keep) {
-  const int64_t n = B * H * L * L;
-  if (n <= 0) return;
-  auto& s = ctx.state();
-  cuda_detail::activate(s, "random_keep");
-  cuda_detail::random_keep_kernel<T><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, s.stream>>>(
-      n, H * L, L, key_mask, u1, keep_p, u2, keep_q, candidates, keep);
-  cuda_detail::check_launch("random_keep");
-}
-
-template <class T>
-void Cuda::keep_to_additive(const Context& ctx, int64_t n, const T* keep, T dropped_value, T* additive) {
-  if (n <= 0) return;
-  auto& s = ctx.state();
-  cuda_detail::activate(s, "keep_to_additive");
-  cuda_detail::keep_to_additive_kernel<T><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, s.stream>>>(
-      n, keep, dropped_value, additive);
-  cuda_detail::check_launch("keep_to_additive");
-}
-
-template <class T>
-void Cuda::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t L, const T* scores,
+void Cuda::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
                         const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
                         uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep) {
-  const int64_t n = B * H * L * L;
-  if (n <= 0) return;
+  if (B <= 0 || H <= 0 || Lq <= 0 || Lk <= 0) return;
+  const int64_t n = B * H * Lq * Lk;
   T* flags = candidates ? candidates : additive ? additive : keep;
   if (!flags) return;
-  top_p_candidates(ctx, B, H, L, scores, key_mask, k, high, flags);
   auto& s = ctx.state();
   cuda_detail::activate(s, "select_top_p");
+  cuda_detail::top_p_candidates(s, B, H, Lq, Lk, scores, key_mask, k, high, flags);
   cuda_detail::q_sample_fused_kernel<T><<<cuda_detail::blocks_for((n + 3) / 4), cuda_detail::kThreads, 0, s.stream>>>(
       n, flags, u, seed, stream, keep_below, dropped_value, additive, candidates, keep);
   cuda_detail::check_launch("select_top_p");
 }
 
 template <class T>
-void Cuda::select_random(const Context& ctx, int64_t B, int64_t H, int64_t L, const int32_t* key_mask,
+void Cuda::select_random(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t* key_mask,
                          const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
                          uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep) {
-  const int64_t n = B * H * L * L;
-  if (n <= 0) return;
+  if (B <= 0 || H <= 0 || Lq <= 0 || Lk <= 0) return;
+  const int64_t n = B * H * Lq * Lk;
   auto& s = ctx.state();
   cuda_detail::activate(s, "select_random");
   cuda_detail::random_select_kernel<T><<<cuda_detail::blocks_for((n + 3) / 4), cuda_detail::kThreads, 0, s.stream>>>(
-      n, H * L, L, key_mask, u1, seed, stream1, keep_p, u2, stream2, keep_q, dropped_value, additive, candidates,
+      n, H * Lq, Lk, key_mask, u1, seed, stream1, keep_p, u2, stream2, keep_q, dropped_value, additive, candidates,
       keep);
   cuda_detail::check_launch("select_random");
 }

@@ -1,0 +1,277 @@
+// backend::Cpu op by op against the plain host loops of tests/support/backend_conformance.hpp
+// (every op of the Backend concept, float and double, tolerances in that header), with the
+// default thread count and with one thread; the check itself catches a wrong backend; and
+// the library needs nothing beyond the concept: a backend with only the concept's members
+// trains the model with AD-DROP exactly as backend::Cpu does.
+#define BOOST_TEST_MODULE backend_cpu
+#include <boost/mpl/list.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <addrop/addrop.hpp>
+#include <addrop/train/grad_clip.hpp>
+#include <addrop/train/optimizer_state.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "support/backend_conformance.hpp"
+
+using namespace addrop;
+using backend::Cpu;
+namespace conformance = testing::conformance;
+
+namespace {
+
+using Real = boost::mpl::list<float, double>;
+
+// Runs one category and turns its failures into test errors (each line names the op, the
+// element type and the shape).
+template <class B>
+void run(const std::string& name, conformance::CheckFn<B> check, const typename B::Context& ctx) {
+  conformance::Report report;
+  check(ctx, report);
+  BOOST_TEST_CONTEXT(name) {
+    BOOST_TEST(report.checks > 0, "the category checked nothing");
+    for (const auto& line : report.failures) BOOST_ERROR(line);
+  }
+}
+
+// A backend with two plausible bugs, to show that the conformance checks catch them: GELU
+// with the tanh approximation instead of the exact erf, and RD's rule ignoring pad keys.
+struct WrongCpu : Cpu {
+  template <class T>
+  static void gelu_forward(const Context&, int64_t n, const T* x, T* y) {
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = x[i];
+      y[i] = T(0.5) * v * (T(1) + std::tanh(T(0.7978845608028654) * (v + T(0.044715) * v * v * v)));
+    }
+  }
+  template <class T>
+  static void select_random(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t*,
+                            const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
+                            uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep) {
+    const std::vector<int32_t> no_pads(static_cast<std::size_t>(B * Lk), 1);
+    Cpu::select_random(ctx, B, H, Lq, Lk, no_pads.data(), u1, seed, stream1, keep_p, u2, stream2, keep_q,
+                       dropped_value, additive, candidates, keep);
+  }
+};
+static_assert(backend::Backend<WrongCpu>);
+
+// Exactly the members of the Backend concept (backend/backend.hpp), each forwarding to
+// backend::Cpu: if the library used anything else (another op, Context's fields, a
+// backend's name), the model, AD-DROP, the optimizer and checkpoints would not compile
+// with it.
+struct ConceptOnly {
+  using Context = Cpu::Context;
+  template <class E>
+  using Buffer = Cpu::Buffer<E>;
+  using BatchStrides = Cpu::BatchStrides;
+  // clang-format off
+  template <class T> static void fill(const Context& c, int64_t n, T v, T* x) { Cpu::fill(c, n, v, x); }
+  template <class T> static void copy(const Context& c, int64_t n, const T* x, T* y) { Cpu::copy(c, n, x, y); }
+  template <class T> static void axpby(const Context& c, int64_t n, T a, const T* x, T b, T* y) { Cpu::axpby(c, n, a, x, b, y); }
+  template <class T> static void add(const Context& c, int64_t n, const T* a, const T* b, T* o) { Cpu::add(c, n, a, b, o); }
+  template <class E> static void to_device(const Context& c, int64_t n, const E* h, E* d) { Cpu::to_device(c, n, h, d); }
+  template <class T> static void to_host(const Context& c, int64_t n, const T* d, T* h) { Cpu::to_host(c, n, d, h); }
+  template <class T>
+  static void gemm(const Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                   int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+    Cpu::gemm(c, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  template <class T>
+  static void gemm_batched(const Context& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                           int64_t lda, BatchStrides sa, const T* B, int64_t ldb, BatchStrides sb, T beta, T* C,
+                           int64_t ldc, BatchStrides sc, int64_t outer, int64_t inner) {
+    Cpu::gemm_batched(c, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, outer, inner);
+  }
+  template <class T> static void add_bias(const Context& c, int64_t r, int64_t k, const T* b, T* y) { Cpu::add_bias(c, r, k, b, y); }
+  template <class T> static void bias_backward(const Context& c, int64_t r, int64_t k, const T* dy, T* db) { Cpu::bias_backward(c, r, k, dy, db); }
+  template <class T> static void gelu_forward(const Context& c, int64_t n, const T* x, T* y) { Cpu::gelu_forward(c, n, x, y); }
+  template <class T> static void gelu_backward(const Context& c, int64_t n, const T* x, const T* dy, T* dx) { Cpu::gelu_backward(c, n, x, dy, dx); }
+  template <class T> static void tanh_forward(const Context& c, int64_t n, const T* x, T* y) { Cpu::tanh_forward(c, n, x, y); }
+  template <class T> static void tanh_backward(const Context& c, int64_t n, const T* y, const T* dy, T* dx) { Cpu::tanh_backward(c, n, y, dy, dx); }
+  // clang-format on
+  template <class T>
+  static void layer_norm_forward(const Context& c, int64_t rows, int64_t cols, T eps, const T* x, const T* g,
+                                 const T* b, T* y, T* mean, T* rstd) {
+    Cpu::layer_norm_forward(c, rows, cols, eps, x, g, b, y, mean, rstd);
+  }
+  template <class T>
+  static void layer_norm_backward(const Context& c, int64_t rows, int64_t cols, const T* dy, const T* x,
+                                  const T* mean, const T* rstd, const T* g, T* dx, bool acc, T* dg, T* db) {
+    Cpu::layer_norm_backward(c, rows, cols, dy, x, mean, rstd, g, dx, acc, dg, db);
+  }
+  template <class T>
+  static void attention_softmax_forward(const Context& c, int64_t B, int64_t H, int64_t L, T scale, const T* s,
+                                        const T* kb, const T* ex, T* p) {
+    Cpu::attention_softmax_forward(c, B, H, L, scale, s, kb, ex, p);
+  }
+  template <class T>
+  static void softmax_backward(const Context& c, int64_t rows, int64_t L, T scale, const T* p, const T* dp, T* ds) {
+    Cpu::softmax_backward(c, rows, L, scale, p, dp, ds);
+  }
+  template <class T>
+  static void dropout_forward(const Context& c, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y) {
+    Cpu::dropout_forward(c, n, p, seed, stream, x, y);
+  }
+  template <class T>
+  static void dropout_backward(const Context& c, int64_t n, float p, uint64_t seed, uint64_t stream, const T* dy,
+                               T* dx, bool acc = false) {
+    Cpu::dropout_backward(c, n, p, seed, stream, dy, dx, acc);
+  }
+  static void uniform(const Context& c, int64_t n, uint64_t seed, uint64_t stream, float* out) {
+    Cpu::uniform(c, n, seed, stream, out);
+  }
+  template <class T>
+  static void embedding_forward(const Context& c, int64_t tokens, int64_t dim, const int32_t* ids, const T* table,
+                                T* out, bool acc) {
+    Cpu::embedding_forward(c, tokens, dim, ids, table, out, acc);
+  }
+  template <class T>
+  static void embedding_backward(const Context& c, int64_t tokens, int64_t dim, const int32_t* ids, const T* dout,
+                                 T* dtable, int64_t padding_idx) {
+    Cpu::embedding_backward(c, tokens, dim, ids, dout, dtable, padding_idx);
+  }
+  template <class T>
+  static double cross_entropy(const Context& c, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
+                              int32_t ignore_index, T* dlogits) {
+    return Cpu::cross_entropy(c, rows, classes, logits, labels, ignore_index, dlogits);
+  }
+  template <class T>
+  static double mse(const Context& c, int64_t n, const T* pred, const T* target, T* dpred) {
+    return Cpu::mse(c, n, pred, target, dpred);
+  }
+  template <class T> static double sum_squares(const Context& c, int64_t n, const T* x) { return Cpu::sum_squares(c, n, x); }
+  template <class T> static void scale(const Context& c, int64_t n, T a, T* x) { Cpu::scale(c, n, a, x); }
+  template <class T> static void mul(const Context& c, int64_t n, const T* a, const T* b, T* o) { Cpu::mul(c, n, a, b, o); }
+  template <class T>
+  static void select_top_p(const Context& c, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
+                           const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
+                           uint64_t stream, float keep_below, T dropped, T* additive, T* candidates, T* keep) {
+    Cpu::select_top_p(c, B, H, Lq, Lk, scores, key_mask, k, high, u, seed, stream, keep_below, dropped, additive,
+                      candidates, keep);
+  }
+  template <class T>
+  static void select_random(const Context& c, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t* key_mask,
+                            const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
+                            uint64_t stream2, float keep_q, T dropped, T* additive, T* candidates, T* keep) {
+    Cpu::select_random(c, B, H, Lq, Lk, key_mask, u1, seed, stream1, keep_p, u2, stream2, keep_q, dropped, additive,
+                       candidates, keep);
+  }
+  template <class T>
+  static void adamw_update(const Context& c, int64_t n, T* param, const T* grad, T* m, T* v, double lr, double b1,
+                           double b2, double eps, double wd, int64_t t, bool hf) {
+    Cpu::adamw_update(c, n, param, grad, m, v, lr, b1, b2, eps, wd, t, hf);
+  }
+};
+static_assert(backend::BackendFor<ConceptOnly, float> && backend::BackendFor<ConceptOnly, double>);
+
+models::ModelConfig tiny_config() {
+  models::ModelConfig c;
+  c.vocab_size = 40;
+  c.hidden_size = 16;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 32;
+  c.max_position_embeddings = 16;
+  c.num_labels = 3;
+  return c;
+}
+
+models::Batch tiny_batch() {
+  models::Batch b;
+  b.size = 3;
+  b.length = 9;
+  const int lengths[] = {9, 6, 4};
+  for (int e = 0; e < 3; ++e)
+    for (int j = 0; j < 9; ++j) {
+      b.input_ids.push_back(j < lengths[e] ? 1 + (e * 13 + j * 7) % 39 : 0);
+      b.attention_mask.push_back(j < lengths[e] ? 1 : 0);
+      b.token_type_ids.push_back(j > 4 ? 1 : 0);
+    }
+  b.labels = {0, 2, 1};
+  return b;
+}
+
+// A few training steps (GA, IGA, AA, RD, each with clipping and AdamW), a checkpoint round
+// trip and the optimizer state round trip; returns every loss and the final parameters.
+template <class B>
+std::vector<double> train_a_little(const std::filesystem::path& dir) {
+  const typename B::Context ctx{.threads = 1};
+  models::EncoderModel<float, B> model(tiny_config(), ctx);
+  models::init_weights(model, 3);
+  const auto batch = tiny_batch();
+  train::AdamW<float, B> opt(model.parameters(), {.lr = 1e-2}, ctx);
+  std::vector<double> out;
+  auto step = [&](auto reg) {
+    model.zero_grad();
+    const auto r = reg.step_addrop(model, batch);
+    out.push_back(r.loss);
+    for (const auto* k : r.keep)
+      for (int64_t i = 0; i < k->numel(); ++i) out.push_back(k->data()[i]);
+    out.push_back(train::clip_grad_norm(model.parameters(), 1.0, ctx).total_norm);
+    opt.step();
+  };
+  const AdDropOptions options{.p = 0.3, .q = 0.3, .layers = {0, 1}, .steps = 2};
+  step(AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always>(options));
+  step(AdDrop<attribution::IntegratedGradients<>, selection::TopP<High>, schedule::Always>(options));
+  step(AdDrop<attribution::Attention, selection::TopP<High>, schedule::Always>(options));
+  step(AdDrop<attribution::Random, selection::TopP<High>, schedule::Always>(options));
+  io::save_pretrained(model, dir);
+  models::EncoderModel<float, B> loaded(tiny_config(), ctx);
+  io::load_pretrained(loaded, dir);
+  train::AdamW<float, B> opt2(loaded.parameters(), {.lr = 1e-2}, ctx);
+  train::optimizer_state_from_safetensors(opt2, train::optimizer_state_to_safetensors(opt));
+  for (const auto* p : loaded.parameters())
+    for (int64_t i = 0; i < p->value.numel(); ++i) out.push_back(p->value.data()[i]);
+  return out;
+}
+
+bool mentions(const conformance::Report& r, const std::string& what) {
+  for (const auto& line : r.failures)
+    if (line.find(what) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(every_op_matches_the_host_reference, T, Real) {
+  const Cpu::Context ctx{};  // OpenMP's default thread count
+  for (const auto& [name, check] : conformance::op_checks<Cpu, T>()) run<Cpu>(name, check, ctx);
+}
+
+BOOST_AUTO_TEST_CASE(every_op_matches_the_host_reference_on_one_thread) {
+  const Cpu::Context ctx{.threads = 1};
+  conformance::Report report;
+  conformance::check_backend_ops<Cpu>(ctx, report);
+  BOOST_TEST(report.checks > 1000);
+  for (const auto& line : report.failures) BOOST_ERROR(line);
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_backend_fails_the_checks) {
+  const WrongCpu::Context ctx{.threads = 2};
+  conformance::Report activations, selection, gemm;
+  conformance::check_activations<WrongCpu, float>(ctx, activations);
+  conformance::check_selection<WrongCpu, float>(ctx, selection);
+  conformance::check_gemm<WrongCpu, float>(ctx, gemm);
+  BOOST_TEST(mentions(activations, "gelu_forward"));
+  BOOST_TEST(!mentions(activations, "tanh_forward"));
+  BOOST_TEST(mentions(selection, "select_random candidates"));
+  BOOST_TEST(!mentions(selection, "select_top_p"));
+  BOOST_TEST(gemm.failures.empty());  // the ops it inherits unchanged still pass
+}
+
+BOOST_AUTO_TEST_CASE(the_library_needs_nothing_beyond_the_concept) {
+  const auto dir = std::filesystem::temp_directory_path() / ("addrop_test_backend_cpu_" + std::to_string(::getpid()));
+  const auto with_cpu = train_a_little<Cpu>(dir / "cpu");
+  const auto with_concept_only = train_a_little<ConceptOnly>(dir / "concept_only");
+  std::filesystem::remove_all(dir);
+  BOOST_TEST_REQUIRE(with_cpu.size() > 1000u);  // losses, keep masks, norms, parameters
+  BOOST_TEST_REQUIRE(with_cpu.size() == with_concept_only.size());
+  int64_t differ = 0;
+  for (std::size_t i = 0; i < with_cpu.size(); ++i) differ += with_cpu[i] != with_concept_only[i];
+  BOOST_TEST(differ == 0);
+}

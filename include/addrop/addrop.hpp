@@ -1,8 +1,12 @@
 #pragma once
-// The umbrella header: everything the library offers on the CPU.
+// The umbrella header: everything the library offers on the CPU, except the tokenizers
+// (text/, the optional addrop::text component: utf8proc and PCRE2) and the CUDA backend
+// (included too when compiled by nvcc in a CUDA build).
 #include "version.hpp"
 #include "tensor.hpp"
+#include "backend/backend.hpp"
 #include "backend/cpu.hpp"
+#include "backend/device.hpp"
 #include "nn/parameter.hpp"
 #include "nn/linear.hpp"
 #include "nn/embedding.hpp"
@@ -18,15 +22,29 @@
 #include "models/concepts.hpp"
 #include "models/encoder_model.hpp"
 #include "models/init.hpp"
+#include "models/memory.hpp"
+#include "models/presets.hpp"
 #include "io/safetensors.hpp"
 #include "io/hf_config.hpp"
 #include "io/checkpoint.hpp"
-#include "train/adamw.hpp"
 #include "attribution/attribution.hpp"
 #include "selection/selection.hpp"
 #include "schedule/schedule.hpp"
 #include "ad_drop.hpp"
 #include "policies.hpp"
+#include "data/data.hpp"
+#include "metrics/metrics.hpp"
+#include "train/adamw.hpp"
+#include "train/curve_plot.hpp"
+#include "train/early_stopping.hpp"
+#include "train/evaluate.hpp"
+#include "train/evaluate_tokens.hpp"
+#include "train/grad_clip.hpp"
+#include "train/lr_schedule.hpp"
+#include "train/optimizer_state.hpp"
+#include "train/progress.hpp"
+#include "train/run_files.hpp"
+#include "train/trainer.hpp"
 #if defined(ADDROP_WITH_CUDA) && defined(__CUDACC__)
 #include "backend/cuda/cuda.hpp"
 #endif

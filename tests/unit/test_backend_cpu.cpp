@@ -215,11 +215,12 @@ std::vector<double> train_a_little(const std::filesystem::path& dir) {
     out.push_back(train::clip_grad_norm(model.parameters(), 1.0, ctx).total_norm);
     opt.step();
   };
-  const AdDropOptions options{.p = 0.3, .q = 0.3, .layers = {0, 1}, .steps = 2};
-  step(AdDrop<attribution::Gradient, selection::TopP<High>, schedule::Always>(options));
-  step(AdDrop<attribution::IntegratedGradients<>, selection::TopP<High>, schedule::Always>(options));
-  step(AdDrop<attribution::Attention, selection::TopP<High>, schedule::Always>(options));
-  step(AdDrop<attribution::Random, selection::TopP<High>, schedule::Always>(options));
+  const AdDropOptions options{.p = 0.3, .q = 0.3, .layers = {0, 1}};
+  step(AdDrop<attribution::Gradient, selection::TopP, schedule::Always>(options));
+  step(AdDrop<attribution::IntegratedGradients, selection::TopP, schedule::Always>(
+      options, attribution::IntegratedGradients({.steps = 2})));
+  step(AdDrop<attribution::Attention, selection::TopP, schedule::Always>(options));
+  step(AdDrop<attribution::None, selection::Random, schedule::Always>(options));
   io::save_pretrained(model, dir);
   models::EncoderModel<float, B> loaded(tiny_config(), ctx);
   io::load_pretrained(loaded, dir);

@@ -1,10 +1,8 @@
 #pragma once
-// The metrics module: accuracy, F1, Matthews, Pearson/Spearman, GLUE per task, HANS
-// (and seqeval entity F1 where present).
+// The metrics module: accuracy, F1, Matthews, Pearson/Spearman, GLUE per task, HANS,
+// entity-level F1 (conlleval-exact).
 #include "classification.hpp"
 #include "correlation.hpp"
+#include "entity.hpp"
 #include "glue.hpp"
 #include "hans.hpp"
-#if __has_include("entity.hpp")
-#include "entity.hpp"
-#endif

@@ -25,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_common.hpp"
 #include "device.hpp"
 #include "glue_train.hpp"
 
@@ -75,22 +76,9 @@ struct TrainFlags {
   std::string defaults = kPretrained.name;  ///< the preset of the flags not given
 };
 
-inline std::string number_name(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
-/// Throws "FLAG VALUE: RULE" unless `ok`: each flag is checked on its own, so that the
-/// message names the one at fault and what the user gave it.
-template <class T>
-void require(bool ok, const std::string& flag, T value, const std::string& rule) {
-  if (ok) return;
-  std::string text;
-  if constexpr (std::is_floating_point_v<T>) text = number_name(value);
-  else text = std::to_string(value);
-  throw std::invalid_argument(flag + " " + text + ": " + rule);
-}
+// "FLAG VALUE: RULE" messages, shared with the other example programs (cli_common.hpp).
+using addrop_examples::number_name;
+using addrop_examples::require;
 
 /// --help's default of a preset setting: "A with --init, B with --model", or A alone.
 template <class T>

@@ -6,9 +6,12 @@
 // file; optionally an SVG heat map of one layer / head / example.
 //
 //   addrop-inspect --model DIR --batch FILE --output FILE [--attribution ga|iga|aa|rd] ...
-#include <charconv>
-#include <cstdlib>
+#include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cstdio>
+
+#include "cli_common.hpp"
 #include "device.hpp"
 #include "inspect_run.hpp"
 #include "memory_check.hpp"
@@ -17,148 +20,73 @@ using namespace addrop_inspect;
 
 namespace {
 
-void usage() {
-  std::puts(
-      "usage: addrop-inspect --model DIR --batch FILE --output FILE [options]\n"
-      "Runs one AD-DROP step (no weight update, ordinary dropout off) on one batch and writes\n"
-      "every intermediate tensor to a safetensors file.\n"
-      "\n"
-      "  --model DIR          Hugging Face folder: config.json + model.safetensors (F32 or F64)\n"
-      "  --batch FILE         safetensors with input_ids, attention_mask (int [B,L]), optional\n"
-      "                       token_type_ids (int [B,L]), labels (int [B], int [B,L] for token\n"
-      "                       classification, float [B] for regression), optional uniform draws\n"
-      "                       uniforms.layer{l} (float [B,H,L,L]; RD also uniforms2.layer{l})\n"
-      "  --output FILE        safetensors to write (refused if it exists, unless --overwrite)\n"
-      "  --attribution KIND   ga (gradient, default), iga (integrated gradients), aa (attention),\n"
-      "                       rd (random)\n"
-      "  --p X                candidate region size, fraction of each row's keys (default 0.3)\n"
-      "  --q X                probability of dropping a candidate (default 0.3)\n"
-      "  --layers L,L,...     target layers, 0-based (default 0)\n"
-      "  --side high|low      drop among the highest (AD-DROP) or lowest attributions (default high)\n"
-      "  --steps M            integrated-gradients steps m (default 20)\n"
-      "  --iga-target T       fixed (argmax of the first forward, default) or per-step\n"
-      "  --seed N             seed of the uniform draws when the batch has none (default 42)\n"
-      "  --dtype f32|f64      compute and output precision (default f32)\n"
-      "  --device cpu|cuda    where the step runs (default cpu; cuda needs a CUDA build and a GPU)\n"
-      "  --threads N          CPU threads (default: all)\n"
-      "  --overwrite          replace existing --output / --svg files\n"
-      "\n"
-      "SVG heat map (optional):\n"
-      "  --svg FILE           write the attribution map and the keep mask of one layer/head/example\n"
-      "  --svg-layer L        a target layer (default: the first of --layers)\n"
-      "  --svg-head H         attention head (default 0)\n"
-      "  --svg-example B      example of the batch (default 0)\n"
-      "  --tokens FILE        token strings, one per line, line k = id k (e.g. vocab.txt);\n"
-      "                       without it the axes show token ids\n"
-      "\n"
-      "Output tensors: logits, attention_probs.layer{l} (every layer), per target layer\n"
-      "attribution.layer{l} (not for rd), candidates.layer{l}, keep_mask.layer{l} (0/1),\n"
-      "masked_logits, loss (shape []), grad.<parameter name> for every parameter; metadata:\n"
-      "attribution, p, q, layers, side, steps, iga_target, seed, dtype, uniforms.");
+using addrop_examples::number;
+using addrop_examples::require;
+using addrop_examples::whole_number;
+
+constexpr const char* kOutputs =
+    "Output tensors: logits, attention_probs.layer{l} (every layer), per target layer\n"
+    "attribution.layer{l} (not for rd), candidates.layer{l}, keep_mask.layer{l} (0/1),\n"
+    "masked_logits, loss (shape []), grad.<parameter name> for every parameter; metadata:\n"
+    "attribution, p, q, layers, side, steps, iga_target, seed, dtype, uniforms.";
+
+/// The flags; CLI11 refuses a value of the wrong kind, a missing file or folder.
+void add_flags(CLI::App& app, Options& o) {
+  app.add_option("--model", o.model, "Hugging Face folder: config.json + model.safetensors (F32 or F64)")
+      ->required()->check(CLI::ExistingDirectory);
+  app.add_option("--batch", o.batch,
+                 "safetensors with input_ids, attention_mask (int [B,L]), optional\n"
+                 "token_type_ids (int [B,L]), labels (int [B], int [B,L] for token\n"
+                 "classification, float [B] for regression), optional uniform draws\n"
+                 "uniforms.layer{l} (float [B,H,L,L]; RD also uniforms2.layer{l})")
+      ->required()->check(CLI::ExistingFile);
+  app.add_option("--output", o.output, "safetensors to write (refused if it exists, unless --overwrite)")->required();
+  app.add_option("--attribution", o.attribution, "ga (gradient), iga (integrated gradients), aa (attention), rd (random)")
+      ->check(CLI::IsMember({"ga", "iga", "aa", "rd"}));
+  app.add_option("--p", o.p, "candidate region size, fraction of each row's keys")->transform(number());
+  app.add_option("--q", o.q, "probability of dropping a candidate")->transform(number());
+  app.add_option("--layers", o.layers, "target layers, 0-based, e.g. 0 or 0,1,2")
+      ->delimiter(',')->transform(whole_number<int>())
+      ->trigger_on_parse();  // stored at each --layers: a later one replaces the list
+  app.add_option("--side", o.side, "drop among the highest (AD-DROP) or lowest attributions")
+      ->check(CLI::IsMember({"high", "low"}));
+  app.add_option("--steps", o.steps, "integrated-gradients steps m")->transform(whole_number<int>());
+  app.add_option("--iga-target", o.iga_target, "fixed (argmax of the first forward) or per-step")
+      ->check(CLI::IsMember({"fixed", "per-step"}));
+  app.add_option("--seed", o.seed, "seed of the uniform draws when the batch has none")->transform(whole_number<uint64_t>());
+  app.add_option("--dtype", o.dtype, "compute and output precision")->check(CLI::IsMember({"f32", "f64"}));
+  app.add_option("--device", o.device, "where the step runs (cuda needs a CUDA build and a GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--threads", o.threads, "CPU threads")->transform(whole_number<int>())->default_str("all");
+  app.add_flag("--overwrite", o.overwrite, "replace existing --output / --svg files");
+
+  const char* svg = "SVG heat map (optional)";
+  app.add_option("--svg", o.svg, "write the attribution map and the keep mask of one layer/head/example")->group(svg);
+  app.add_option("--svg-layer", o.svg_layer, "a target layer")
+      ->transform(whole_number<int>())->default_str("the first of --layers")->group(svg);
+  app.add_option("--svg-head", o.svg_head, "attention head")->transform(whole_number<int>())->group(svg);
+  app.add_option("--svg-example", o.svg_example, "example of the batch")->transform(whole_number<int64_t>())->group(svg);
+  app.add_option("--tokens", o.tokens,
+                 "token strings, one per line, line k = id k (e.g. vocab.txt);\n"
+                 "without it the axes show token ids")
+      ->check(CLI::ExistingFile)->group(svg);
 }
 
-int64_t parse_int(const std::string& flag, const std::string& text) {
-  int64_t v = 0;
-  const auto* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc() || ptr != end) fail(flag + ": \"" + text + "\" is not an integer");
-  return v;
-}
+/// Each value on its own (its message names the flag and the value), then the flags that
+/// go together; --layers sorted, each layer once.
+void check_flags(Options& o, const CLI::App& app) {
+  require(o.p >= 0 && o.p <= 1, "--p", o.p, "must be in [0, 1]");
+  require(o.q >= 0 && o.q <= 1, "--q", o.q, "must be in [0, 1]");
+  for (int l : o.layers) require(l >= 0 && l <= 1'000'000, "--layers", l, "must be in [0, 1000000] (layers count from 0)");
+  require(o.steps >= 1 && o.steps <= 100'000, "--steps", o.steps, "must be in [1, 100000]");
+  if (app.count("--threads")) require(o.threads >= 1 && o.threads <= 4096, "--threads", o.threads, "must be in [1, 4096]");
+  if (o.svg_layer) require(*o.svg_layer >= 0 && *o.svg_layer <= 1'000'000, "--svg-layer", *o.svg_layer, "must be in [0, 1000000]");
+  require(o.svg_head >= 0 && o.svg_head <= 1'000'000, "--svg-head", o.svg_head, "must be in [0, 1000000]");
+  require(o.svg_example >= 0, "--svg-example", o.svg_example, "must be 0 or more");
 
-double parse_double(const std::string& flag, const std::string& text) {
-  double v = 0;
-  const auto* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc() || ptr != end) fail(flag + ": \"" + text + "\" is not a number");
-  return v;
-}
-
-Options parse(int argc, char** argv) {
-  Options o;
-  bool have_steps = false, have_iga_target = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) fail(arg + " needs a value (see --help)");
-      return argv[++i];
-    };
-    auto one_of = [&](const std::string& v, std::initializer_list<const char*> allowed) {
-      std::string list;
-      for (const char* a : allowed) {
-        if (v == a) return v;
-        if (!list.empty()) list.append(", ");
-        list.append(a);
-      }
-      fail(arg + ": \"" + v + "\" is not one of " + list);
-    };
-    if (arg == "--help" || arg == "-h") {
-      usage();
-      std::exit(0);
-    } else if (arg == "--model") o.model = value();
-    else if (arg == "--batch") o.batch = value();
-    else if (arg == "--output") o.output = value();
-    else if (arg == "--attribution") o.attribution = one_of(value(), {"ga", "iga", "aa", "rd"});
-    else if (arg == "--p") o.p = parse_double(arg, value());
-    else if (arg == "--q") o.q = parse_double(arg, value());
-    else if (arg == "--layers") {
-      const std::string v = value();
-      o.layers.clear();
-      std::size_t start = 0;
-      while (true) {
-        const std::size_t comma = v.find(',', start);
-        const std::string part = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        const int64_t l = parse_int(arg, part);
-        if (l < 0 || l > 1'000'000) fail(arg + ": layer " + part + " is out of range");
-        o.layers.push_back(static_cast<int>(l));
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-      }
-      std::sort(o.layers.begin(), o.layers.end());
-      o.layers.erase(std::unique(o.layers.begin(), o.layers.end()), o.layers.end());
-    } else if (arg == "--side") o.side = one_of(value(), {"high", "low"});
-    else if (arg == "--steps") {
-      const int64_t m = parse_int(arg, value());
-      if (m < 1 || m > 100'000) fail(arg + ": m must be in [1, 100000], got " + std::to_string(m));
-      o.steps = static_cast<int>(m);
-      have_steps = true;
-    } else if (arg == "--iga-target") {
-      o.iga_target = one_of(value(), {"fixed", "per-step"});
-      have_iga_target = true;
-    } else if (arg == "--seed") {
-      const std::string v = value();
-      uint64_t s = 0;
-      const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
-      if (v.empty() || ec != std::errc() || ptr != v.data() + v.size())
-        fail(arg + ": \"" + v + "\" is not a non-negative integer");
-      o.seed = s;
-    } else if (arg == "--dtype") o.dtype = one_of(value(), {"f32", "f64"});
-    else if (arg == "--device") o.device = one_of(value(), {"cpu", "cuda"});
-    else if (arg == "--threads") {
-      const int64_t t = parse_int(arg, value());
-      if (t < 1 || t > 4096) fail(arg + " must be a positive thread count, got " + std::to_string(t));
-      o.threads = static_cast<int>(t);
-    } else if (arg == "--overwrite") o.overwrite = true;
-    else if (arg == "--svg") o.svg = value();
-    else if (arg == "--svg-layer") {
-      const int64_t l = parse_int(arg, value());
-      if (l < 0 || l > 1'000'000) fail(arg + ": layer " + std::to_string(l) + " is out of range");
-      o.svg_layer = static_cast<int>(l);
-    } else if (arg == "--svg-head") {
-      const int64_t h = parse_int(arg, value());
-      if (h < 0 || h > 1'000'000) fail(arg + ": head " + std::to_string(h) + " is out of range");
-      o.svg_head = static_cast<int>(h);
-    } else if (arg == "--svg-example") {
-      o.svg_example = parse_int(arg, value());
-      if (o.svg_example < 0) fail(arg + ": example " + std::to_string(o.svg_example) + " is out of range");
-    } else if (arg == "--tokens") o.tokens = value();
-    else fail("unknown option " + arg + " (see --help)");
-  }
-  if (o.model.empty()) fail("--model DIR is required (see --help)");
-  if (o.batch.empty()) fail("--batch FILE is required (see --help)");
-  if (o.output.empty()) fail("--output FILE is required (see --help)");
-  if (!(o.p >= 0 && o.p <= 1)) fail("--p must be in [0, 1], got " + number_text(o.p));
-  if (!(o.q >= 0 && o.q <= 1)) fail("--q must be in [0, 1], got " + number_text(o.q));
-  if (o.attribution != "iga" && (have_steps || have_iga_target))
+  std::sort(o.layers.begin(), o.layers.end());
+  o.layers.erase(std::unique(o.layers.begin(), o.layers.end()), o.layers.end());
+  if (o.attribution != "iga" && (app.count("--steps") || app.count("--iga-target")))
     std::fprintf(stderr, "addrop-inspect: note: --steps and --iga-target only matter for --attribution iga\n");
   if (o.svg.empty() && (o.svg_layer || !o.tokens.empty()))
     fail("--svg-layer and --tokens need --svg FILE");
@@ -166,7 +94,6 @@ Options parse(int argc, char** argv) {
     fail("--svg-layer " + std::to_string(*o.svg_layer) + " is not a target layer (--layers " + join(o.layers) + ")");
   if (!o.svg.empty() && fs::weakly_canonical(o.svg) == fs::weakly_canonical(o.output))
     fail("--svg and --output name the same file " + o.output);
-  return o;
 }
 
 /// Refuses an existing file without --overwrite, and a folder that does not exist.
@@ -278,14 +205,20 @@ BatchFile read_batch(const std::string& path, const models::ModelConfig& c, cons
 }  // namespace
 
 int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"addrop-inspect: runs one AD-DROP step (no weight update, ordinary dropout off) on one batch\n"
+               "and writes every intermediate tensor to a safetensors file"};
+  app.get_formatter()->column_width(34);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)->always_capture_default();  // a later flag wins; --help shows defaults
+  app.footer(kOutputs);
+  add_flags(app, o);
   try {
-    const Options o = parse(argc, argv);
+    app.parse(argc, argv);
+    check_flags(o, app);
     if (o.device == "cuda" && !addrop_examples::cuda_available())
       fail("--device cuda: " + addrop_examples::cuda_unavailable_reason());
     check_writable("--output", o.output, o.overwrite);
     if (!o.svg.empty()) check_writable("--svg", o.svg, o.overwrite);
-    if (!o.tokens.empty() && !fs::is_regular_file(o.tokens)) fail("--tokens " + o.tokens + ": no such file");
-    if (!fs::is_directory(o.model)) fail("--model " + o.model + ": not a folder");
     const auto config = io::load_hf_config(o.model);
     addrop_examples::check_memory(config, {.batch_size = 0, .optimizer = false, .value_bytes = o.dtype == "f64" ? 8u : 4u}, {.config = o.model + "/config.json"});  // the model alone; the batch is not read yet
     for (int l : o.layers)
@@ -307,6 +240,8 @@ int main(int argc, char** argv) {
       else dispatch<float, backend::Cpu>(o, config, input, cpu);
     }
     return 0;
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help
   } catch (const std::exception& e) {
     std::fprintf(stderr, "addrop-inspect: %s\n", e.what());
     return 1;

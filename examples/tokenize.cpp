@@ -9,6 +9,8 @@
 // Face; --split-special-tokens tokenizes them as ordinary text.
 // Input is read in large blocks; with --threads N each block is cut into N ranges of lines
 // tokenized in parallel, and the output keeps the input order.
+#include <CLI/CLI.hpp>
+
 #include <addrop/text/tokenizer.hpp>
 
 #include <algorithm>
@@ -17,7 +19,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -29,34 +30,11 @@
 #include <tuple>
 #include <vector>
 
+#include "cli_common.hpp"
+
 namespace text = addrop::text;
 
 namespace {
-
-constexpr const char* kUsage = R"(usage: addrop-tokenize (--model DIR | --vocab FILE [--cased] | --vocab-json FILE --merges FILE)
-                       [--max-length N] [--tokens] [--threads N] [--add-prefix-space]
-                       [--split-special-tokens]
-
-Reads lines from stdin (a TAB separates the two sentences of a pair) and prints, for each
-line, its token ids with the special tokens, space-separated, no padding.
-
-  --model DIR          checkpoint folder: vocab.txt (WordPiece) or vocab.json + merges.txt
-                       (byte-level BPE) or tokenizer.json, with tokenizer_config.json
-  --vocab FILE         a WordPiece vocab.txt (lower-cased unless --cased)
-  --cased              keep case and accents (with --vocab)
-  --vocab-json FILE    a byte-level BPE vocab.json (needs --merges)
-  --merges FILE        the merges.txt that goes with --vocab-json
-  --add-prefix-space   byte-level BPE: add a space before each text (with --vocab-json)
-  --split-special-tokens
-                       tokenize special-token strings in the text ("[CLS]", "[SEP]",
-                       "<s>", "<mask>", ...) as ordinary text (Hugging Face's
-                       split_special_tokens=True); by default they are the special tokens
-  --max-length N       truncate each example to N tokens, special tokens included
-                       (Hugging Face's longest_first); 0 (default): no truncation
-  --tokens             print token strings instead of ids
-  --threads N          tokenize with N threads (default 1)
-  --help               this text
-)";
 
 struct Args {
   std::string model, vocab, vocab_json, merges;
@@ -65,49 +43,48 @@ struct Args {
   int threads = 1;
 };
 
+/// A usage error: exit status 2 (a failed run exits 1).
 [[noreturn]] void fail(const std::string& msg) {
   std::fprintf(stderr, "addrop-tokenize: %s\n(try --help)\n", msg.c_str());
   std::exit(2);
 }
 
-int64_t parse_int(const std::string& flag, const char* s, int64_t lo) {
-  int64_t v = 0;
-  const char* end = s + std::strlen(s);
-  const auto [p, ec] = std::from_chars(s, end, v);
-  if (ec != std::errc() || p != end || v < lo) fail(flag + " needs an integer >= " + std::to_string(lo) + ", got '" + s + "'");
-  return v;
+/// The flags; CLI11 refuses a value of the wrong kind, a missing file or folder.
+void add_flags(CLI::App& app, Args& a) {
+  app.add_option("--model", a.model,
+                 "checkpoint folder: vocab.txt (WordPiece) or vocab.json + merges.txt\n"
+                 "(byte-level BPE) or tokenizer.json, with tokenizer_config.json")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--vocab", a.vocab, "a WordPiece vocab.txt (lower-cased unless --cased)")->check(CLI::ExistingFile);
+  app.add_flag("--cased", a.cased, "keep case and accents (with --vocab)");
+  app.add_option("--vocab-json", a.vocab_json, "a byte-level BPE vocab.json (needs --merges)")->check(CLI::ExistingFile);
+  app.add_option("--merges", a.merges, "the merges.txt that goes with --vocab-json")->check(CLI::ExistingFile);
+  app.add_flag("--add-prefix-space", a.add_prefix_space, "byte-level BPE: add a space before each text (with --vocab-json)");
+  app.add_flag("--split-special-tokens", a.split_special_tokens,
+               "tokenize special-token strings in the text (\"[CLS]\", \"[SEP]\",\n"
+               "\"<s>\", \"<mask>\", ...) as ordinary text (Hugging Face's\n"
+               "split_special_tokens=True); by default they are the special tokens");
+  app.add_option("--max-length", a.max_length,
+                 "truncate each example to N tokens, special tokens included\n"
+                 "(Hugging Face's longest_first); 0: no truncation")
+      ->transform(addrop_examples::whole_number<int64_t>());
+  app.add_flag("--tokens", a.tokens, "print token strings instead of ids");
+  app.add_option("--threads", a.threads, "tokenize with N threads (at most 256)")->transform(addrop_examples::whole_number<int>());
 }
 
-Args parse(int argc, char** argv) {
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) fail(f + " needs a value");
-      return argv[++i];
-    };
-    if (f == "--help" || f == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (f == "--model") a.model = value();
-    else if (f == "--vocab") a.vocab = value();
-    else if (f == "--vocab-json") a.vocab_json = value();
-    else if (f == "--merges") a.merges = value();
-    else if (f == "--cased") a.cased = true;
-    else if (f == "--tokens") a.tokens = true;
-    else if (f == "--add-prefix-space") a.add_prefix_space = true;
-    else if (f == "--split-special-tokens") a.split_special_tokens = true;
-    else if (f == "--max-length") a.max_length = parse_int(f, value(), 0);
-    else if (f == "--threads") a.threads = static_cast<int>(std::min<int64_t>(parse_int(f, value(), 1), 256));
-    else fail("unknown option '" + f + "'");
-  }
+/// Each value on its own (its message names the flag and the value), then the flags that
+/// go together; throws std::invalid_argument.
+void check_flags(Args& a) {
+  addrop_examples::require(a.max_length >= 0, "--max-length", a.max_length, "must be 0 or more (0: no truncation)");
+  addrop_examples::require(a.threads >= 1, "--threads", a.threads, "must be at least 1");
+  auto refuse = [](const char* why) { throw std::invalid_argument(why); };
   const int sources = !a.model.empty() + !a.vocab.empty() + !a.vocab_json.empty();
-  if (sources != 1) fail("give exactly one of --model, --vocab, --vocab-json");
-  if (!a.vocab_json.empty() && a.merges.empty()) fail("--vocab-json needs --merges");
-  if (a.vocab_json.empty() && !a.merges.empty()) fail("--merges goes with --vocab-json");
-  if (a.cased && a.vocab.empty()) fail("--cased goes with --vocab");
-  if (a.add_prefix_space && a.vocab_json.empty()) fail("--add-prefix-space goes with --vocab-json");
-  return a;
+  if (sources != 1) refuse("give exactly one of --model, --vocab, --vocab-json");
+  if (!a.vocab_json.empty() && a.merges.empty()) refuse("--vocab-json needs --merges");
+  if (a.vocab_json.empty() && !a.merges.empty()) refuse("--merges goes with --vocab-json");
+  if (a.cased && a.vocab.empty()) refuse("--cased goes with --vocab");
+  if (a.add_prefix_space && a.vocab_json.empty()) refuse("--add-prefix-space goes with --vocab-json");
+  a.threads = std::min(a.threads, 256);
 }
 
 std::unique_ptr<text::Tokenizer> make_tokenizer(const Args& a) {
@@ -223,7 +200,21 @@ void write_all(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args = parse(argc, argv);
+  Args args;
+  CLI::App app{"addrop-tokenize: reads lines from stdin (a TAB separates the two sentences of a pair) and prints,\n"
+               "for each line, its token ids with the special tokens, space-separated, no padding.\n"
+               "Give one of --model DIR, --vocab FILE [--cased], --vocab-json FILE --merges FILE."};
+  app.get_formatter()->column_width(30);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)->always_capture_default();  // a later flag wins; --help shows defaults
+  add_flags(app, args);
+  try {
+    app.parse(argc, argv);
+    check_flags(args);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
   try {
     const auto tok = make_tokenizer(args);
     const int nt = args.threads;

@@ -8,12 +8,15 @@
 //   addrop-train-tiny [--steps N] [--epoch-steps N] [--attribution ga|iga|aa|rd|none]
 //                     [--p X] [--q X] [--batch N] [--lr X] [--seed N] [--threads N]
 //                     [--device cpu|cuda] [--output DIR]
+#include <CLI/CLI.hpp>
+
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
+#include "cli_common.hpp"
 #include "device.hpp"
 #include "train_tiny.hpp"
 
@@ -21,71 +24,29 @@ using namespace addrop_train_tiny;
 
 namespace {
 
-void usage() {
-  std::puts(
-      "usage: addrop-train-tiny [--steps N] [--epoch-steps N] [--attribution ga|iga|aa|rd|none] [--p X] [--q X]\n"
-      "                         [--batch N] [--lr X] [--seed N] [--threads N] [--device cpu|cuda] [--output DIR]\n"
-      "Trains a 2-layer BERT classifier with AD-DROP on a synthetic task and prints the loss going down.\n"
-      "  --steps N        optimizer steps (default 60)\n"
-      "  --epoch-steps N  steps per epoch; cross-tuning runs AD-DROP in odd epochs (default 10)\n"
-      "  --attribution A  ga (default), iga, aa, rd, or none for plain fine-tuning\n"
-      "  --p X, --q X     AD-DROP's candidate fraction and drop probability (default 0.3, 0.3)\n"
-      "  --batch N     examples per step (default 32)\n"
-      "  --lr X        AdamW learning rate (default 1e-3)\n"
-      "  --seed N      seed of the data, the initialisation and dropout (default 42)\n"
-      "  --threads N   CPU threads (default 2)\n"
-      "  --device D    cpu (default) or cuda (needs a CUDA build and a GPU)\n"
-      "  --output DIR  save the trained model there (config.json + model.safetensors)");
+using addrop_examples::number;
+using addrop_examples::require;
+using addrop_examples::whole_number;
+
+/// The flags; CLI11 refuses a value of the wrong kind ("--steps: \"1.5\" is not a whole number").
+void add_flags(CLI::App& app, Options& o) {
+  app.add_option("--steps", o.steps, "optimizer steps")->transform(whole_number<int>());
+  app.add_option("--epoch-steps", o.epoch_steps, "steps per epoch; cross-tuning runs AD-DROP in odd epochs")
+      ->transform(whole_number<int>());
+  app.add_option("--attribution", o.attribution, "ga, iga, aa, rd, or none for plain fine-tuning")
+      ->check(CLI::IsMember({"ga", "iga", "aa", "rd", "none"}));
+  app.add_option("--p", o.p, "AD-DROP's candidate fraction")->transform(number());
+  app.add_option("--q", o.q, "AD-DROP's drop probability")->transform(number());
+  app.add_option("--batch", o.batch, "examples per step")->transform(whole_number<int>());
+  app.add_option("--lr", o.lr, "AdamW learning rate")->transform(number());
+  app.add_option("--seed", o.seed, "seed of the data, the initialisation and dropout")->transform(whole_number<uint64_t>());
+  app.add_option("--threads", o.threads, "CPU threads")->transform(whole_number<int>());
+  app.add_option("--device", o.device, "cpu or cuda (needs a CUDA build and a GPU)")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--output", o.output, "save the trained model there (config.json + model.safetensors)");
 }
 
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&](const std::string& v) {
-      std::size_t used = 0;
-      double x = 0;
-      try {
-        x = std::stod(v, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used == 0 || used != v.size()) throw std::invalid_argument(arg + ": \"" + v + "\" is not a number");
-      return x;
-    };
-    // A count: a whole number (1.5 steps would be cut to 1 without a word).
-    auto count = [&](const std::string& v) {
-      const double x = number(v);
-      if (x != std::floor(x) || std::fabs(x) > 1e9) throw std::invalid_argument(arg + ": \"" + v + "\" is not a whole number");
-      return static_cast<int>(x);
-    };
-    if (arg == "--help" || arg == "-h") { usage(); std::exit(0); }
-    else if (arg == "--steps") o.steps = count(value());
-    else if (arg == "--batch") o.batch = count(value());
-    else if (arg == "--lr") o.lr = number(value());
-    else if (arg == "--seed") {
-      const double seed = number(value());
-      if (seed < 0 || seed != std::floor(seed)) throw std::invalid_argument(arg + ": the seed must be a whole number, 0 or more");
-      o.seed = static_cast<uint64_t>(seed);
-    } else if (arg == "--threads") o.threads = count(value());
-    else if (arg == "--output") o.output = value();
-    else if (arg == "--device") o.device = value();
-    else if (arg == "--epoch-steps") o.epoch_steps = count(value());
-    else if (arg == "--attribution") o.attribution = value();
-    else if (arg == "--p") o.p = number(value());
-    else if (arg == "--q") o.q = number(value());
-    else throw std::invalid_argument("unknown option " + arg + " (see --help)");
-  }
-  // Each flag on its own, so that the message names the one at fault and its value.
-  auto require = [](bool ok, const std::string& flag, double value, const std::string& rule) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g", value);
-    if (!ok) throw std::invalid_argument(flag + " " + text + ": " + rule);
-  };
+/// Each flag on its own, so that the message names the one at fault and its value.
+void check_flags(const Options& o) {
   require(o.steps >= 1, "--steps", o.steps, "must be at least 1");
   require(o.epoch_steps >= 1, "--epoch-steps", o.epoch_steps, "must be at least 1");
   require(o.batch >= 1, "--batch", o.batch, "must be at least 1");
@@ -93,19 +54,18 @@ Options parse(int argc, char** argv) {
   require(o.lr > 0 && std::isfinite(o.lr), "--lr", o.lr, "must be positive");
   require(o.p >= 0 && o.p <= 1, "--p", o.p, "must be in [0, 1]");
   require(o.q >= 0 && o.q <= 1, "--q", o.q, "must be in [0, 1]");
-  if (o.attribution != "ga" && o.attribution != "iga" && o.attribution != "aa" && o.attribution != "rd" &&
-      o.attribution != "none")
-    throw std::invalid_argument("--attribution must be ga, iga, aa, rd or none, not \"" + o.attribution + "\"");
-  if (o.device != "cpu" && o.device != "cuda")
-    throw std::invalid_argument("--device must be cpu or cuda, not \"" + o.device + "\"");
-  return o;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"addrop-train-tiny: trains a 2-layer BERT classifier with AD-DROP on a synthetic task and prints the loss going down"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)->always_capture_default();  // a later flag wins; --help shows defaults
+  add_flags(app, opt);
   try {
-    const Options opt = parse(argc, argv);
+    app.parse(argc, argv);
+    check_flags(opt);
     // Cross-tuning runs AD-DROP from the second epoch on: a single epoch is plain training.
     if (opt.attribution != "none" && opt.steps <= opt.epoch_steps)
       std::fprintf(stderr,
@@ -120,6 +80,8 @@ int main(int argc, char** argv) {
       train_and_report<addrop::backend::Cpu>(opt, {.threads = opt.threads});
     }
     return 0;
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help
   } catch (const std::exception& e) {
     std::fprintf(stderr, "addrop-train-tiny: %s\n", e.what());
     return 1;

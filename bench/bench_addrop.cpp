@@ -44,7 +44,6 @@ namespace {
 
 using Model = addrop::models::EncoderModel<float>;
 using Backend = Model::backend_type;
-using addrop::High;
 namespace attribution = addrop::attribution;
 namespace schedule = addrop::schedule;
 namespace selection = addrop::selection;

@@ -30,7 +30,6 @@
 
 namespace {
 
-using addrop::High;
 using addrop::backend::Cuda;
 using Model = addrop::models::EncoderModel<float, Cuda>;
 namespace attribution = addrop::attribution;

@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     check_flags(o, app);
-    if (o.device == "cuda" && !addrop_examples::cuda_available())
+    if (o.device == "cuda" && !addrop_examples::cuda_available())  // before any work
       fail("--device cuda: " + addrop_examples::cuda_unavailable_reason());
     check_writable("--output", o.output, o.overwrite);
     if (!o.svg.empty()) check_writable("--svg", o.svg, o.overwrite);
@@ -232,13 +232,7 @@ int main(int argc, char** argv) {
     if (!o.svg.empty() && o.svg_example >= input.batch.size)
       fail("--svg-example " + std::to_string(o.svg_example) + " is out of range; the batch has " +
            std::to_string(input.batch.size) + " examples");
-    if (o.device == "cuda") {
-      run_on_cuda(o, config, input);
-    } else {
-      const backend::Cpu::Context cpu{.threads = o.threads};
-      if (o.dtype == "f64") dispatch<double, backend::Cpu>(o, config, input, cpu);
-      else dispatch<float, backend::Cpu>(o, config, input, cpu);
-    }
+    addrop_examples::on_device(o.device, o.threads, [&](auto device) { run_step(device, o, config, input); });
     return 0;
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <addrop/addrop.hpp>
+#include <addrop/backend/device.hpp>
 #include <addrop/train/run_files.hpp>
 
 #include <algorithm>
@@ -215,7 +216,8 @@ void dispatch(const Options& o, const models::ModelConfig& config, const BatchFi
   with_regulariser(names, options, [&](auto& reg) { run<T, Backend>(o, config, input, context, reg); });
 }
 
-/// The GPU instantiation (inspect_cuda.cu; inspect_no_cuda.cpp throws why there is none).
-void run_on_cuda(const Options& o, const models::ModelConfig& config, const BatchFile& input);
+/// The step per device (inspect_device.cpp, compiled once per backend: device.hpp).
+void run_step(addrop::OnCpu device, const Options& o, const models::ModelConfig& config, const BatchFile& input);
+void run_step(addrop::OnCuda device, const Options& o, const models::ModelConfig& config, const BatchFile& input);
 
 }  // namespace addrop_inspect

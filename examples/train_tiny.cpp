@@ -72,13 +72,7 @@ int main(int argc, char** argv) {
                    "addrop-train-tiny: warning: --steps %d with --epoch-steps %d is one epoch, and cross-tuning "
                    "starts with a plain epoch, so AD-DROP never runs; give more --steps than --epoch-steps\n",
                    opt.steps, opt.epoch_steps);
-    if (opt.device == "cuda") {
-      if (!addrop_examples::cuda_available())
-        throw std::runtime_error("--device cuda: " + addrop_examples::cuda_unavailable_reason());
-      train_on_cuda(opt);
-    } else {
-      train_and_report<addrop::backend::Cpu>(opt, {.threads = opt.threads});
-    }
+    addrop_examples::on_device(opt.device, opt.threads, [&](auto device) { train(device, opt); });
     return 0;
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help

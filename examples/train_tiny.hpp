@@ -3,6 +3,7 @@
 #pragma once
 
 #include <addrop/addrop.hpp>
+#include <addrop/backend/device.hpp>
 
 #include <cstdio>
 #include <string>
@@ -112,7 +113,8 @@ void train_and_report(const Options& opt, const typename Backend::Context& conte
   }
 }
 
-/// The GPU instantiation (train_tiny_cuda.cu; train_tiny_no_cuda.cpp throws why there is none).
-void train_on_cuda(const Options& opt);
+/// The training per device (train_tiny_device.cpp, compiled once per backend: device.hpp).
+void train(addrop::OnCpu device, const Options& opt);
+void train(addrop::OnCuda device, const Options& opt);
 
 }  // namespace addrop_train_tiny

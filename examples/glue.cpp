@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "glue_cli.hpp"
+#include "trainer_cli.hpp"
 #include "glue_train.hpp"
 #include "memory_check.hpp"
 
@@ -36,12 +36,12 @@ using namespace addrop;
 
 namespace {
 
-struct Options : glue::RunFlags {
+struct Options : addrop_examples::RunFlags {
   std::string task;
   std::string data, train_file, dev_file, dev_mm_file, test_file;
   bool predict = false, skip_bad_rows = false;
-  glue::AdDropFlags addrop;
-  glue::TrainFlags training;
+  addrop_examples::AdDropFlags addrop;
+  addrop_examples::TrainFlags training;
 };
 
 /// Task data file: an explicit --train/--dev/--test, else <data>/<TaskDir>/<split file>.
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   app.get_formatter()->column_width(34);
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)->always_capture_default();  // a later flag wins; --help shows defaults
   app.add_option("--task", o.task, "sst2, mnli, qnli, qqp, cola, stsb, mrpc or rte")->required();
-  glue::add_model_flags(app, o);
+  addrop_examples::add_model_flags(app, o);
   app.add_option("--data", o.data, "GLUE folder (holding SST-2/, RTE/, ... or the task's own files)");
   app.add_option("--train", o.train_file, "training file (overrides --data)");
   app.add_option("--dev", o.dev_file, "dev file (overrides --data)");
@@ -80,21 +80,21 @@ int main(int argc, char** argv) {
   app.add_option("--test", o.test_file, "test file for --predict (overrides --data)");
   app.add_flag("--predict", o.predict, "write the GLUE leaderboard TSV of the test split with the best checkpoint");
   app.add_flag("--skip-bad-rows", o.skip_bad_rows, "skip (and count) malformed rows instead of failing");
-  glue::add_run_flags(app, o);
-  glue::add_addrop_flags(app, o.addrop);
-  glue::add_train_flags(app, o.training);
+  addrop_examples::add_run_flags(app, o);
+  addrop_examples::add_addrop_flags(app, o.addrop);
+  addrop_examples::add_train_flags(app, o.training);
   CLI11_PARSE(app, argc, argv);
 
   try {
     const data::GlueTask task = data::parse_task(o.task);
     const auto& info = data::task_info(task);
-    glue::check_run_flags(o);
-    glue::apply_defaults(o.training, app, glue::defaults_for(o));
-    glue::validate(o.addrop);
-    glue::validate(o.training);
+    addrop_examples::check_run_flags(o);
+    addrop_examples::apply_defaults(o.training, app, addrop_examples::defaults_for(o));
+    addrop_examples::validate(o.addrop);
+    addrop_examples::validate(o.training);
     // The runs: attributions x seeds, or the p/q grid.
-    const std::vector<glue::RunSpec> specs =
-        glue::plan_runs(o.addrop, glue::split_list(o.runs), glue::split_list(o.seeds), o.grid);
+    const std::vector<addrop_examples::RunSpec> specs =
+        addrop_examples::plan_runs(o.addrop, addrop_examples::split_list(o.runs), addrop_examples::split_list(o.seeds), o.grid);
     // Every data file is found before anything is read or written.
     const fs::path train_file = split_file(o, task, o.train_file, "train", true);
     const fs::path dev_file = split_file(o, task, o.dev_file, "dev", true);
@@ -102,25 +102,9 @@ int main(int argc, char** argv) {
     const fs::path test_file = o.predict ? split_file(o, task, o.test_file, "test", true) : fs::path();
 
     // Tokenizer and model config.
-    const fs::path tok_source = !o.model.empty() ? fs::path(o.model) : fs::path(o.vocab);
-    std::unique_ptr<text::Tokenizer> tokenizer = glue::open_tokenizer(tok_source);
-    models::ModelConfig config;
-    if (!o.model.empty()) {
-      config = io::load_hf_config(o.model);
-    } else {
-      const bool bpe = tokenizer->kind() == "byte_bpe";
-      config = models::preset_config(o.init, tokenizer->vocab_size(), tokenizer->pad_id(),
-                                     bpe ? models::Family::Roberta : models::Family::Bert,
-                                     std::max<int64_t>(512, o.training.max_length));
-    }
-    config.num_labels = info.num_labels;
-    config.task = info.regression ? models::Task::Regression : models::Task::SequenceClassification;
-    if (o.training.dropout >= 0) config.hidden_dropout_prob = config.attention_probs_dropout_prob = static_cast<float>(o.training.dropout);
-    config.validate();
+    auto [tokenizer, config] = addrop_examples::setup_model(
+        o, info.regression ? models::Task::Regression : models::Task::SequenceClassification, info.num_labels);
     addrop_examples::check_training_memory(config, o);  // before any data is read; again once it is tokenized
-    glue::require(o.training.max_length <= config.max_position_embeddings, "--max-length", o.training.max_length,
-                  "exceeds the model's " + std::to_string(config.max_position_embeddings) + " positions");
-    glue::check_layers(o.addrop.layers, config.num_hidden_layers, glue::model_source(o));
 
     // Data. An empty set is refused: training needs examples, and an empty evaluation
     // set would score 0 and still name a "best" checkpoint.
@@ -141,8 +125,8 @@ int main(int argc, char** argv) {
     std::vector<data::Example> mm_examples, test_examples;
     if (!mm_file.empty()) mm_examples = load(mm_file, "dev-mismatched");
     if (o.predict) test_examples = load(test_file, "test");
-    glue::warn_if_addrop_never_runs("addrop-glue", o.addrop, o.training, specs);
-    const fs::path out = glue::prepare_output(o);
+    addrop_examples::warn_if_addrop_never_runs("addrop-glue", o.addrop, o.training, specs);
+    const fs::path out = addrop_examples::prepare_output(o);
 
     glue::Job job;
     job.config = config;
@@ -150,10 +134,10 @@ int main(int argc, char** argv) {
     job.threads = o.threads;
     int64_t truncated = 0;
     const auto t0 = std::chrono::steady_clock::now();
-    job.train = glue::encode_examples(*tokenizer, train_examples, o.training.max_length, info.regression, &truncated);
-    job.dev = glue::encode_examples(*tokenizer, dev_examples, o.training.max_length, info.regression, &truncated);
-    job.dev_mismatched = glue::encode_examples(*tokenizer, mm_examples, o.training.max_length, info.regression, &truncated);
-    job.test = glue::encode_examples(*tokenizer, test_examples, o.training.max_length, info.regression, &truncated);
+    job.train = addrop_examples::encode_examples(*tokenizer, train_examples, o.training.max_length, info.regression, &truncated);
+    job.dev = addrop_examples::encode_examples(*tokenizer, dev_examples, o.training.max_length, info.regression, &truncated);
+    job.dev_mismatched = addrop_examples::encode_examples(*tokenizer, mm_examples, o.training.max_length, info.regression, &truncated);
+    job.test = addrop_examples::encode_examples(*tokenizer, test_examples, o.training.max_length, info.regression, &truncated);
     std::fprintf(stderr, "tokenized %zu examples in %.2f s (%lld truncated to %lld tokens)\n",
                  job.train.size() + job.dev.size() + job.dev_mismatched.size() + job.test.size(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
@@ -168,8 +152,8 @@ int main(int argc, char** argv) {
     job.schedule = o.addrop.schedule;
     job.ig_steps = o.addrop.ig_steps;
     job.eval_batch_size = o.training.eval_batch_size;
-    job.trainer = glue::trainer_options(o.training);
-    job.sampler = glue::sampler_options(o.training);
+    job.trainer = addrop_examples::trainer_options(o.training);
+    job.sampler = addrop_examples::sampler_options(o.training);
     job.trainer.save_extra = [&](const fs::path& dir) { tokenizer->save(dir); };
     job.metrics = [task](const train::Predictions& pred, const std::vector<data::Feature>& gold) {
       train::EvalResult r;
@@ -202,36 +186,12 @@ int main(int argc, char** argv) {
       if (!o.grid.empty()) job.trainer.save_best = false;  // a grid keeps its table, not 81 checkpoints
     }
 
-    std::vector<glue::RunRecord> records;
-    for (const auto& spec : specs) {
-      const fs::path dir = several ? out / spec.name : out;
-      glue::RunRecord rec{spec, {}, dir};
-      if (several && fs::exists(dir / "summary.json") && !o.overwrite) {
-        rec.summary = nlohmann::json::parse(train::read_file(dir / "summary.json"));
-        std::fprintf(stderr, "%s: done earlier (%s), skipped\n", spec.name.c_str(), (dir / "summary.json").c_str());
-        records.push_back(rec);
-        continue;
-      }
-      fs::create_directories(dir);
-      job.trainer.resume = fs::exists(dir / "last" / "trainer_state.json") && (o.resume || several);
-      std::fprintf(stderr, "== %s: attribution %s, p %.2f, q %.2f, seed %llu, %s%s\n", spec.name.c_str(),
-                   spec.attribution.c_str(), spec.p, spec.q, static_cast<unsigned long long>(spec.seed),
-                   o.device.c_str(), job.trainer.resume ? " (resumed)" : "");
+    return addrop_examples::run_all(o, specs, out, info, info.main_metric, "", [&](const auto& spec, const fs::path& dir, bool resume) {
+      job.trainer.resume = resume;
       const glue::RunOutcome outcome =
-          glue::on_device(o.device, o.threads, [&](auto device) { return glue::train_run(device, job, spec, dir); });
-      rec.summary = glue::summarize(outcome, spec, info, o.training);
-      train::write_summary(dir / "summary.json", rec.summary);
-      glue::report_stop(spec.name, outcome.result);
-      records.push_back(rec);
-    }
-
-    glue::write_curves(out / "curves.svg", records, info.main_metric);
-    if (several) glue::write_table(out, records, info, !o.grid.empty());
-    else std::printf("%s\n", records.front().summary.dump(2).c_str());
-    const bool nan_stop = std::any_of(records.begin(), records.end(), [](const glue::RunRecord& r) {
-      return glue::stopped_on_non_finite_loss(r.summary);
+          addrop_examples::on_device(o.device, o.threads, [&](auto device) { return glue::train_run(device, job, spec, dir); });
+      return addrop_examples::RunDone{addrop_examples::summarize(outcome, spec, info, o.training), outcome.result};
     });
-    return nan_stop ? 3 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "addrop-glue: %s\n", e.what());
     return 1;

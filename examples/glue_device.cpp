@@ -2,9 +2,9 @@
 // CPU and, in a CUDA build, for the GPU; see device.hpp).
 #include <addrop/backend/device_code.hpp>
 
-#include "glue_cli.hpp"
+#include "glue_train.hpp"
 
-glue::RunOutcome glue::train_run(addrop::ThisDevice device, const Job& job, const RunSpec& spec, const fs::path& dir) {
+addrop_examples::RunOutcome glue::train_run(addrop::ThisDevice device, const Job& job, const RunSpec& spec, const fs::path& dir) {
   return train_run<addrop::ThisBackend>(job, spec, dir, addrop::make_context(device));
 }
 

@@ -17,17 +17,15 @@
 #include <string>
 #include <vector>
 
+#include <addrop/backend/device.hpp>
+
+#include "run_plan.hpp"
+
 namespace glue {
 
 namespace fs = std::filesystem;
-
-/// One training run: the AD-DROP setting and the seed.
-struct RunSpec {
-  std::string name;                 ///< folder and legend name
-  std::string attribution = "ga";   ///< none, ga, iga, aa, rd
-  double p = 0.3, q = 0.3;
-  uint64_t seed = 42;
-};
+using addrop_examples::RunOutcome;
+using addrop_examples::RunSpec;
 
 /// Everything a run needs that does not depend on the backend.
 struct Job {
@@ -47,11 +45,6 @@ struct Job {
       metrics;
   bool predict_test = false;
   std::function<void(const addrop::train::Predictions&, const fs::path&)> write_predictions;
-};
-
-struct RunOutcome {
-  addrop::train::TrainResult result;
-  std::optional<addrop::train::EvalResult> best_dev;
 };
 
 template <class Model, class Reg>
@@ -117,5 +110,15 @@ addrop::train::Predictions predict_folder(const fs::path& dir, const addrop::mod
   io::load_weights(model, io::SafeTensors::load(dir / "model.safetensors"), true);
   return train::predict(model, features, batch_size, pad_id);
 }
+
+// The model code per device (glue_device.cpp, compiled once per backend: device.hpp).
+RunOutcome train_run(addrop::OnCpu device, const Job& job, const RunSpec& spec, const fs::path& dir);
+RunOutcome train_run(addrop::OnCuda device, const Job& job, const RunSpec& spec, const fs::path& dir);
+addrop::train::Predictions predict_folder(addrop::OnCpu device, const fs::path& dir, const addrop::models::ModelConfig& config,
+                                          const std::vector<addrop::data::Feature>& features, int32_t pad_id,
+                                          int64_t batch_size);
+addrop::train::Predictions predict_folder(addrop::OnCuda device, const fs::path& dir, const addrop::models::ModelConfig& config,
+                                          const std::vector<addrop::data::Feature>& features, int32_t pad_id,
+                                          int64_t batch_size);
 
 }  // namespace glue

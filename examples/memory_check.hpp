@@ -49,7 +49,7 @@ inline void check_memory(const addrop::models::ModelConfig& config, const addrop
 /// size beyond the memory is refused then, still before training.
 template <class Options>
 void check_training_memory(const addrop::models::ModelConfig& config, const Options& o, int64_t longest = 0) {
-  // As glue::plan_runs: --runs lists the attributions unless a --grid uses --attribution.
+  // As addrop_examples::plan_runs: --runs lists the attributions unless a --grid uses --attribution.
   std::stringstream runs(o.grid.empty() && !o.runs.empty() ? o.runs : o.addrop.attribution);
   bool addrop = false, iga = false;
   for (std::string a; std::getline(runs, a, ',');) {

@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "glue_cli.hpp"
+#include "trainer_cli.hpp"
 #include "memory_check.hpp"
 #include "ner_train.hpp"
 
@@ -38,15 +38,15 @@ using namespace addrop;
 
 namespace {
 
-struct Options : glue::RunFlags {
+struct Options : addrop_examples::RunFlags {
   std::string data, train_file, valid_file, test_file;
   std::string scheme = "iob2";
   bool label_all_tokens = false;
   std::string continuation = "b-to-i";
   std::string labels;  ///< comma list; empty: the checkpoint's id2label, else the training file's
   bool test_each_epoch = false;
-  glue::AdDropFlags addrop;
-  glue::TrainFlags training;
+  addrop_examples::AdDropFlags addrop;
+  addrop_examples::TrainFlags training;
 };
 
 fs::path split_file(const Options& o, const std::string& given, const char* name, const char* flag) {
@@ -69,7 +69,7 @@ void check_ner_flags(const CLI::App& app, const Options& o) {
   };
   const auto& t = o.training;
   const auto& a = o.addrop;
-  auto num = [](double v) { return glue::number_name(v); };
+  auto num = [](double v) { return addrop_examples::number_name(v); };
   auto text = [](int64_t v) { return std::to_string(v); };
   need(t.epochs > 0, "--epochs", text(t.epochs), "must be at least 1");
   need(t.batch_size > 0, "--batch-size", text(t.batch_size), "must be at least 1");
@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
   CLI::App app{"addrop-ner: fine-tune a BERT-family model on CoNLL-2003 NER, with or without AD-DROP"};
   app.get_formatter()->column_width(34);
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)->always_capture_default();  // --help shows defaults
-  glue::add_model_flags(app, o);
+  addrop_examples::add_model_flags(app, o);
   app.add_option("--data", o.data, "CoNLL-2003 folder with train.txt, valid.txt, test.txt");
   app.add_option("--train", o.train_file, "training file (overrides --data)");
   app.add_option("--valid", o.valid_file, "validation file (overrides --data)");
@@ -155,25 +155,25 @@ int main(int argc, char** argv) {
   app.add_option("--labels", o.labels,
                  "label list in the head's order, e.g. O,B-PER,I-PER,... (default: the --model checkpoint's id2label, "
                  "else O then B-/I- of every type in the training file)");
-  glue::add_run_flags(app, o);
-  glue::add_addrop_flags(app, o.addrop);
+  addrop_examples::add_run_flags(app, o);
+  addrop_examples::add_addrop_flags(app, o.addrop);
   app.get_option("--layers")->default_str("all");
-  glue::add_train_flags(app, o.training);
+  addrop_examples::add_train_flags(app, o.training);
   CLI11_PARSE(app, argc, argv);
 
   try {
     // Every option is checked before any work: flags, files, the model and its memory need.
     check_ner_flags(app, o);
-    glue::check_run_flags(o);
-    glue::apply_defaults(o.training, app, glue::defaults_for(o));
-    glue::validate(o.training);
+    addrop_examples::check_run_flags(o);
+    addrop_examples::apply_defaults(o.training, app, addrop_examples::defaults_for(o));
+    addrop_examples::validate(o.training);
     const data::TagScheme scheme = o.scheme == "iob1" ? data::TagScheme::IOB1 : data::TagScheme::IOB2;
-    const std::vector<glue::RunSpec> specs =
-        glue::plan_runs(o.addrop, glue::split_list(o.runs), glue::split_list(o.seeds), o.grid);
+    const std::vector<addrop_examples::RunSpec> specs =
+        addrop_examples::plan_runs(o.addrop, addrop_examples::split_list(o.runs), addrop_examples::split_list(o.seeds), o.grid);
     std::vector<std::string> labels;  // the label order: given, or the checkpoint head's, or the training file's
     std::string label_source = "the training file";
     if (!o.labels.empty()) {
-      labels = glue::split_list(o.labels);
+      labels = addrop_examples::split_list(o.labels);
       label_source = "--labels";
       data::check_label_list(labels, label_source);
     } else if (!o.model.empty()) {
@@ -188,28 +188,11 @@ int main(int argc, char** argv) {
       throw std::runtime_error("--test-each-epoch: no test set (give --test FILE, or --data with a test.txt)");
 
     // Tokenizer and model config (the number of labels is set once the data is read).
-    const fs::path tok_source = !o.model.empty() ? fs::path(o.model) : fs::path(o.vocab);
-    std::unique_ptr<text::Tokenizer> tokenizer = glue::open_tokenizer(tok_source);
-    models::ModelConfig config;
-    if (!o.model.empty()) {
-      config = io::load_hf_config(o.model);
-    } else {
-      const bool bpe = tokenizer->kind() == "byte_bpe";
-      config = models::preset_config(o.init, tokenizer->vocab_size(), tokenizer->pad_id(),
-                                     bpe ? models::Family::Roberta : models::Family::Bert,
-                                     std::max<int64_t>(512, o.training.max_length));
-    }
-    if (!labels.empty()) config.num_labels = static_cast<int64_t>(labels.size());
-    config.task = models::Task::TokenClassification;
-    if (o.training.dropout >= 0) config.hidden_dropout_prob = config.attention_probs_dropout_prob = static_cast<float>(o.training.dropout);
-    config.validate();
-    if (o.training.max_length > config.max_position_embeddings)
-      throw std::runtime_error("--max-length " + std::to_string(o.training.max_length) + " exceeds the model's " +
-                               std::to_string(config.max_position_embeddings) + " positions");
-    glue::check_layers(o.addrop.layers, config.num_hidden_layers, glue::model_source(o));
+    auto [tokenizer, config] = addrop_examples::setup_model(o, models::Task::TokenClassification,
+                                                            static_cast<int64_t>(labels.size()));
     if (o.addrop.layers.empty())
       for (int l = 0; l < config.num_hidden_layers; ++l) o.addrop.layers.push_back(l);
-    glue::validate(o.addrop);
+    addrop_examples::validate(o.addrop);
     addrop_examples::check_training_memory(config, o);  // before any data is read; again once it is tokenized
 
     // Data: tags are read in the file's scheme and trained on in IOB2. An empty split is
@@ -279,8 +262,8 @@ int main(int argc, char** argv) {
     addrop_examples::check_training_memory(config, o,
                                            addrop_examples::longest_sequence(train.features.features, valid.features.features,
                                                                              test.features.features));
-    glue::warn_if_addrop_never_runs("addrop-ner", o.addrop, o.training, specs);
-    const fs::path out = glue::prepare_output(o);
+    addrop_examples::warn_if_addrop_never_runs("addrop-ner", o.addrop, o.training, specs);
+    const fs::path out = addrop_examples::prepare_output(o);
 
     std::fprintf(stderr, "tokenized %zu sentences in %.2f s; %zu labels (from %s):",
                  train.sentences.size() + valid.sentences.size() + test.sentences.size(),
@@ -305,8 +288,8 @@ int main(int argc, char** argv) {
     job.schedule = o.addrop.schedule;
     job.ig_steps = o.addrop.ig_steps;
     job.test_each_epoch = o.test_each_epoch && have_test;
-    job.trainer = glue::trainer_options(o.training);
-    job.sampler = glue::sampler_options(o.training);
+    job.trainer = addrop_examples::trainer_options(o.training);
+    job.sampler = addrop_examples::sampler_options(o.training);
     job.trainer.save_extra = [&](const fs::path& dir) {
       tokenizer->save(dir);
       // config.json with the label names (Hugging Face's id2label / label2id).
@@ -321,37 +304,24 @@ int main(int argc, char** argv) {
       train::write_json_atomic(dir / "config.json", j);
     };
 
-    const bool several = specs.size() > 1;
     data::TaskInfo info{};
     info.name = "conll2003";
     info.main_metric = "f1";
-    std::vector<glue::RunRecord> records;
-    for (const auto& spec : specs) {
-      const fs::path dir = several ? out / spec.name : out;
-      glue::RunRecord rec{spec, {}, dir};
-      if (several && fs::exists(dir / "summary.json") && !o.overwrite) {
-        rec.summary = nlohmann::json::parse(train::read_file(dir / "summary.json"));
-        std::fprintf(stderr, "%s: done earlier (%s), skipped\n", spec.name.c_str(), (dir / "summary.json").c_str());
-        records.push_back(rec);
-        continue;
-      }
-      fs::create_directories(dir);
-      job.trainer.resume = fs::exists(dir / "last" / "trainer_state.json") && (o.resume || several);
-      std::fprintf(stderr, "== %s: attribution %s, layers %zu, p %.2f, q %.2f, seed %llu, %s%s\n", spec.name.c_str(),
-                   spec.attribution.c_str(), job.layers.size(), spec.p, spec.q,
-                   static_cast<unsigned long long>(spec.seed), o.device.c_str(), job.trainer.resume ? " (resumed)" : "");
+    const std::string detail = "layers " + std::to_string(job.layers.size()) + ", ";
+    return addrop_examples::run_all(o, specs, out, info, "entity F1", detail, [&](const auto& spec, const fs::path& dir, bool resume) {
+      job.trainer.resume = resume;
       const ner::Outcome outcome =
-          glue::on_device(o.device, o.threads, [&](auto device) { return ner::train_run(device, job, spec, dir); });
-      rec.summary = glue::summarize(outcome.run, spec, info, o.training);
-      rec.summary["scheme"] = scheme_name(scheme);
-      rec.summary["labels"] = labels;
-      rec.summary["layers"] = job.layers;
-      rec.summary["label_all_tokens"] = o.label_all_tokens;
-      if (o.label_all_tokens) rec.summary["continuation"] = o.continuation;
-      rec.summary["max_length"] = o.training.max_length;
-      rec.summary["truncated_words"] = {{"train", job.train.truncated_words},
-                                        {"valid", job.dev.truncated_words},
-                                        {"test", job.test.truncated_words}};
+          addrop_examples::on_device(o.device, o.threads, [&](auto device) { return ner::train_run(device, job, spec, dir); });
+      nlohmann::json summary = addrop_examples::summarize(outcome.run, spec, info, o.training);
+      summary["scheme"] = scheme_name(scheme);
+      summary["labels"] = labels;
+      summary["layers"] = job.layers;
+      summary["label_all_tokens"] = o.label_all_tokens;
+      if (o.label_all_tokens) summary["continuation"] = o.continuation;
+      summary["max_length"] = o.training.max_length;
+      summary["truncated_words"] = {{"train", job.train.truncated_words},
+                                    {"valid", job.dev.truncated_words},
+                                    {"test", job.test.truncated_words}};
       if (outcome.test) {
         const auto& t = *outcome.test;
         nlohmann::json tj = t.metrics();
@@ -360,13 +330,13 @@ int main(int argc, char** argv) {
         tj["gold_entities"] = t.counts.total().gold;
         tj["predicted_entities"] = t.counts.total().predicted;
         tj["correct_entities"] = t.counts.total().correct;
-        rec.summary["test"] = tj;
+        summary["test"] = tj;
         // conlleval's input, in the files' own scheme, and its report.
         std::vector<data::Sentence> sentences = test.sentences;
         std::vector<std::vector<std::string>> predicted = t.predicted;
         if (scheme == data::TagScheme::IOB1) {
-          for (auto& s : sentences) s.tags = data::iob2_to_iob1(s.tags);
-          for (auto& p : predicted) p = data::iob2_to_iob1(p);
+          for (auto& x : sentences) x.tags = data::iob2_to_iob1(x.tags);
+          for (auto& x : predicted) x = data::iob2_to_iob1(x);
         }
         data::write_conll_predictions(dir / "test_predictions.txt", sentences, predicted);
         train::write_file_atomic(dir / "test_report.txt", t.counts.report());
@@ -375,18 +345,8 @@ int main(int argc, char** argv) {
                      (dir / "test_predictions.txt").c_str());
         if (!o.grid.empty()) fs::remove_all(dir / "best");  // a grid keeps its table, not 81 checkpoints
       }
-      train::write_summary(dir / "summary.json", rec.summary);
-      glue::report_stop(spec.name, outcome.run.result);
-      records.push_back(rec);
-    }
-
-    glue::write_curves(out / "curves.svg", records, "entity F1");
-    if (several) glue::write_table(out, records, info, !o.grid.empty());
-    else std::printf("%s\n", records.front().summary.dump(2).c_str());
-    const bool nan_stop = std::any_of(records.begin(), records.end(), [](const glue::RunRecord& r) {
-      return glue::stopped_on_non_finite_loss(r.summary);
+      return addrop_examples::RunDone{std::move(summary), outcome.run.result};
     });
-    return nan_stop ? 3 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "addrop-ner: %s\n", e.what());
     return 1;

@@ -4,6 +4,6 @@
 
 #include "ner_train.hpp"
 
-ner::Outcome ner::train_run(addrop::ThisDevice device, const Job& job, const glue::RunSpec& spec, const fs::path& dir) {
+ner::Outcome ner::train_run(addrop::ThisDevice device, const Job& job, const addrop_examples::RunSpec& spec, const fs::path& dir) {
   return train_run<addrop::ThisBackend>(job, spec, dir, addrop::make_context(device));
 }

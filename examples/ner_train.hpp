@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "glue_train.hpp"
+#include "run_plan.hpp"
 
 namespace ner {
 
@@ -39,7 +39,7 @@ struct Job {
 };
 
 struct Outcome {
-  glue::RunOutcome run;
+  addrop_examples::RunOutcome run;
   std::optional<addrop::train::TokenEvaluation> test;  ///< with the best checkpoint (else the last model)
   bool test_from_best = false;
 };
@@ -53,7 +53,7 @@ inline addrop::train::EvalResult to_eval_result(const addrop::train::TokenEvalua
 }
 
 template <class Model, class Reg>
-Outcome train_with(Model& model, Reg& reg, const Job& job, const glue::RunSpec& spec, const fs::path& out_dir) {
+Outcome train_with(Model& model, Reg& reg, const Job& job, const addrop_examples::RunSpec& spec, const fs::path& out_dir) {
   using namespace addrop;
   train::TrainerOptions topt = job.trainer;
   topt.output = out_dir;
@@ -90,7 +90,7 @@ Outcome train_with(Model& model, Reg& reg, const Job& job, const glue::RunSpec& 
 /// attribution uses the token-level objective (F = -CE(pseudo labels) over attended
 /// positions) because the model's task is TokenClassification.
 template <class Backend>
-Outcome train_run(const Job& job, const glue::RunSpec& spec, const fs::path& out_dir, typename Backend::Context ctx) {
+Outcome train_run(const Job& job, const addrop_examples::RunSpec& spec, const fs::path& out_dir, typename Backend::Context ctx) {
   using namespace addrop;
   models::EncoderModel<float, Backend> model(job.config, ctx);
   if (job.model_dir.empty()) {
@@ -108,7 +108,7 @@ Outcome train_run(const Job& job, const glue::RunSpec& spec, const fs::path& out
 }
 
 // The model code per device (ner_device.cpp, compiled once per backend: device.hpp).
-Outcome train_run(addrop::OnCpu device, const Job& job, const glue::RunSpec& spec, const fs::path& dir);
-Outcome train_run(addrop::OnCuda device, const Job& job, const glue::RunSpec& spec, const fs::path& dir);
+Outcome train_run(addrop::OnCpu device, const Job& job, const addrop_examples::RunSpec& spec, const fs::path& dir);
+Outcome train_run(addrop::OnCuda device, const Job& job, const addrop_examples::RunSpec& spec, const fs::path& dir);
 
 }  // namespace ner

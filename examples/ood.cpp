@@ -15,7 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "glue_cli.hpp"
+#include "glue_train.hpp"
+#include "trainer_cli.hpp"
 #include "memory_check.hpp"
 
 namespace fs = std::filesystem;
@@ -40,16 +41,16 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (hans.empty() == paws.empty()) throw std::runtime_error("give one of --hans FILE or --paws-x FILE");
-    glue::require(max_length >= 4, "--max-length", max_length, "must be at least 4");
-    glue::require(batch_size >= 1, "--batch-size", batch_size, "must be at least 1");
-    glue::require(threads >= 0, "--threads", threads, "must be 0 or more (0: all cores)");
-    if (device == "cuda" && !glue::cuda_available()) throw std::runtime_error("--device cuda: " + glue::cuda_unavailable_reason());
-    const auto tokenizer = glue::open_tokenizer(model);
+    addrop_examples::require(max_length >= 4, "--max-length", max_length, "must be at least 4");
+    addrop_examples::require(batch_size >= 1, "--batch-size", batch_size, "must be at least 1");
+    addrop_examples::require(threads >= 0, "--threads", threads, "must be 0 or more (0: all cores)");
+    if (device == "cuda" && !addrop_examples::cuda_available()) throw std::runtime_error("--device cuda: " + addrop_examples::cuda_unavailable_reason());
+    const auto tokenizer = addrop_examples::open_tokenizer(model);
     const models::ModelConfig config = io::load_hf_config(model);
     addrop_examples::check_memory(config, {.batch_size = batch_size, .sequence_length = max_length, .optimizer = false}, {.config = model + "/config.json"});
     if (config.task != models::Task::SequenceClassification)
       throw std::runtime_error(model + ": not a sequence classifier");
-    glue::require(max_length <= config.max_position_embeddings, "--max-length", max_length,
+    addrop_examples::require(max_length <= config.max_position_embeddings, "--max-length", max_length,
                   "exceeds the model's " + std::to_string(config.max_position_embeddings) + " positions");
     const data::ReadOptions ropt{.skip_bad_rows = skip_bad_rows};
     data::ReadReport report;
@@ -60,8 +61,8 @@ int main(int argc, char** argv) {
     if (examples.empty()) throw std::runtime_error(file + ": no examples" + skipped);
     std::fprintf(stderr, "%zu examples from %s%s\n", examples.size(), file.c_str(), skipped.c_str());
     int64_t truncated = 0;
-    const auto features = glue::encode_examples(*tokenizer, examples, max_length, false, &truncated);
-    const auto pred = glue::on_device(device, threads, [&](auto on) {
+    const auto features = addrop_examples::encode_examples(*tokenizer, examples, max_length, false, &truncated);
+    const auto pred = addrop_examples::on_device(device, threads, [&](auto on) {
       return glue::predict_folder(on, model, config, features, tokenizer->pad_id(), batch_size);
     });
     nlohmann::json result{{"model", model}, {"examples", static_cast<int64_t>(examples.size())}, {"truncated", truncated}};

@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 
 #include <addrop/data/glue.hpp>
+#include <addrop/io/hf_config.hpp>
+#include <addrop/models/presets.hpp>
 #include <addrop/text/tokenizer.hpp>
 #include <addrop/train/curve_plot.hpp>
 #include <addrop/train/run_files.hpp>
@@ -27,9 +29,9 @@
 
 #include "cli_common.hpp"
 #include "device.hpp"
-#include "glue_train.hpp"
+#include "run_plan.hpp"
 
-namespace glue {
+namespace addrop_examples {
 
 namespace fs = std::filesystem;
 
@@ -77,8 +79,6 @@ struct TrainFlags {
 };
 
 // "FLAG VALUE: RULE" messages, shared with the other example programs (cli_common.hpp).
-using addrop_examples::number_name;
-using addrop_examples::require;
 
 /// --help's default of a preset setting: "A with --init, B with --model", or A alone.
 template <class T>
@@ -478,18 +478,6 @@ inline void write_table(const fs::path& out, const std::vector<RunRecord>& recor
   std::printf("%s", md.str().c_str());
 }
 
-// The model code per device (glue_device.cpp, compiled once per backend: device.hpp).
-RunOutcome train_run(addrop::OnCpu device, const Job& job, const RunSpec& spec, const fs::path& dir);
-RunOutcome train_run(addrop::OnCuda device, const Job& job, const RunSpec& spec, const fs::path& dir);
-addrop::train::Predictions predict_folder(addrop::OnCpu device, const fs::path& dir, const addrop::models::ModelConfig& config,
-                                          const std::vector<addrop::data::Feature>& features, int32_t pad_id,
-                                          int64_t batch_size);
-addrop::train::Predictions predict_folder(addrop::OnCuda device, const fs::path& dir, const addrop::models::ModelConfig& config,
-                                          const std::vector<addrop::data::Feature>& features, int32_t pad_id,
-                                          int64_t batch_size);
-using addrop_examples::cuda_available;
-using addrop_examples::cuda_unavailable_reason;
-using addrop_examples::on_device;
 
 
 /// The flags every example trainer has besides its data and task: where the model
@@ -563,4 +551,83 @@ inline fs::path prepare_output(const RunFlags& f) {
   return out;
 }
 
-}  // namespace glue
+/// The tokenizer and model configuration a trainer starts from: the checkpoint's (--model)
+/// or a preset sized for the tokenizer (--init with --vocab), with the task head
+/// (num_labels 0 keeps the configuration's), --dropout applied and validated; --max-length
+/// and --layers are checked against it. Options: RunFlags with `training` and `addrop`.
+struct ModelSetup {
+  std::unique_ptr<addrop::text::Tokenizer> tokenizer;
+  addrop::models::ModelConfig config;
+};
+template <class Options>
+ModelSetup setup_model(const Options& o, addrop::models::Task task, int64_t num_labels) {
+  namespace models = addrop::models;
+  ModelSetup m;
+  m.tokenizer = open_tokenizer(!o.model.empty() ? fs::path(o.model) : fs::path(o.vocab));
+  if (!o.model.empty()) {
+    m.config = addrop::io::load_hf_config(o.model);
+  } else {
+    const bool bpe = m.tokenizer->kind() == "byte_bpe";
+    m.config = models::preset_config(o.init, m.tokenizer->vocab_size(), m.tokenizer->pad_id(),
+                                     bpe ? models::Family::Roberta : models::Family::Bert,
+                                     std::max<int64_t>(512, o.training.max_length));
+  }
+  if (num_labels > 0) m.config.num_labels = num_labels;
+  m.config.task = task;
+  if (o.training.dropout >= 0)
+    m.config.hidden_dropout_prob = m.config.attention_probs_dropout_prob = static_cast<float>(o.training.dropout);
+  m.config.validate();
+  require(o.training.max_length <= m.config.max_position_embeddings, "--max-length", o.training.max_length,
+          "exceeds the model's " + std::to_string(m.config.max_position_embeddings) + " positions");
+  check_layers(o.addrop.layers, m.config.num_hidden_layers, model_source(o));
+  return m;
+}
+
+/// What one run of run_all() returns: its summary (summary.json) and how training ended.
+struct RunDone {
+  nlohmann::json summary;
+  addrop::train::TrainResult result;
+};
+
+/// Runs every planned setting in turn, each in its own folder under `out` when there are
+/// several: a setting whose summary.json exists is skipped (unless --overwrite), one with
+/// a saved state is resumed (with --resume, or always within a plan of several). Each
+/// run is train(spec, dir, resume) -> RunDone; its summary is written and its stop
+/// reported. Then the curves of every run, the table of several (grid: by p and q), and
+/// the exit status: 3 when a run stopped on a non-finite loss, else 0.
+template <class Train>
+int run_all(const RunFlags& flags, const std::vector<RunSpec>& specs, const fs::path& out,
+            const addrop::data::TaskInfo& info, const std::string& curve_metric, const std::string& detail,
+            Train&& train) {
+  namespace train_ns = addrop::train;
+  const bool several = specs.size() > 1;
+  std::vector<RunRecord> records;
+  for (const auto& spec : specs) {
+    const fs::path dir = several ? out / spec.name : out;
+    RunRecord rec{spec, {}, dir};
+    if (several && fs::exists(dir / "summary.json") && !flags.overwrite) {
+      rec.summary = nlohmann::json::parse(train_ns::read_file(dir / "summary.json"));
+      std::fprintf(stderr, "%s: done earlier (%s), skipped\n", spec.name.c_str(), (dir / "summary.json").c_str());
+      records.push_back(rec);
+      continue;
+    }
+    fs::create_directories(dir);
+    const bool resume = fs::exists(dir / "last" / "trainer_state.json") && (flags.resume || several);
+    std::fprintf(stderr, "== %s: attribution %s, %sp %.2f, q %.2f, seed %llu, %s%s\n", spec.name.c_str(),
+                 spec.attribution.c_str(), detail.c_str(), spec.p, spec.q, static_cast<unsigned long long>(spec.seed),
+                 flags.device.c_str(), resume ? " (resumed)" : "");
+    RunDone done = train(spec, dir, resume);
+    rec.summary = std::move(done.summary);
+    train_ns::write_summary(dir / "summary.json", rec.summary);
+    report_stop(spec.name, done.result);
+    records.push_back(rec);
+  }
+  write_curves(out / "curves.svg", records, curve_metric);
+  if (several) write_table(out, records, info, !flags.grid.empty());
+  else std::printf("%s\n", records.front().summary.dump(2).c_str());
+  const bool nan_stop = std::any_of(records.begin(), records.end(),
+                                    [](const RunRecord& r) { return stopped_on_non_finite_loss(r.summary); });
+  return nan_stop ? 3 : 0;
+}
+
+}  // namespace addrop_examples

@@ -77,4 +77,34 @@ inline models::Batch read_fixture_batch(const io::SafeTensors& st, const models:
   return b;
 }
 
+/// A small random BERT classifier's configuration (vocabulary 40, hidden 16, 4 heads,
+/// 3 labels) with `layers` encoder layers, for tests that need a real model quickly.
+inline models::ModelConfig small_config(int64_t layers = 3) {
+  models::ModelConfig c;
+  c.vocab_size = 40;
+  c.hidden_size = 16;
+  c.num_hidden_layers = layers;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 32;
+  c.max_position_embeddings = 16;
+  c.num_labels = 3;
+  return c;
+}
+
+/// Three examples of 9, 6 and 4 tokens padded to 9 (two segments), labels 0, 2, 1.
+inline models::Batch small_batch() {
+  models::Batch b;
+  b.size = 3;
+  b.length = 9;
+  const int lengths[] = {9, 6, 4};
+  for (int e = 0; e < 3; ++e)
+    for (int j = 0; j < 9; ++j) {
+      b.input_ids.push_back(j < lengths[e] ? 1 + (e * 13 + j * 7) % 39 : 0);
+      b.attention_mask.push_back(j < lengths[e] ? 1 : 0);
+      b.token_type_ids.push_back(j > 4 ? 1 : 0);
+    }
+  b.labels = {0, 2, 1};
+  return b;
+}
+
 }  // namespace addrop::testing

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <set>
 
+#include "support/helpers.hpp"
 #include "support/selection_reference.hpp"
 
 using namespace addrop;
@@ -313,32 +314,8 @@ BOOST_AUTO_TEST_SUITE_END()
 // --------------------------------------------------------------------- with a model
 namespace {
 
-models::ModelConfig small_config() {
-  models::ModelConfig c;
-  c.vocab_size = 40;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 4;
-  c.intermediate_size = 32;
-  c.max_position_embeddings = 16;
-  c.num_labels = 3;
-  return c;
-}
-
-models::Batch small_batch() {
-  models::Batch b;
-  b.size = 3;
-  b.length = 9;
-  const int lengths[] = {9, 6, 4};
-  for (int e = 0; e < 3; ++e)
-    for (int j = 0; j < 9; ++j) {
-      b.input_ids.push_back(j < lengths[e] ? 1 + (e * 13 + j * 7) % 39 : 0);
-      b.attention_mask.push_back(j < lengths[e] ? 1 : 0);
-      b.token_type_ids.push_back(j > 4 ? 1 : 0);
-    }
-  b.labels = {0, 2, 1};
-  return b;
-}
+using testing::small_batch;
+using testing::small_config;
 
 template <class T>
 std::vector<T> host(const Tensor<T, Cpu>& t) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/backend_conformance.hpp"
+#include "support/helpers.hpp"
 
 using namespace addrop;
 using backend::Cpu;
@@ -169,41 +170,14 @@ struct ConceptOnly {
 };
 static_assert(backend::BackendFor<ConceptOnly, float> && backend::BackendFor<ConceptOnly, double>);
 
-models::ModelConfig tiny_config() {
-  models::ModelConfig c;
-  c.vocab_size = 40;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.intermediate_size = 32;
-  c.max_position_embeddings = 16;
-  c.num_labels = 3;
-  return c;
-}
-
-models::Batch tiny_batch() {
-  models::Batch b;
-  b.size = 3;
-  b.length = 9;
-  const int lengths[] = {9, 6, 4};
-  for (int e = 0; e < 3; ++e)
-    for (int j = 0; j < 9; ++j) {
-      b.input_ids.push_back(j < lengths[e] ? 1 + (e * 13 + j * 7) % 39 : 0);
-      b.attention_mask.push_back(j < lengths[e] ? 1 : 0);
-      b.token_type_ids.push_back(j > 4 ? 1 : 0);
-    }
-  b.labels = {0, 2, 1};
-  return b;
-}
-
 // A few training steps (GA, IGA, AA, RD, each with clipping and AdamW), a checkpoint round
 // trip and the optimizer state round trip; returns every loss and the final parameters.
 template <class B>
 std::vector<double> train_a_little(const std::filesystem::path& dir) {
   const typename B::Context ctx{.threads = 1};
-  models::EncoderModel<float, B> model(tiny_config(), ctx);
+  models::EncoderModel<float, B> model(testing::small_config(2), ctx);
   models::init_weights(model, 3);
-  const auto batch = tiny_batch();
+  const auto batch = testing::small_batch();
   train::AdamW<float, B> opt(model.parameters(), {.lr = 1e-2}, ctx);
   std::vector<double> out;
   auto step = [&](auto reg) {
@@ -222,7 +196,7 @@ std::vector<double> train_a_little(const std::filesystem::path& dir) {
   step(AdDrop<attribution::Attention, selection::TopP, schedule::Always>(options));
   step(AdDrop<attribution::None, selection::Random, schedule::Always>(options));
   io::save_pretrained(model, dir);
-  models::EncoderModel<float, B> loaded(tiny_config(), ctx);
+  models::EncoderModel<float, B> loaded(testing::small_config(2), ctx);
   io::load_pretrained(loaded, dir);
   train::AdamW<float, B> opt2(loaded.parameters(), {.lr = 1e-2}, ctx);
   train::optimizer_state_from_safetensors(opt2, train::optimizer_state_to_safetensors(opt));

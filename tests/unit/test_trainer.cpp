@@ -117,20 +117,31 @@ BOOST_AUTO_TEST_CASE(nan_loss_stops_and_keeps_the_best_checkpoint) {
   BOOST_TEST(accuracy_of(reloaded, dev).main == result.history[0].dev.main);
 }
 
-BOOST_AUTO_TEST_CASE(patience_stops_after_evaluations_without_improvement) {
-  models::EncoderModel<float> model(tiny_config(), {.threads = 1});
-  models::init_weights(model, 4);
-  const auto train = make_features(32, 5), dev = make_features(16, 6);
-  AdDrop<attribution::Gradient, selection::TopP, schedule::Never> reg(AdDropOptions{});
+// A run that cannot improve after its first evaluation (lr 0): patience 2 stops it.
+struct NoImprovementRun {
+  models::EncoderModel<float> model{tiny_config(), {.threads = 1}};
+  std::vector<data::Feature> train = make_features(32, 5), dev = make_features(16, 6);
+  AdDrop<attribution::Gradient, selection::TopP, schedule::Never> reg{AdDropOptions{}};
   train::TrainerOptions opt;
-  opt.epochs = 10;
-  opt.patience = 2;
-  opt.optimizer.lr = 0.0;  // nothing changes, so nothing improves after the first evaluation
-  opt.max_grad_norm = 0;
-  opt.progress = false;
-  train::Trainer trainer(model, reg, opt);
-  const data::SequenceBatches source(train, {}, 0, false);
-  const auto result = trainer.fit(source, [&](auto& m) { return accuracy_of(m, dev); });
+  NoImprovementRun() {
+    models::init_weights(model, 4);
+    opt.epochs = 10;
+    opt.patience = 2;
+    opt.optimizer.lr = 0.0;  // nothing changes, so nothing improves after the first evaluation
+    opt.progress = false;
+  }
+  template <class... Callbacks>
+  train::TrainResult fit(Callbacks&... callbacks) {
+    train::Trainer trainer(model, reg, opt);
+    const data::SequenceBatches source(train, {}, 0, false);
+    return trainer.fit(source, [&](auto& m) { return accuracy_of(m, dev); }, callbacks...);
+  }
+};
+
+BOOST_AUTO_TEST_CASE(patience_stops_after_evaluations_without_improvement) {
+  NoImprovementRun run;
+  run.opt.max_grad_norm = 0;
+  const auto result = run.fit();
   BOOST_TEST(result.stopped_early());
   BOOST_TEST((result.stop_reason == train::StopReason::NoImprovement));
   BOOST_TEST(result.stop_message.find("2 evaluations") != std::string::npos, result.stop_message);
@@ -435,20 +446,10 @@ BOOST_AUTO_TEST_CASE(callbacks_see_every_step_evaluation_epoch_and_checkpoint) {
 }
 
 BOOST_AUTO_TEST_CASE(callbacks_hear_of_early_stopping) {
-  models::EncoderModel<float> model(tiny_config(), {.threads = 1});
-  models::init_weights(model, 4);
-  const auto train = make_features(32, 5), dev = make_features(16, 6);
-  AdDrop<attribution::Gradient, selection::TopP, schedule::Never> reg(AdDropOptions{});
-  train::TrainerOptions opt;
-  opt.epochs = 10;
-  opt.patience = 2;
-  opt.eval_every = 1;  // 1 batch per epoch: an evaluation after every step
-  opt.optimizer.lr = 0.0;
-  opt.progress = false;
-  train::Trainer trainer(model, reg, opt);
-  const data::SequenceBatches source(train, {}, 0, false);
+  NoImprovementRun run;
+  run.opt.eval_every = 1;  // 1 batch per epoch: an evaluation after every step
   EvalAndEpochLog log;
-  const auto result = trainer.fit(source, [&](auto& m) { return accuracy_of(m, dev); }, log);
+  const auto result = run.fit(log);
   BOOST_TEST((result.stop_reason == train::StopReason::NoImprovement));
   BOOST_TEST(log.stopping == (std::vector<bool>{false, false, true}), boost::test_tools::per_element());
   BOOST_TEST(log.epochs.size() == 3u);  // the last epoch ran all its batches too

@@ -232,15 +232,8 @@ void test_top_p_rank_variant() {
   for (const Case c : {Case{1, 1, 1, 1}, Case{3, 2, 9, 9}, Case{4, 2, 64, 64}, Case{3, 2, 5, 13},
                        Case{4, 3, 11, 4}, Case{2, 1, 3, 130}}) {
     const int64_t B = c.batch, H = c.H, Lq = c.Lq, Lk = c.Lk, n = B * H * Lq * Lk;
-    std::vector<int32_t> mask(static_cast<std::size_t>(B * Lk), 0);
-    std::vector<int64_t> lengths(static_cast<std::size_t>(B), 0);
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t len = b == 2 ? 0 : std::max<int64_t>(1, Lk - b * (Lk / 3 + 1));
-      for (int64_t j = 0; j < len; ++j) mask[b * Lk + j] = 1;
-      if (b == 3)
-        for (int64_t j = 0; j < Lk; j += 4) mask[b * Lk + j] = 1 - mask[b * Lk + j];
-      for (int64_t j = 0; j < Lk; ++j) lengths[b] += mask[b * Lk + j];
-    }
+    std::vector<int64_t> lengths;
+    const std::vector<int32_t> mask = testing::reference::key_mask_cases(B, Lk, lengths);
     auto dmask = up(mask);
     for (int ties = 0; ties < 2; ++ties) {
       auto scores = random_vec<T>(n);

@@ -772,15 +772,8 @@ void check_selection(const typename B::Context& ctx, Report& r) {
                        Case{3, 2, 5, 13}, Case{4, 3, 11, 4}, Case{4, 1, 3, 700}}) {
     const int64_t Bn = c.batch, H = c.H, Lq = c.Lq, Lk = c.Lk, n = Bn * H * Lq * Lk;
     // key masks: decreasing lengths, example 2 without keys, example 3 with a gap pattern
-    std::vector<int32_t> mask(static_cast<std::size_t>(Bn * Lk), 0);
-    std::vector<int64_t> lengths(static_cast<std::size_t>(Bn), 0);
-    for (int64_t b = 0; b < Bn; ++b) {
-      const int64_t len = b == 2 ? 0 : std::max<int64_t>(1, Lk - b * (Lk / 3 + 1));
-      for (int64_t j = 0; j < len; ++j) mask[b * Lk + j] = 1;
-      if (b == 3)
-        for (int64_t j = 0; j < Lk; j += 4) mask[b * Lk + j] = 1 - mask[b * Lk + j];
-      for (int64_t j = 0; j < Lk; ++j) lengths[b] += mask[b * Lk + j];
-    }
+    std::vector<int64_t> lengths;
+    const std::vector<int32_t> mask = reference::key_mask_cases(Bn, Lk, lengths);
     auto dmask = up<B>(ctx, mask);
     const auto u = reference::uniforms(n, 21, 22);
     auto du = up<B>(ctx, u);

@@ -125,4 +125,19 @@ Selection<T> select_random(int64_t B, int64_t H, int64_t Lq, int64_t Lk, const i
   return s;
 }
 
+/// Key masks [B, Lk] that cover the awkward cases: decreasing lengths, example 2 without
+/// any key, example 3 with a gap pattern; `lengths` gets each example's non-pad keys.
+inline std::vector<int32_t> key_mask_cases(int64_t B, int64_t Lk, std::vector<int64_t>& lengths) {
+  std::vector<int32_t> mask(static_cast<std::size_t>(B * Lk), 0);
+  lengths.assign(static_cast<std::size_t>(B), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = b == 2 ? 0 : std::max<int64_t>(1, Lk - b * (Lk / 3 + 1));
+    for (int64_t j = 0; j < len; ++j) mask[b * Lk + j] = 1;
+    if (b == 3)
+      for (int64_t j = 0; j < Lk; j += 4) mask[b * Lk + j] = 1 - mask[b * Lk + j];
+    for (int64_t j = 0; j < Lk; ++j) lengths[b] += mask[b * Lk + j];
+  }
+  return mask;
+}
+
 }  // namespace addrop::testing::reference

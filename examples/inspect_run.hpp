@@ -1,5 +1,5 @@
-// addrop-inspect's step, written once for every backend: inspect.cpp instantiates it for
-// the CPU, inspect_cuda.cu for the GPU (--device cuda). Only the tensors that are written
+// addrop-inspect's step, written once for every backend: inspect_device.cpp instantiates
+// it for the CPU and, in a CUDA build, for the GPU (--device cuda). Only the tensors that are written
 // out or drawn cross to the host.
 #pragma once
 

@@ -1,5 +1,5 @@
-// addrop-train-tiny's training, written once for every backend: train_tiny.cpp runs it on
-// the CPU, train_tiny_cuda.cu on the GPU (--device cuda).
+// addrop-train-tiny's training, written once for every backend: train_tiny_device.cpp
+// instantiates it for the CPU and, in a CUDA build, for the GPU (--device cuda).
 #pragma once
 
 #include <addrop/addrop.hpp>

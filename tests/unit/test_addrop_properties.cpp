@@ -494,3 +494,41 @@ BOOST_AUTO_TEST_CASE(padded_query_rows_have_exactly_zero_gradient_attribution) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(policies_by_name_build_the_named_types) {
+  // with_regulariser (policies.hpp): each name gives its policy types and settings; an
+  // unknown name is refused naming the PolicyNames field.
+  auto describe = [](const PolicyNames& names) {
+    return with_regulariser(names, AdDropOptions{.layers = {1}}, [](auto& reg) {
+      using Reg = std::decay_t<decltype(reg)>;
+      std::string d;
+      using A = typename Reg::AttributionPolicy;
+      using S = typename Reg::SelectionPolicy;
+      using C = typename Reg::SchedulePolicy;
+      if constexpr (std::is_same_v<A, attribution::Gradient>) d += "ga";
+      if constexpr (std::is_same_v<A, attribution::Attention>) d += "aa";
+      if constexpr (std::is_same_v<A, attribution::None>) d += "none";
+      if constexpr (std::is_same_v<A, attribution::IntegratedGradients>)
+        d += "iga" + std::to_string(reg.attribution_policy().options().steps) +
+             (reg.attribution_policy().options().per_step_argmax ? "/per-step" : "");
+      if constexpr (std::is_same_v<S, selection::TopP>) d += reg.selection_policy().side() == Side::High ? "+high" : "+low";
+      if constexpr (std::is_same_v<S, selection::Random>) d += "+random";
+      if constexpr (std::is_same_v<C, schedule::CrossTuning>) d += "+cross";
+      if constexpr (std::is_same_v<C, schedule::Always>) d += "+always";
+      if constexpr (std::is_same_v<C, schedule::Never>) d += "+never";
+      return d + "@" + std::to_string(reg.options().layers.at(0));
+    });
+  };
+  BOOST_TEST(describe({}) == "ga+high+cross@1");
+  BOOST_TEST(describe({.attribution = "none", .schedule = "always"}) == "ga+high+never@1");
+  BOOST_TEST(describe({.attribution = "rd"}) == "none+random+cross@1");
+  BOOST_TEST(describe({.attribution = "aa", .side = "low", .schedule = "always"}) == "aa+low+always@1");
+  BOOST_TEST(describe({.attribution = "iga", .integrated_gradients = {.steps = 7, .per_step_argmax = true}}) ==
+             "iga7/per-step+high+cross@1");
+  BOOST_CHECK_EXCEPTION(describe({.attribution = "ig"}), std::invalid_argument, [](const std::invalid_argument& e) {
+    return std::string(e.what()).find("PolicyNames::attribution: \"ig\" is not one of none, ga, iga, aa, rd") !=
+           std::string::npos;
+  });
+  BOOST_CHECK_THROW(describe({.side = "middle"}), std::invalid_argument);
+  BOOST_CHECK_THROW(describe({.schedule = "sometimes"}), std::invalid_argument);
+}

@@ -22,6 +22,7 @@
 #include <addrop/nn/losses.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <iostream>
@@ -249,7 +250,7 @@ BOOST_AUTO_TEST_CASE(gemm_beta_zero_ignores_c_and_k_zero) {
 
 // ====================================================================== batched GEMM (attention layout)
 // Q, K, V, context: [B*L, D] with heads interleaved (head h: columns h*dh..h*dh+dh);
-// scores/probs: [B, H, L, L]. These are exactly the calls SelfAttention makes.
+// scores/probs: [B, H, L, L]. These are exactly the calls nn::Attention makes.
 void check_attention_gemms(const Ctx& ctx, int64_t B, int64_t H, int64_t L, int64_t dh, double alpha, double beta,
                            int64_t samples) {
   using S = Cpu::BatchStrides;
@@ -477,7 +478,7 @@ void check_softmax(const Ctx& ctx, int64_t B, int64_t H, int64_t L, double scale
 
   Vec probs(P);
   auto run = [&](const Ctx& cx) {
-    Cpu::attention_softmax_forward(cx, B, H, L, scale, scores.data(), key_bias.data(), extra.data(), probs.data());
+    Cpu::attention_softmax_forward(cx, B, H, L, L, scale, scores.data(), key_bias.data(), extra.data(), false, probs.data());
     return dot(w, probs);
   };
   auto J = [&] { return run(kOne); };
@@ -527,7 +528,8 @@ void check_softmax(const Ctx& ctx, int64_t B, int64_t H, int64_t L, double scale
 
   // In place: scores and probs alias; dprobs and dscores alias.
   Vec inplace = scores;
-  Cpu::attention_softmax_forward(ctx, B, H, L, scale, inplace.data(), key_bias.data(), extra.data(), inplace.data());
+  Cpu::attention_softmax_forward(ctx, B, H, L, L, scale, inplace.data(), key_bias.data(), extra.data(), false,
+                                 inplace.data());
   check_same("attention_softmax_forward in place" + tag(ctx), inplace, base);
   Vec dinplace = w;
   Cpu::softmax_backward(ctx, R, L, scale, base.data(), dinplace.data(), dinplace.data());
@@ -535,8 +537,9 @@ void check_softmax(const Ctx& ctx, int64_t B, int64_t H, int64_t L, double scale
   // Null masks are zero masks.
   Vec p_null(P), p_zero(P);
   const Vec zeros_kb(B * L, 0.0), zeros_ex(P, 0.0);
-  Cpu::attention_softmax_forward<double>(ctx, B, H, L, scale, scores.data(), nullptr, nullptr, p_null.data());
-  Cpu::attention_softmax_forward(ctx, B, H, L, scale, scores.data(), zeros_kb.data(), zeros_ex.data(), p_zero.data());
+  Cpu::attention_softmax_forward<double>(ctx, B, H, L, L, scale, scores.data(), nullptr, nullptr, false, p_null.data());
+  Cpu::attention_softmax_forward(ctx, B, H, L, L, scale, scores.data(), zeros_kb.data(), zeros_ex.data(), false,
+                                 p_zero.data());
   check_same("attention_softmax_forward null masks" + tag(ctx), p_null, p_zero);
 }
 
@@ -680,7 +683,7 @@ BOOST_AUTO_TEST_CASE(cross_entropy_with_ignored_rows) {
   const int64_t rows = 5, C = 4;
   const std::vector<int32_t> labels{1, nn::kIgnoreIndex, 3, 0, nn::kIgnoreIndex};
   Vec logits = randn(rows * C, 91, 2.0);
-  auto J = [&] { return Cpu::cross_entropy<double>(kOne, rows, C, logits.data(), labels.data(), nn::kIgnoreIndex, nullptr); };
+  auto J = [&] { return Cpu::cross_entropy<double>(kOne, rows, C, logits.data(), labels.data(), nn::kIgnoreIndex, 0.0, nullptr); };
   Vec dl(rows * C, 7.0);  // written, also on ignored rows
   const double loss = nn::cross_entropy<Cpu>(kOne, rows, C, logits.data(), labels.data(), dl.data());
   BOOST_TEST(loss == J());
@@ -699,11 +702,66 @@ BOOST_AUTO_TEST_CASE(cross_entropy_with_ignored_rows) {
   // Huge logits stay finite; all rows ignored gives 0 and zero gradients.
   Vec big = logits;
   for (auto& v : big) v += 1000.0;
-  BOOST_TEST(std::abs(Cpu::cross_entropy<double>(kOne, rows, C, big.data(), labels.data(), -100, nullptr) - loss) <= 1e-10);
+  BOOST_TEST(std::abs(Cpu::cross_entropy<double>(kOne, rows, C, big.data(), labels.data(), -100, 0.0, nullptr) - loss) <= 1e-10);
   const std::vector<int32_t> none(rows, -100);
   Vec dn(rows * C, 7.0);
-  BOOST_TEST(Cpu::cross_entropy(kOne, rows, C, logits.data(), none.data(), -100, dn.data()) == 0.0);
+  BOOST_TEST(Cpu::cross_entropy(kOne, rows, C, logits.data(), none.data(), -100, 0.0, dn.data()) == 0.0);
   for (double v : dn) BOOST_TEST(v == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(label_smoothed_cross_entropy) {
+  // torch's CrossEntropyLoss(label_smoothing=0.1): (1 - eps) nll + eps * mean_c(-log p_c),
+  // averaged over the rows that are not ignored; checked by finite differences too.
+  const int64_t rows = 6, C = 5;
+  const double eps = 0.1;
+  const std::vector<int32_t> labels{1, nn::kIgnoreIndex, 3, 0, 4, 2};
+  Vec logits = randn(rows * C, 93, 2.0);
+  auto J = [&] { return Cpu::cross_entropy<double>(kTwo, rows, C, logits.data(), labels.data(), nn::kIgnoreIndex, eps, nullptr); };
+  Vec dl(rows * C, 7.0);
+  const double loss = nn::cross_entropy<Cpu>(kTwo, rows, C, logits.data(), labels.data(), dl.data(), eps);
+  double want = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (labels[r] == nn::kIgnoreIndex) continue;
+    double s = 0, mean_nll = 0;
+    for (int64_t c = 0; c < C; ++c) s += std::exp(logits[r * C + c]);
+    for (int64_t c = 0; c < C; ++c) mean_nll += (std::log(s) - logits[r * C + c]) / C;
+    want += (1 - eps) * (std::log(s) - logits[r * C + labels[r]]) + eps * mean_nll;
+  }
+  want /= 5;
+  BOOST_TEST(std::abs(loss - want) <= 1e-14 * std::abs(want));
+  check_gradient("cross_entropy (label smoothing 0.1)", logits, dl, J);
+  for (int64_t c = 0; c < C; ++c) BOOST_TEST(dl[1 * C + c] == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(causal_and_rectangular_softmax_gradients) {
+  // The decoder's causal self-attention ([B,H,L,L], keys after the query hidden) and the
+  // cross-attention's rectangular rows: softmax_backward over the full key rows is the
+  // gradient of the forward, masked keys included (their probability is exactly 0).
+  for (auto [Lq, Lk, causal] : {std::array<int64_t, 3>{5, 5, 1}, {2, 6, 1}, {3, 7, 0}}) {
+    const int64_t B = 2, H = 2, P = B * H * Lq * Lk;
+    const double scale = 0.7;
+    Vec scores = randn(P, 95 + Lq, 1.5), w = randn(P, 97, 1.0), probs(P), key_bias(B * Lk, 0.0);
+    key_bias[1 * Lk + Lk - 1] = -10000.0;
+    auto J = [&] {
+      Cpu::attention_softmax_forward<double>(kOne, B, H, Lq, Lk, scale, scores.data(), key_bias.data(), nullptr,
+                                     causal != 0, probs.data());
+      return dot(w, probs);
+    };
+    J();
+    const Vec base = probs;
+    for (int64_t row = 0; row < B * H * Lq; ++row) {
+      const int64_t visible = causal ? std::min(Lk, row % Lq + 1 + Lk - Lq) : Lk;
+      double total = 0;
+      for (int64_t j = 0; j < Lk; ++j) total += base[row * Lk + j];
+      BOOST_TEST(std::abs(total - 1.0) <= 1e-14);
+      for (int64_t j = visible; j < Lk; ++j) BOOST_TEST(base[row * Lk + j] == 0.0);
+    }
+    Vec dscores(P);
+    Cpu::softmax_backward(kOne, B * H * Lq, Lk, scale, base.data(), w.data(), dscores.data());
+    check_gradient("attention_softmax Lq=" + std::to_string(Lq) + " Lk=" + std::to_string(Lk) +
+                       (causal ? " causal" : ""),
+                   scores, dscores, J);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(mean_squared_error) {

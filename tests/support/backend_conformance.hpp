@@ -413,7 +413,7 @@ void check_bias(const typename B::Context& ctx, Report& r) {
 }
 
 // ====================================================================== activations
-/// GELU (exact erf) and tanh, forward and backward.
+/// GELU (exact erf), SiLU, ReLU and tanh, forward and backward.
 template <backend::Backend B, class T>
   requires backend::BackendFor<B, T>
 void check_activations(const typename B::Context& ctx, Report& r) {
@@ -435,6 +435,21 @@ void check_activations(const typename B::Context& ctx, Report& r) {
     }
     B::gelu_backward(ctx, n, dx.data(), ddy.data(), dout.data());
     close(r, "gelu_backward" + at, down<B>(ctx, dout), want, tolerance<T>());
+    for (int64_t i = 0; i < n; ++i) want[i] = R(x[i]) / (1 + std::exp(-R(x[i])));
+    B::silu_forward(ctx, n, dx.data(), dout.data());
+    close(r, "silu_forward" + at, down<B>(ctx, dout), want, tolerance<T>());
+    for (int64_t i = 0; i < n; ++i) {
+      const R v = x[i], sig = 1 / (1 + std::exp(-v));
+      want[i] = R(dy[i]) * sig * (1 + v * (1 - sig));
+    }
+    B::silu_backward(ctx, n, dx.data(), ddy.data(), dout.data());
+    close(r, "silu_backward" + at, down<B>(ctx, dout), want, tolerance<T>());
+    for (int64_t i = 0; i < n; ++i) want[i] = x[i] > T(0) ? R(x[i]) : R(0);
+    B::relu_forward(ctx, n, dx.data(), dout.data());
+    close(r, "relu_forward" + at, down<B>(ctx, dout), want, tolerance<T>());
+    for (int64_t i = 0; i < n; ++i) want[i] = x[i] > T(0) ? R(dy[i]) : R(0);
+    B::relu_backward(ctx, n, dx.data(), ddy.data(), dout.data());
+    close(r, "relu_backward" + at, down<B>(ctx, dout), want, tolerance<T>());
     for (int64_t i = 0; i < n; ++i) want[i] = std::tanh(R(x[i]));
     B::tanh_forward(ctx, n, dx.data(), dout.data());
     close(r, "tanh_forward" + at, down<B>(ctx, dout), want, tolerance<T>());
@@ -566,15 +581,15 @@ void check_softmax(const typename B::Context& ctx, Report& r) {
     auto ds = up<B>(ctx, scores), dkb = up<B>(ctx, key_bias), dex = up<B>(ctx, extra);
     auto dp = empty<B, T>(n);
     const auto want = softmax_ref(key_bias.data(), extra.data());
-    B::attention_softmax_forward(ctx, Bn, H, L, scale, ds.data(), dkb.data(), dex.data(), dp.data());
+    B::attention_softmax_forward(ctx, Bn, H, L, L, scale, ds.data(), dkb.data(), dex.data(), false, dp.data());
     close(r, "attention_softmax_forward with both masks" + at, down<B>(ctx, dp), want, tolerance<T>());
-    B::attention_softmax_forward(ctx, Bn, H, L, scale, ds.data(), static_cast<const T*>(nullptr),
-                                 static_cast<const T*>(nullptr), dp.data());
+    B::attention_softmax_forward(ctx, Bn, H, L, L, scale, ds.data(), static_cast<const T*>(nullptr),
+                                 static_cast<const T*>(nullptr), false, dp.data());
     close(r, "attention_softmax_forward without masks" + at, down<B>(ctx, dp), softmax_ref(nullptr, nullptr),
           tolerance<T>());
-    auto inplace = up<B>(ctx, scores);  // scores and probs alias, as nn::SelfAttention calls it
-    B::attention_softmax_forward(ctx, Bn, H, L, scale, inplace.data(), dkb.data(), static_cast<const T*>(nullptr),
-                                 inplace.data());
+    auto inplace = up<B>(ctx, scores);  // scores and probs alias, as nn::Attention calls it
+    B::attention_softmax_forward(ctx, Bn, H, L, L, scale, inplace.data(), dkb.data(), static_cast<const T*>(nullptr),
+                                 false, inplace.data());
     const auto want_kb = softmax_ref(key_bias.data(), nullptr);
     close(r, "attention_softmax_forward in place, key bias only" + at, down<B>(ctx, inplace), want_kb, tolerance<T>());
     // backward: dscores = scale * p * (dp - sum_j dp p), from probs rounded to T
@@ -592,6 +607,34 @@ void check_softmax(const typename B::Context& ctx, Report& r) {
     close(r, "softmax_backward" + at, down<B>(ctx, ddsc), dsc, tolerance<T>());
     B::softmax_backward(ctx, rows, L, scale, dpr.data(), ddp.data(), ddp.data());
     close(r, "softmax_backward in place" + at, down<B>(ctx, ddp), dsc, tolerance<T>());
+  }
+  // Rectangular sites (cross-attention: Lq != Lk) and causal rows (a decoder's
+  // self-attention, and its incremental steps whose Lq queries are the last of Lk keys).
+  for (auto [Bn, H, Lq, Lk, causal] : {std::array<int64_t, 5>{2, 3, 4, 9, 0}, {2, 2, 6, 6, 1}, {3, 2, 1, 7, 1},
+                                       {1, 2, 3, 40, 1}, {2, 1, 50, 5, 0}}) {
+    const std::string at = std::string(" ") + type_name<T>() + " B,H,Lq,Lk,causal=" + dims({Bn, H, Lq, Lk, causal});
+    const int64_t n = Bn * H * Lq * Lk, rows = Bn * H * Lq;
+    const auto scores = in.reals<T>(n, -4, 4);
+    std::vector<T> key_bias(static_cast<std::size_t>(Bn * Lk), T(0));
+    for (int64_t b = 1; b < Bn; ++b) key_bias[b * Lk + Lk - 1] = T(-10000);
+    std::vector<T> extra(static_cast<std::size_t>(n), T(0));
+    for (auto& e : extra) e = in.coin(0.2) ? T(-10000) : T(0);
+    const T scale = T(0.5);
+    std::vector<R> want(static_cast<std::size_t>(n), R(0));
+    for (int64_t row = 0; row < rows; ++row) {
+      const int64_t b = row / (H * Lq), visible = causal ? std::min(Lk, row % Lq + 1 + Lk - Lq) : Lk;
+      R m = -std::numeric_limits<R>::infinity(), total = 0;
+      for (int64_t j = 0; j < visible; ++j)
+        m = std::max(m, R(scale) * scores[row * Lk + j] + R(key_bias[b * Lk + j]) + R(extra[row * Lk + j]));
+      for (int64_t j = 0; j < visible; ++j)
+        total += want[row * Lk + j] =
+            std::exp(R(scale) * scores[row * Lk + j] + R(key_bias[b * Lk + j]) + R(extra[row * Lk + j]) - m);
+      for (int64_t j = 0; j < visible; ++j) want[row * Lk + j] /= total;
+    }
+    auto ds = up<B>(ctx, scores), dkb = up<B>(ctx, key_bias), dex = up<B>(ctx, extra);
+    auto dp = empty<B, T>(n);
+    B::attention_softmax_forward(ctx, Bn, H, Lq, Lk, scale, ds.data(), dkb.data(), dex.data(), causal != 0, dp.data());
+    close(r, "attention_softmax_forward" + at, down<B>(ctx, dp), want, tolerance<T>());
   }
 }
 
@@ -705,31 +748,37 @@ void check_losses(const typename B::Context& ctx, Report& r) {
     for (std::size_t i = 1; i < labels.size(); i += 3) labels[i] = ignore;
     int64_t counted = 0;
     for (int32_t l : labels) counted += l != ignore;
-    R total = 0;
-    std::vector<R> grad(static_cast<std::size_t>(rows * classes), R(0));
-    for (int64_t i = 0; i < rows; ++i) {
-      if (labels[i] == ignore) continue;
-      const T* z = logits.data() + i * classes;
-      R m = *std::max_element(z, z + classes), s = 0;
-      for (int64_t c = 0; c < classes; ++c) s += std::exp(R(z[c]) - m);
-      const R log_z = m + std::log(s);
-      total += log_z - z[labels[i]];
-      for (int64_t c = 0; c < classes; ++c)
-        grad[i * classes + c] = (std::exp(R(z[c]) - log_z) - R(c == labels[i])) / R(counted);
-    }
-    const double want = static_cast<double>(total / R(counted));
     auto dl = up<B>(ctx, logits);
     auto dlab = up<B>(ctx, labels);
     auto dgrad = up<B>(ctx, std::vector<T>(static_cast<std::size_t>(rows * classes), T(7)));
-    scalar(r, "cross_entropy" + at, B::cross_entropy(ctx, rows, classes, dl.data(), dlab.data(), ignore, dgrad.data()),
-           want, tolerance<T>());
-    close(r, "cross_entropy dlogits (ignored rows zero)" + at, down<B>(ctx, dgrad), grad, tolerance<T>());
-    scalar(r, "cross_entropy without dlogits" + at,
-           B::cross_entropy(ctx, rows, classes, dl.data(), dlab.data(), ignore, static_cast<T*>(nullptr)), want,
-           tolerance<T>());
+    for (const T eps : {T(0), T(0.1)}) {  // plain, and label-smoothed as translation trains
+      const std::string with = eps == T(0) ? "" : " label smoothing 0.1";
+      R total = 0;
+      std::vector<R> grad(static_cast<std::size_t>(rows * classes), R(0));
+      for (int64_t i = 0; i < rows; ++i) {
+        if (labels[i] == ignore) continue;
+        const T* z = logits.data() + i * classes;
+        R m = *std::max_element(z, z + classes), s = 0, mean_nll = 0;
+        for (int64_t c = 0; c < classes; ++c) s += std::exp(R(z[c]) - m);
+        const R log_z = m + std::log(s);
+        for (int64_t c = 0; c < classes; ++c) mean_nll += (log_z - z[c]) / R(classes);
+        total += (1 - R(eps)) * (log_z - z[labels[i]]) + R(eps) * mean_nll;
+        for (int64_t c = 0; c < classes; ++c)
+          grad[i * classes + c] =
+              (std::exp(R(z[c]) - log_z) - (1 - R(eps)) * R(c == labels[i]) - R(eps) / R(classes)) / R(counted);
+      }
+      const double want = static_cast<double>(total / R(counted));
+      scalar(r, "cross_entropy" + with + at,
+             B::cross_entropy(ctx, rows, classes, dl.data(), dlab.data(), ignore, eps, dgrad.data()), want,
+             tolerance<T>());
+      close(r, "cross_entropy dlogits (ignored rows zero)" + with + at, down<B>(ctx, dgrad), grad, tolerance<T>());
+      scalar(r, "cross_entropy without dlogits" + with + at,
+             B::cross_entropy(ctx, rows, classes, dl.data(), dlab.data(), ignore, eps, static_cast<T*>(nullptr)),
+             want, tolerance<T>());
+    }
     auto dnone = up<B>(ctx, std::vector<int32_t>(static_cast<std::size_t>(rows), ignore));
     scalar(r, "cross_entropy every row ignored" + at,
-           B::cross_entropy(ctx, rows, classes, dl.data(), dnone.data(), ignore, dgrad.data()), 0.0, 0.0);
+           B::cross_entropy(ctx, rows, classes, dl.data(), dnone.data(), ignore, T(0), dgrad.data()), 0.0, 0.0);
     same(r, "cross_entropy every row ignored: dlogits zero" + at, down<B>(ctx, dgrad),
          std::vector<T>(static_cast<std::size_t>(rows * classes), T(0)));
   }

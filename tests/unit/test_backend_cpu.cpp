@@ -92,6 +92,10 @@ struct ConceptOnly {
   template <class T> static void bias_backward(const Context& c, int64_t r, int64_t k, const T* dy, T* db) { Cpu::bias_backward(c, r, k, dy, db); }
   template <class T> static void gelu_forward(const Context& c, int64_t n, const T* x, T* y) { Cpu::gelu_forward(c, n, x, y); }
   template <class T> static void gelu_backward(const Context& c, int64_t n, const T* x, const T* dy, T* dx) { Cpu::gelu_backward(c, n, x, dy, dx); }
+  template <class T> static void silu_forward(const Context& c, int64_t n, const T* x, T* y) { Cpu::silu_forward(c, n, x, y); }
+  template <class T> static void silu_backward(const Context& c, int64_t n, const T* x, const T* dy, T* dx) { Cpu::silu_backward(c, n, x, dy, dx); }
+  template <class T> static void relu_forward(const Context& c, int64_t n, const T* x, T* y) { Cpu::relu_forward(c, n, x, y); }
+  template <class T> static void relu_backward(const Context& c, int64_t n, const T* x, const T* dy, T* dx) { Cpu::relu_backward(c, n, x, dy, dx); }
   template <class T> static void tanh_forward(const Context& c, int64_t n, const T* x, T* y) { Cpu::tanh_forward(c, n, x, y); }
   template <class T> static void tanh_backward(const Context& c, int64_t n, const T* y, const T* dy, T* dx) { Cpu::tanh_backward(c, n, y, dy, dx); }
   // clang-format on
@@ -106,9 +110,9 @@ struct ConceptOnly {
     Cpu::layer_norm_backward(c, rows, cols, dy, x, mean, rstd, g, dx, acc, dg, db);
   }
   template <class T>
-  static void attention_softmax_forward(const Context& c, int64_t B, int64_t H, int64_t L, T scale, const T* s,
-                                        const T* kb, const T* ex, T* p) {
-    Cpu::attention_softmax_forward(c, B, H, L, scale, s, kb, ex, p);
+  static void attention_softmax_forward(const Context& c, int64_t B, int64_t H, int64_t Lq, int64_t Lk, T scale,
+                                        const T* s, const T* kb, const T* ex, bool causal, T* p) {
+    Cpu::attention_softmax_forward(c, B, H, Lq, Lk, scale, s, kb, ex, causal, p);
   }
   template <class T>
   static void softmax_backward(const Context& c, int64_t rows, int64_t L, T scale, const T* p, const T* dp, T* ds) {
@@ -138,8 +142,8 @@ struct ConceptOnly {
   }
   template <class T>
   static double cross_entropy(const Context& c, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                              int32_t ignore_index, T* dlogits) {
-    return Cpu::cross_entropy(c, rows, classes, logits, labels, ignore_index, dlogits);
+                              int32_t ignore_index, T eps, T* dlogits) {
+    return Cpu::cross_entropy(c, rows, classes, logits, labels, ignore_index, eps, dlogits);
   }
   template <class T>
   static double mse(const Context& c, int64_t n, const T* pred, const T* target, T* dpred) {

@@ -69,9 +69,14 @@ concept BackendFor =
       B::add_bias(ctx, n, n, x, y);
       B::bias_backward(ctx, n, n, x, y);
 
-      // Activations: the feed-forward GELU (exact erf) and the pooler / head tanh.
+      // Activations: the feed-forward GELU (exact erf), SiLU (Marian's "swish") and ReLU,
+      // and the pooler / head tanh.
       B::gelu_forward(ctx, n, x, y);
       B::gelu_backward(ctx, n, x, x, y);
+      B::silu_forward(ctx, n, x, y);
+      B::silu_backward(ctx, n, x, x, y);
+      B::relu_forward(ctx, n, x, y);
+      B::relu_backward(ctx, n, x, x, y);
       B::tanh_forward(ctx, n, x, y);
       B::tanh_backward(ctx, n, x, x, y);
 
@@ -79,9 +84,9 @@ concept BackendFor =
       B::layer_norm_forward(ctx, n, n, a, x, x, x, y, y, y);
       B::layer_norm_backward(ctx, n, n, x, x, x, x, x, y, flag, y, y);
 
-      // Attention softmax with the key-padding bias and AD-DROP's additive mask, and its
-      // backward (nn::SelfAttention).
-      B::attention_softmax_forward(ctx, n, n, n, a, x, x, x, y);
+      // Attention softmax over [B, H, Lq, Lk] with the key-padding bias, AD-DROP's additive
+      // mask and a decoder's causal mask, and its backward (nn::Attention).
+      B::attention_softmax_forward(ctx, n, n, n, n, a, x, x, x, flag, y);
       B::softmax_backward(ctx, n, n, a, x, x, y);
 
       // Dropout with regenerated masks (nn/dropout.hpp), and the generator's draws
@@ -95,10 +100,11 @@ concept BackendFor =
       B::embedding_forward(ctx, n, n, i32, x, y, flag);
       B::embedding_backward(ctx, n, n, i32, x, y, n);
 
-      // Losses and reductions, returned as host doubles: the task losses (nn/losses.hpp),
+      // Losses and reductions, returned as host doubles: the task losses (nn/losses.hpp;
+      // cross-entropy with label smoothing),
       // gradient norms for clipping (grad_clip.hpp); scale for clipping, IG's 1/m and
       // per-example attention scales; mul for IG's A ⊙ mean gradient.
-      { B::cross_entropy(ctx, n, n, x, i32, int32_t{}, y) } -> std::same_as<double>;
+      { B::cross_entropy(ctx, n, n, x, i32, int32_t{}, a, y) } -> std::same_as<double>;
       { B::mse(ctx, n, x, x, y) } -> std::same_as<double>;
       { B::sum_squares(ctx, n, x) } -> std::same_as<double>;
       B::scale(ctx, n, a, y);

@@ -111,6 +111,14 @@ struct Cpu {
   template <class T> static void tanh_forward(const Context&, int64_t n, const T* x, T* y);
   /// dx = dy * (1 - y^2), from the output y
   template <class T> static void tanh_backward(const Context&, int64_t n, const T* y, const T* dy, T* dx);
+  /// SiLU ("swish", Marian's activation): y = x * sigmoid(x)
+  template <class T> static void silu_forward(const Context&, int64_t n, const T* x, T* y);
+  /// dx = dy * sigmoid(x) * (1 + x * (1 - sigmoid(x)))
+  template <class T> static void silu_backward(const Context&, int64_t n, const T* x, const T* dy, T* dx);
+  /// y = max(x, 0)
+  template <class T> static void relu_forward(const Context&, int64_t n, const T* x, T* y);
+  /// dx = dy where x > 0, else 0
+  template <class T> static void relu_backward(const Context&, int64_t n, const T* x, const T* dy, T* dx);
 
   // ---------------------------------------------------------------- layer norm
   /// y = (x - mean) * rstd * gamma + beta per row of x [rows, cols]; saves mean, rstd [rows].
@@ -125,11 +133,13 @@ struct Cpu {
 
   // ---------------------------------------------------------------- attention softmax
   /// probs[b,h,i,:] = softmax(scale * scores[b,h,i,:] + key_bias[b,:] + extra[b,h,i,:])
-  /// scores/probs/extra: [B, H, L, L]; key_bias: [B, L] (additive, e.g. -10000 at pads) or null;
-  /// extra: per-layer additive mask or null. scores and probs may alias.
+  /// scores/probs/extra: [B, H, Lq, Lk]; key_bias: [B, Lk] (additive, e.g. -10000 at pads) or
+  /// null; extra: per-layer additive mask or null. causal: query i sees keys j <= i + Lk - Lq
+  /// only (a decoder's self-attention; the queries are the last Lq of the Lk positions), the
+  /// others get probability 0. scores and probs may alias.
   template <class T>
-  static void attention_softmax_forward(const Context&, int64_t B, int64_t H, int64_t L, T scale, const T* scores,
-                                        const T* key_bias, const T* extra, T* probs);
+  static void attention_softmax_forward(const Context&, int64_t B, int64_t H, int64_t Lq, int64_t Lk, T scale,
+                                        const T* scores, const T* key_bias, const T* extra, bool causal, T* probs);
   /// dscores = scale * probs * (dprobs - sum_j dprobs * probs), rows of length L; may alias dprobs.
   template <class T>
   static void softmax_backward(const Context&, int64_t rows, int64_t L, T scale, const T* probs, const T* dprobs,
@@ -160,11 +170,14 @@ struct Cpu {
                                  T* dtable, int64_t padding_idx);
 
   // ---------------------------------------------------------------- losses and reductions
-  /// Mean cross-entropy over rows whose label != ignore_index; writes dlogits = d(mean)/dlogits
-  /// (zero rows for ignored labels) when dlogits is not null. Returns the loss (host value).
+  /// Mean cross-entropy over rows whose label != ignore_index, with label smoothing eps
+  /// (torch's CrossEntropyLoss(label_smoothing=eps), Hugging Face's LabelSmoother):
+  ///   loss_r = (1 - eps) * -log p[label] + eps * mean_c -log p[c].
+  /// Writes dlogits = d(mean)/dlogits = (p - (1 - eps) onehot - eps / classes) / counted (zero
+  /// rows for ignored labels) when dlogits is not null. Returns the loss (host value).
   template <class T>
   static double cross_entropy(const Context&, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                              int32_t ignore_index, T* dlogits);
+                              int32_t ignore_index, T label_smoothing, T* dlogits);
   /// Mean squared error of pred [n] against target [n]; dpred = 2 (pred - target) / n.
   template <class T>
   static double mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred);

@@ -236,6 +236,39 @@ void Cpu::tanh_backward(const Context& ctx, int64_t n, const T* y, const T* dy, 
 }
 
 template <class T>
+void Cpu::silu_forward(const Context& ctx, int64_t n, const T* x, T* y) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    const cpu_detail::ConstArrayMap<T> xs(x + s, e - s);
+    cpu_detail::ArrayMap<T> ys(y + s, e - s);
+    ys = xs / (T(1) + (-xs).exp());
+  });
+}
+
+template <class T>
+void Cpu::silu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    const cpu_detail::ConstArrayMap<T> xs(x + s, e - s), dys(dy + s, e - s);
+    cpu_detail::ArrayMap<T> dxs(dx + s, e - s);
+    const auto sig = T(1) / (T(1) + (-xs).exp());
+    dxs = dys * sig * (T(1) + xs * (T(1) - sig));
+  });
+}
+
+template <class T>
+void Cpu::relu_forward(const Context& ctx, int64_t n, const T* x, T* y) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  });
+}
+
+template <class T>
+void Cpu::relu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx) {
+  cpu_detail::parallel_chunks(ctx.num_threads(), n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+  });
+}
+
+template <class T>
 void Cpu::layer_norm_forward(const Context& ctx, int64_t rows, int64_t cols, T eps, const T* x, const T* gamma,
                              const T* beta, T* y, T* mean, T* rstd) {
   cpu_detail::parallel_for(ctx.num_threads(), rows, cols, [&](int64_t r) {
@@ -294,20 +327,23 @@ void Cpu::layer_norm_backward(const Context& ctx, int64_t rows, int64_t cols, co
 }
 
 template <class T>
-void Cpu::attention_softmax_forward(const Context& ctx, int64_t B, int64_t H, int64_t L, T scale, const T* scores,
-                                    const T* key_bias, const T* extra, T* probs) {
-  cpu_detail::parallel_for(ctx.num_threads(), B * H * L, L * 8, [&](int64_t row) {
-    const int64_t b = row / (H * L);
-    const T* s = scores + row * L;
-    const T* kb = key_bias ? key_bias + b * L : nullptr;
-    const T* ex = extra ? extra + row * L : nullptr;
-    T* p = probs + row * L;
+void Cpu::attention_softmax_forward(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, T scale,
+                                    const T* scores, const T* key_bias, const T* extra, bool causal, T* probs) {
+  cpu_detail::parallel_for(ctx.num_threads(), B * H * Lq, Lk * 8, [&](int64_t row) {
+    const int64_t b = row / (H * Lq);
+    const T* s = scores + row * Lk;
+    const T* kb = key_bias ? key_bias + b * Lk : nullptr;
+    const T* ex = extra ? extra + row * Lk : nullptr;
+    T* p = probs + row * Lk;
+    // Causal rows attend to keys 0..visible-1 only; the rest are exactly 0 (as exp of a
+    // -inf-like additive mask in the reference).
+    const int64_t visible = causal ? std::min<int64_t>(Lk, row % Lq + 1 + (Lk - Lq)) : Lk;
     // The additive masks (0, -10000, -20000: exact) are kept apart from the scaled scores so
     // that a row whose keys are all masked keeps full precision: exp((a_j - a_m) + (s_j - s_m))
     // around the row's maximum m, instead of rounding s_j + -10000 first.
     int64_t best = 0;
     T best_value = -std::numeric_limits<T>::infinity();
-    for (int64_t j = 0; j < L; ++j) {
+    for (int64_t j = 0; j < visible; ++j) {
       p[j] = scale * s[j];
       const T a = (kb ? kb[j] : T(0)) + (ex ? ex[j] : T(0));
       if (a + p[j] > best_value) { best_value = a + p[j]; best = j; }
@@ -315,13 +351,14 @@ void Cpu::attention_softmax_forward(const Context& ctx, int64_t B, int64_t H, in
     const T a_best = (kb ? kb[best] : T(0)) + (ex ? ex[best] : T(0));
     const T s_best = p[best];
     T total = 0;
-    for (int64_t j = 0; j < L; ++j) {
+    for (int64_t j = 0; j < visible; ++j) {
       const T a = (kb ? kb[j] : T(0)) + (ex ? ex[j] : T(0));
       p[j] = std::exp((a - a_best) + (p[j] - s_best));
       total += p[j];
     }
     const T inv = T(1) / total;
-    for (int64_t j = 0; j < L; ++j) p[j] *= inv;
+    for (int64_t j = 0; j < visible; ++j) p[j] *= inv;
+    for (int64_t j = visible; j < Lk; ++j) p[j] = T(0);
   });
 }
 
@@ -416,28 +453,40 @@ void Cpu::embedding_backward(const Context& ctx, int64_t tokens, int64_t dim, co
 }
 
 template <class T>
-double Cpu::cross_entropy(const Context&, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                          int32_t ignore_index, T* dlogits) {
+double Cpu::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
+                          int32_t ignore_index, T label_smoothing, T* dlogits) {
   int64_t counted = 0;
   for (int64_t r = 0; r < rows; ++r) counted += labels[r] != ignore_index;
-  double total = 0;
-  for (int64_t r = 0; r < rows; ++r) {
+  const T eps = label_smoothing, uniform_weight = label_smoothing / static_cast<T>(classes);
+  std::vector<double> row_loss(static_cast<std::size_t>(rows), 0.0);
+  // Rows are independent (a seq2seq batch has thousands of rows of a large vocabulary).
+  cpu_detail::parallel_for(ctx.num_threads(), rows, classes * 8, [&](int64_t r) {
     const T* z = logits + r * classes;
     T* dz = dlogits ? dlogits + r * classes : nullptr;
     if (labels[r] == ignore_index) {
       if (dz) std::fill(dz, dz + classes, T(0));
-      continue;
+      return;
     }
-    T mx = *std::max_element(z, z + classes);
-    T s = 0;
-    for (int64_t c = 0; c < classes; ++c) s += std::exp(z[c] - mx);
+    const T mx = *std::max_element(z, z + classes);
+    T s = 0, sum_z = 0;
+    for (int64_t c = 0; c < classes; ++c) {
+      s += std::exp(z[c] - mx);
+      sum_z += z[c];
+    }
     const T log_z = mx + std::log(s);
-    total += static_cast<double>(log_z - z[labels[r]]);
+    double loss = static_cast<double>(log_z - z[labels[r]]);
+    if (eps != T(0))  // mean_c -log p[c] = log_z - mean_c z[c]
+      loss = (1.0 - static_cast<double>(eps)) * loss +
+             static_cast<double>(eps) * static_cast<double>(log_z - sum_z / static_cast<T>(classes));
+    row_loss[static_cast<std::size_t>(r)] = loss;
     if (dz) {
       const T inv = T(1) / T(counted);
-      for (int64_t c = 0; c < classes; ++c) dz[c] = (std::exp(z[c] - log_z) - T(c == labels[r])) * inv;
+      for (int64_t c = 0; c < classes; ++c)
+        dz[c] = (std::exp(z[c] - log_z) - (T(1) - eps) * T(c == labels[r]) - uniform_weight) * inv;
     }
-  }
+  });
+  double total = 0;
+  for (double v : row_loss) total += v;
   return counted ? total / static_cast<double>(counted) : 0.0;
 }
 

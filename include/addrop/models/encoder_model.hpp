@@ -41,9 +41,9 @@ class EncoderModel {
     layers_.resize(static_cast<std::size_t>(config_.num_hidden_layers));
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
       const std::string p = config_.prefix() + ".encoder.layer." + std::to_string(l);
-      layers_[l].attention.init(p + ".attention", config_.hidden_size, config_.num_attention_heads,
+      layers_[l].attention.init(nn::AttentionNames::bert(p + ".attention"), config_.hidden_size, config_.num_attention_heads,
                                 config_.layer_norm_eps);
-      layers_[l].ffn.init(p, config_.hidden_size, config_.intermediate_size, act, config_.layer_norm_eps);
+      layers_[l].ffn.init(nn::FeedForwardNames::bert(p), config_.hidden_size, config_.intermediate_size, act, config_.layer_norm_eps);
     }
     head_.init(config_);
     embeddings_.collect(params_);
@@ -213,7 +213,8 @@ class EncoderModel {
       layers_[l].ffn.backward(ctx_, N, a.attention.out.data(), dy, acts().dinner.data(), acts().scratch.dtmp.data(),
                               a.ffn, opt.weight_grads);
       const bool stop = l == opt.stop_at_layer;
-      layers_[l].attention.backward(ctx_, B, L, layer_in, dy, dx, a.attention, acts().scratch, stop, opt.weight_grads);
+      layers_[l].attention.backward(ctx_, B, L, L, layer_in, nullptr, dy, dx, nullptr, a.attention, acts().scratch, stop,
+                                    opt.weight_grads);
       if (stop) return;
       std::swap(dy, dx);
     }
@@ -228,7 +229,7 @@ class EncoderModel {
 
  private:
   struct Layer {
-    nn::SelfAttention<T, Backend> attention;
+    nn::Attention<T, Backend> attention;
     nn::FeedForward<T, Backend> ffn;
   };
   struct LayerActivations {
@@ -282,7 +283,8 @@ class EncoderModel {
         throw std::invalid_argument("attention mask of layer " + std::to_string(l) + " has shape " +
                                     mask->shape().str() + ", expected " +
                                     Shape{B, config_.num_attention_heads, L, L}.str());
-      layers_[l].attention.forward(ctx_, B, L, x, acts().key_bias.data(), mask ? mask->data() : nullptr, a.attention);
+      layers_[l].attention.forward(ctx_, B, L, L, x, nullptr, acts().key_bias.data(), mask ? mask->data() : nullptr,
+                                   a.attention);
       layers_[l].ffn.forward(ctx_, N, a.attention.out.data(), a.ffn);
       x = a.ffn.out.data();
     }

@@ -15,7 +15,11 @@ struct DropoutSite {
 };
 
 /// Site numbers inside a layer; the embedding and the head use layer slots of their own.
-enum class DropoutKind : uint64_t { Attention = 0, AttentionOutput = 1, FeedForwardOutput = 2, Embedding = 3, Head = 4, Head2 = 5 };
+/// A decoder layer also has cross-attention (its probabilities and output) and, in Marian, dropout after the activation.
+enum class DropoutKind : uint64_t {
+  Attention = 0, AttentionOutput = 1, FeedForwardOutput = 2, Embedding = 3, Head = 4, Head2 = 5,
+  CrossAttention = 6, CrossAttentionOutput = 7, Activation = 8
+};
 
 /// Per-pass dropout settings, handed down by the model.
 struct DropoutPlan {

@@ -6,12 +6,13 @@ namespace addrop::nn {
 
 inline constexpr int32_t kIgnoreIndex = -100;
 
-/// Mean CE of logits [rows, classes] against labels [rows] (kIgnoreIndex skipped);
+/// Mean CE of logits [rows, classes] against labels [rows] (kIgnoreIndex skipped), with
+/// optional label smoothing (0.1 is the usual value for translation);
 /// dlogits (optional) receives d(loss)/d(logits).
 template <class Backend, class T>
 double cross_entropy(const typename Backend::Context& ctx, int64_t rows, int64_t classes, const T* logits,
-                     const int32_t* labels, T* dlogits) {
-  return Backend::cross_entropy(ctx, rows, classes, logits, labels, kIgnoreIndex, dlogits);
+                     const int32_t* labels, T* dlogits, T label_smoothing = T(0)) {
+  return Backend::cross_entropy(ctx, rows, classes, logits, labels, kIgnoreIndex, label_smoothing, dlogits);
 }
 
 /// Mean squared error of pred [n] against target [n].

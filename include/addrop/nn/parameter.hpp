@@ -18,9 +18,11 @@ struct Parameter {
     value.resize(shape);
     grad.resize(shape);
   }
-  /// Hugging Face's (and the reference's) rule: no weight decay on biases and LayerNorm weights.
+  /// Hugging Face's (and the reference's) rule: no weight decay on biases and LayerNorm
+  /// weights (BERT's "LayerNorm", Marian's "*_layer_norm").
   bool decays() const {
-    return name.find("bias") == std::string::npos && name.find("LayerNorm.weight") == std::string::npos;
+    return name.find("bias") == std::string::npos && name.find("LayerNorm.weight") == std::string::npos &&
+           name.find("layer_norm.weight") == std::string::npos;
   }
 };
 

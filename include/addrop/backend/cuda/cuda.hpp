@@ -274,6 +274,10 @@ struct Cuda {
   // ---------------------------------------------------------------- activations
   template <class T> static void gelu_forward(const Context&, int64_t n, const T* x, T* y);
   template <class T> static void gelu_backward(const Context&, int64_t n, const T* x, const T* dy, T* dx);
+  template <class T> static void silu_forward(const Context&, int64_t n, const T* x, T* y);
+  template <class T> static void silu_backward(const Context&, int64_t n, const T* x, const T* dy, T* dx);
+  template <class T> static void relu_forward(const Context&, int64_t n, const T* x, T* y);
+  template <class T> static void relu_backward(const Context&, int64_t n, const T* x, const T* dy, T* dx);
   template <class T> static void tanh_forward(const Context&, int64_t n, const T* x, T* y);
   template <class T> static void tanh_backward(const Context&, int64_t n, const T* y, const T* dy, T* dx);
 
@@ -288,8 +292,8 @@ struct Cuda {
 
   // ---------------------------------------------------------------- attention softmax
   template <class T>
-  static void attention_softmax_forward(const Context&, int64_t B, int64_t H, int64_t L, T scale, const T* scores,
-                                        const T* key_bias, const T* extra, T* probs);
+  static void attention_softmax_forward(const Context&, int64_t B, int64_t H, int64_t Lq, int64_t Lk, T scale,
+                                        const T* scores, const T* key_bias, const T* extra, bool causal, T* probs);
   template <class T>
   static void softmax_backward(const Context&, int64_t rows, int64_t L, T scale, const T* probs, const T* dprobs,
                                T* dscores);
@@ -314,7 +318,7 @@ struct Cuda {
   // ---------------------------------------------------------------- losses and reductions
   template <class T>
   static double cross_entropy(const Context&, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                              int32_t ignore_index, T* dlogits);
+                              int32_t ignore_index, T label_smoothing, T* dlogits);
   template <class T>
   static double mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred);
   template <class T> static double sum_squares(const Context&, int64_t n, const T* x);

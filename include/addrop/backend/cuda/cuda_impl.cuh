@@ -124,6 +124,25 @@ __global__ void gelu_backward_kernel(int64_t n, const T* x, const T* dy, T* dx) 
   }
 }
 template <class T>
+__global__ void silu_forward_kernel(int64_t n, const T* x, T* y) {
+  ADDROP_CUDA_GRID_STRIDE(i, n) y[i] = x[i] / (T(1) + d_exp(-x[i]));
+}
+template <class T>
+__global__ void silu_backward_kernel(int64_t n, const T* x, const T* dy, T* dx) {
+  ADDROP_CUDA_GRID_STRIDE(i, n) {
+    const T sig = T(1) / (T(1) + d_exp(-x[i]));
+    dx[i] = dy[i] * sig * (T(1) + x[i] * (T(1) - sig));
+  }
+}
+template <class T>
+__global__ void relu_forward_kernel(int64_t n, const T* x, T* y) {
+  ADDROP_CUDA_GRID_STRIDE(i, n) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
+template <class T>
+__global__ void relu_backward_kernel(int64_t n, const T* x, const T* dy, T* dx) {
+  ADDROP_CUDA_GRID_STRIDE(i, n) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+}
+template <class T>
 __global__ void tanh_forward_kernel(int64_t n, const T* x, T* y) {
   ADDROP_CUDA_GRID_STRIDE(i, n) y[i] = d_tanh(x[i]);
 }
@@ -237,18 +256,20 @@ __global__ void layer_norm_backward_dx_kernel(int64_t rows, int64_t cols, const 
 // scores and probs may alias: pass 1 only reads, and every element is read and written by
 // one lane; the maximum's terms are read by lane 0 and broadcast before anything is written.
 template <class T>
-__global__ void attention_softmax_kernel(int64_t rows, int64_t HL, int64_t L, T scale, const T* scores,
-                                         const T* key_bias, const T* extra, T* probs) {
+__global__ void attention_softmax_kernel(int64_t rows, int64_t Lq, int64_t HLq, int64_t L, T scale, const T* scores,
+                                         const T* key_bias, const T* extra, bool causal, T* probs) {
   const int lane = threadIdx.x & 31;
   ADDROP_CUDA_WARP_ROWS(row, rows) {
-    const int64_t b = row / HL;
+    const int64_t b = row / HLq;
     const T* s = scores + row * L;
     const T* kb = key_bias ? key_bias + b * L : nullptr;
     const T* ex = extra ? extra + row * L : nullptr;
     T* p = probs + row * L;
+    // causal: keys past the query's own position (queries are the last Lq of the L) get 0
+    const int64_t visible = causal ? min(L, row % Lq + 1 + (L - Lq)) : L;
     T best_value = -T(INFINITY);
     int64_t best = L;  // none yet
-    for (int64_t j = lane; j < L; j += 32) {
+    for (int64_t j = lane; j < visible; j += 32) {
       const T a = (kb ? kb[j] : T(0)) + (ex ? ex[j] : T(0));
       const T v = a + scale * s[j];
       if (v > best_value) {
@@ -273,14 +294,15 @@ __global__ void attention_softmax_kernel(int64_t rows, int64_t HL, int64_t L, T 
     a_best = __shfl_sync(0xffffffffu, a_best, 0);
     s_best = __shfl_sync(0xffffffffu, s_best, 0);
     T total = 0;
-    for (int64_t j = lane; j < L; j += 32) {
+    for (int64_t j = lane; j < visible; j += 32) {
       const T a = (kb ? kb[j] : T(0)) + (ex ? ex[j] : T(0));
       const T e = d_exp((a - a_best) + (scale * s[j] - s_best));
       p[j] = e;
       total += e;
     }
     const T inv = T(1) / warp_sum(total);
-    for (int64_t j = lane; j < L; j += 32) p[j] *= inv;
+    for (int64_t j = lane; j < visible; j += 32) p[j] *= inv;
+    for (int64_t j = visible + lane; j < L; j += 32) p[j] = T(0);
   }
 }
 // dscores may alias dprobs (each lane owns its elements).
@@ -448,12 +470,14 @@ __global__ void count_labels_kernel(int64_t rows, const int32_t* labels, int32_t
   }
   if (threadIdx.x == 0) out[0] = static_cast<double>(count);
 }
-// A warp per row: losses[r] = log_z - z[label] (0 for ignored rows); dlogits as the CPU.
+// A warp per row: losses[r] = log_z - z[label], with label smoothing eps
+// (1 - eps) (log_z - z[label]) + eps (log_z - mean z) (0 for ignored rows); dlogits as the CPU.
 template <class T>
 __global__ void cross_entropy_kernel(int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                                     int32_t ignore_index, T* dlogits, const double* counted, double* losses) {
+                                     int32_t ignore_index, T eps, T* dlogits, const double* counted, double* losses) {
   const int lane = threadIdx.x & 31;
   const T inv = T(1) / T(static_cast<int64_t>(counted[0]));
+  const T uniform_weight = eps / T(classes);
   ADDROP_CUDA_WARP_ROWS(r, rows) {
     const T* z = logits + r * classes;
     T* dz = dlogits ? dlogits + r * classes : nullptr;
@@ -467,13 +491,24 @@ __global__ void cross_entropy_kernel(int64_t rows, int64_t classes, const T* log
     T mx = -T(INFINITY);
     for (int64_t c = lane; c < classes; c += 32) mx = z[c] > mx ? z[c] : mx;
     mx = warp_max(mx);
-    T s = 0;
-    for (int64_t c = lane; c < classes; c += 32) s += d_exp(z[c] - mx);
+    T s = 0, sum_z = 0;
+    for (int64_t c = lane; c < classes; c += 32) {
+      s += d_exp(z[c] - mx);
+      sum_z += z[c];
+    }
     s = warp_sum(s);
+    sum_z = warp_sum(sum_z);
     const T log_z = mx + d_log(s);
-    if (lane == 0) losses[r] = static_cast<double>(log_z - z[label]);
+    if (lane == 0) {
+      double loss = static_cast<double>(log_z - z[label]);
+      if (eps != T(0))
+        loss = (1.0 - static_cast<double>(eps)) * loss +
+               static_cast<double>(eps) * static_cast<double>(log_z - sum_z / T(classes));
+      losses[r] = loss;
+    }
     if (dz)
-      for (int64_t c = lane; c < classes; c += 32) dz[c] = (d_exp(z[c] - log_z) - T(c == label)) * inv;
+      for (int64_t c = lane; c < classes; c += 32)
+        dz[c] = (d_exp(z[c] - log_z) - (T(1) - eps) * T(c == label) - uniform_weight) * inv;
   }
 }
 
@@ -987,6 +1022,21 @@ void Cuda::gelu_forward(const Context& ctx, int64_t n, const T* x, T* y) {
   cuda_detail::check_launch("gelu_forward");
 }
 
+#define ADDROP_CUDA_POINTWISE_OP(name, params, args)                                                   \
+  template <class T>                                                                                   \
+  void Cuda::name params {                                                                             \
+    if (n <= 0) return;                                                                                \
+    auto& s = ctx.state();                                                                             \
+    cuda_detail::activate(s, #name);                                                                   \
+    cuda_detail::name##_kernel<T><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, s.stream>>> args; \
+    cuda_detail::check_launch(#name);                                                                  \
+  }
+ADDROP_CUDA_POINTWISE_OP(silu_forward, (const Context& ctx, int64_t n, const T* x, T* y), (n, x, y))
+ADDROP_CUDA_POINTWISE_OP(silu_backward, (const Context& ctx, int64_t n, const T* x, const T* dy, T* dx), (n, x, dy, dx))
+ADDROP_CUDA_POINTWISE_OP(relu_forward, (const Context& ctx, int64_t n, const T* x, T* y), (n, x, y))
+ADDROP_CUDA_POINTWISE_OP(relu_backward, (const Context& ctx, int64_t n, const T* x, const T* dy, T* dx), (n, x, dy, dx))
+#undef ADDROP_CUDA_POINTWISE_OP
+
 template <class T>
 void Cuda::gelu_backward(const Context& ctx, int64_t n, const T* x, const T* dy, T* dx) {
   if (n <= 0) return;
@@ -1055,15 +1105,15 @@ void Cuda::layer_norm_backward(const Context& ctx, int64_t rows, int64_t cols, c
 }
 
 template <class T>
-void Cuda::attention_softmax_forward(const Context& ctx, int64_t B, int64_t H, int64_t L, T scale, const T* scores,
-                                     const T* key_bias, const T* extra, T* probs) {
-  const int64_t rows = B * H * L;
-  if (rows <= 0) return;
+void Cuda::attention_softmax_forward(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, T scale,
+                                     const T* scores, const T* key_bias, const T* extra, bool causal, T* probs) {
+  const int64_t rows = B * H * Lq;
+  if (rows <= 0 || Lk <= 0) return;
   auto& s = ctx.state();
   cuda_detail::activate(s, "attention_softmax_forward");
   cuda_detail::attention_softmax_kernel<T>
       <<<cuda_detail::blocks_for(rows, cuda_detail::kWarpsPerBlock), cuda_detail::kThreads, 0, s.stream>>>(
-          rows, H * L, L, scale, scores, key_bias, extra, probs);
+          rows, Lq, H * Lq, Lk, scale, scores, key_bias, extra, causal, probs);
   cuda_detail::check_launch("attention_softmax_forward");
 }
 
@@ -1152,7 +1202,7 @@ void Cuda::embedding_backward(const Context& ctx, int64_t tokens, int64_t dim, c
 
 template <class T>
 double Cuda::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                           int32_t ignore_index, T* dlogits) {
+                           int32_t ignore_index, T label_smoothing, T* dlogits) {
   if (rows <= 0) return 0.0;
   auto& s = ctx.state();
   cuda_detail::activate(s, "cross_entropy");
@@ -1162,7 +1212,7 @@ double Cuda::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, co
   cuda_detail::check_launch("cross_entropy");
   cuda_detail::cross_entropy_kernel<T>
       <<<cuda_detail::blocks_for(rows, cuda_detail::kWarpsPerBlock), cuda_detail::kThreads, 0, s.stream>>>(
-          rows, classes, logits, labels, ignore_index, dlogits, scratch, scratch + 1);
+          rows, classes, logits, labels, ignore_index, label_smoothing, dlogits, scratch, scratch + 1);
   cuda_detail::check_launch("cross_entropy");
   s.host.resize(std::max(s.host.size(), static_cast<std::size_t>(rows + 1)));
   cuda_detail::check(cudaMemcpyAsync(s.host.data(), scratch, static_cast<std::size_t>(rows + 1) * sizeof(double),

@@ -122,7 +122,11 @@ void save_pretrained(const Model& model, const std::filesystem::path& dir, DType
   std::filesystem::create_directories(dir);
   SafeTensors st;
   st.set_metadata("format", "pt");
-  for (const auto* p : model.parameters()) {
+  // Buffers (tensors of the state dict that do not train, e.g. Marian's final_logits_bias)
+  // are written after the parameters when the model has them.
+  std::vector<const nn::Parameter<T, Backend>*> tensors(model.parameters().begin(), model.parameters().end());
+  if constexpr (requires { model.buffers(); }) tensors.insert(tensors.end(), model.buffers().begin(), model.buffers().end());
+  for (const auto* p : tensors) {
     std::vector<T> host(static_cast<std::size_t>(p->value.numel()));
     Backend::to_host(model.context(), p->value.numel(), p->value.data(), host.data());
     std::vector<int64_t> shape(p->value.shape().dims.begin(), p->value.shape().dims.begin() + p->value.rank());

@@ -25,7 +25,7 @@ template <class T, class Backend>
 void init_parameter(nn::Parameter<T, Backend>& p, const typename Backend::Context& ctx, uint64_t seed,
                     uint64_t stream, double initializer_range = 0.02, int64_t padding_row = -1) {
   std::vector<T> host(static_cast<std::size_t>(p.value.numel()));
-  const bool layer_norm = p.name.find("LayerNorm") != std::string::npos;
+  const bool layer_norm = p.name.find("LayerNorm") != std::string::npos || p.name.find("layer_norm") != std::string::npos;
   const bool is_bias = p.name.size() >= 5 && p.name.compare(p.name.size() - 5, 5, ".bias") == 0;
   if (layer_norm && !is_bias) {
     std::fill(host.begin(), host.end(), T(1));

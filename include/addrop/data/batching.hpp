@@ -17,6 +17,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <span>
 #include <vector>
 
 #include "../backend/philox.hpp"
@@ -98,14 +99,15 @@ inline int64_t batches_per_epoch(int64_t n, const SamplerOptions& options) {
   return n / options.batch_size + (n % options.batch_size != 0 && !options.drop_last ? 1 : 0);
 }
 
-/// The batches of one epoch as lists of positions into `features`. Without drop_last,
-/// every position occurs exactly once; the result depends only on (features' lengths,
-/// options, epoch). Without shuffle and bucketing the order is 0, 1, 2, ...
-inline std::vector<std::vector<int64_t>> epoch_batches(const std::vector<Feature>& features,
-                                                       const SamplerOptions& options, int64_t epoch) {
+/// The batches of one epoch as lists of positions into examples of the given lengths
+/// (what bucketing sorts by). Without drop_last, every position occurs exactly once; the
+/// result depends only on (lengths, options, epoch). Without shuffle and bucketing the
+/// order is 0, 1, 2, ...
+inline std::vector<std::vector<int64_t>> epoch_batches(std::span<const int64_t> lengths, const SamplerOptions& options,
+                                                       int64_t epoch) {
   using namespace batching_detail;
   check_sampler(options);
-  const auto n = static_cast<int64_t>(features.size());
+  const auto n = static_cast<int64_t>(lengths.size());
   const auto e = static_cast<uint64_t>(epoch);
   std::vector<int64_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), int64_t{0});
@@ -119,7 +121,7 @@ inline std::vector<std::vector<int64_t>> epoch_batches(const std::vector<Feature
     for (int64_t start = 0; start < n; start += pool) {
       const auto first = order.begin() + start, last = order.begin() + std::min(n, start + pool);
       std::stable_sort(first, last, [&](int64_t a, int64_t b) {
-        return features[static_cast<std::size_t>(a)].ids.size() < features[static_cast<std::size_t>(b)].ids.size();
+        return lengths[static_cast<std::size_t>(a)] < lengths[static_cast<std::size_t>(b)];
       });
     }
   }
@@ -136,6 +138,14 @@ inline std::vector<std::vector<int64_t>> epoch_batches(const std::vector<Feature
     fisher_yates(batches, draws);
   }
   return batches;
+}
+
+/// The batches of one epoch over `features`, bucketed by their token counts.
+inline std::vector<std::vector<int64_t>> epoch_batches(const std::vector<Feature>& features,
+                                                       const SamplerOptions& options, int64_t epoch) {
+  std::vector<int64_t> lengths(features.size());
+  for (std::size_t i = 0; i < features.size(); ++i) lengths[i] = static_cast<int64_t>(features[i].ids.size());
+  return epoch_batches(std::span<const int64_t>(lengths), options, epoch);
 }
 
 /// Pads features[indices] to the longest of them: input_ids (pad_id), attention_mask

@@ -41,7 +41,8 @@
 namespace addrop::models {
 
 /// Static sinusoidal positions as Marian defines them: row p, feature i < d/2 is
-/// sin(p / 10000^(2i/d)), feature d/2 + i is cos of the same angle.
+/// sin(p / 10000^(2i/d)), feature d/2 + i is cos of the same angle, computed in double and
+/// rounded to float32 (Hugging Face builds the table as a FloatTensor, also for a float64 model).
 template <class T>
 std::vector<T> marian_sinusoids(int64_t positions, int64_t dim) {
   std::vector<T> table(static_cast<std::size_t>(positions * dim));
@@ -49,8 +50,8 @@ std::vector<T> marian_sinusoids(int64_t positions, int64_t dim) {
   for (int64_t p = 0; p < positions; ++p)
     for (int64_t i = 0; i < half; ++i) {
       const double angle = static_cast<double>(p) / std::pow(10000.0, 2.0 * static_cast<double>(i) / static_cast<double>(dim));
-      table[static_cast<std::size_t>(p * dim + i)] = static_cast<T>(std::sin(angle));
-      table[static_cast<std::size_t>(p * dim + half + i)] = static_cast<T>(std::cos(angle));
+      table[static_cast<std::size_t>(p * dim + i)] = static_cast<T>(static_cast<float>(std::sin(angle)));
+      table[static_cast<std::size_t>(p * dim + half + i)] = static_cast<T>(static_cast<float>(std::cos(angle)));
     }
   return table;
 }
@@ -74,7 +75,9 @@ class MarianModel {
       shared_.init("model.shared", V, D, config_.pad_token_id);
     } else {
       encoder_embed_.init("model.encoder.embed_tokens", V, D, config_.pad_token_id);
-      decoder_embed_.init("model.decoder.embed_tokens", Vt, D, config_.pad_token_id);
+      // Hugging Face copies the encoder's vocab_size-row table for the decoder;
+      // decoder_vocab_size only sizes lm_head and final_logits_bias.
+      decoder_embed_.init("model.decoder.embed_tokens", V, D, config_.pad_token_id);
     }
     if (!config_.tie_word_embeddings) lm_head_.allocate("lm_head.weight", {Vt, D});
     encoder_.resize(static_cast<std::size_t>(config_.encoder_layers));
@@ -106,11 +109,12 @@ class MarianModel {
       layer.ffn.collect(params_);
     }
     if (!config_.tie_word_embeddings) params_.push_back(&lm_head_);
-    // Buffers: saved and loaded, never trained.
+    // Never trained: final_logits_bias (a buffer Hugging Face saves) and the sinusoid tables
+    // (not saved; older converted OPUS-MT files hold them, and loading them is accepted).
     encoder_positions_.allocate("model.encoder.embed_positions.weight", {config_.max_position_embeddings, D});
     decoder_positions_.allocate("model.decoder.embed_positions.weight", {config_.max_position_embeddings, D});
     final_logits_bias_.allocate("final_logits_bias", {1, Vt});
-    buffers_ = {&encoder_positions_, &decoder_positions_, &final_logits_bias_};
+    buffers_ = {&final_logits_bias_};
     const std::vector<T> sinusoids = marian_sinusoids<T>(config_.max_position_embeddings, D);
     for (auto* pos : {&encoder_positions_, &decoder_positions_})
       Backend::to_device(ctx_, pos->value.numel(), sinusoids.data(), pos->value.data());
@@ -134,16 +138,17 @@ class MarianModel {
 
   /// Trainable parameters, Hugging Face names; a shared table appears once ("model.shared.weight").
   const nn::ParameterList<T, Backend>& parameters() const { return params_; }
-  /// Tensors of the state dict that do not train: the sinusoid tables and final_logits_bias.
+  /// Tensors saved beside the parameters that do not train: final_logits_bias.
   const nn::ParameterList<T, Backend>& buffers() const { return buffers_; }
-  /// A parameter or buffer by name; the aliases Hugging Face also writes for shared or tied
-  /// tables (model.encoder.embed_tokens.weight, model.decoder.embed_tokens.weight, lm_head.weight) resolve to them.
+  /// A parameter or buffer by name, the sinusoid tables included; the aliases Hugging Face
+  /// also writes for shared or tied tables (model.encoder.embed_tokens.weight,
+  /// model.decoder.embed_tokens.weight, lm_head.weight) resolve to them.
   ParameterT* find_parameter(const std::string& name) const {
     for (auto* p : params_)
       if (p->name == name) return p;
-    for (auto* p : buffers_)
-      if (p->name == name) return p;
     auto* self = const_cast<MarianModel*>(this);
+    for (auto* p : {&self->final_logits_bias_, &self->encoder_positions_, &self->decoder_positions_})
+      if (p->name == name) return p;
     if (config_.share_encoder_decoder_embeddings &&
         (name == "model.encoder.embed_tokens.weight" || name == "model.decoder.embed_tokens.weight"))
       return &self->shared_.weight;
@@ -254,6 +259,11 @@ class MarianModel {
   /// The encoder's output [B*Ls, D] and the decoder's last hidden states [B*Lt, D].
   const TensorT& encoder_output() const { return acts().encoder.back().ffn.out; }
   const TensorT& decoder_output() const { return acts().decoder.back().ffn.out; }
+  /// Each layer's output, and the embeddings (scaled tokens + positions, after dropout) of the last forward.
+  const TensorT& encoder_hidden_states(int layer) const { return acts().encoder.at(layer).ffn.out; }
+  const TensorT& decoder_hidden_states(int layer) const { return acts().decoder.at(layer).ffn.out; }
+  const TensorT& encoder_embedding_output() const { return acts().encoder_embedded; }
+  const TensorT& decoder_embedding_output() const { return acts().decoder_embedded; }
 
   // ------------------------------------------------------------ passes
   /// Teacher-forced forward; returns the logits [B*Lt, Vt].

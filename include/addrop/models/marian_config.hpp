@@ -15,6 +15,21 @@
 
 namespace addrop::models {
 
+/// generate()'s early_stopping: true (stop a source once it holds num_beams hypotheses),
+/// false (stop once no running beam can beat the worst of them), "never" (as false, but
+/// judging a running beam at the longest length it could reach).
+enum class EarlyStopping { False, True, Never };
+
+inline EarlyStopping early_stopping_from_json(const nlohmann::json& v) {
+  if (v.is_boolean()) return v.get<bool>() ? EarlyStopping::True : EarlyStopping::False;
+  if (v.is_string() && v.get<std::string>() == "never") return EarlyStopping::Never;
+  throw std::invalid_argument("early_stopping must be true, false or \"never\", got " + v.dump());
+}
+inline nlohmann::json to_json(EarlyStopping e) {
+  if (e == EarlyStopping::Never) return "never";
+  return e == EarlyStopping::True;
+}
+
 struct MarianConfig {
   int64_t vocab_size = 59543;
   int64_t decoder_vocab_size = -1;  ///< -1: vocab_size (only differs without shared embeddings)
@@ -34,7 +49,7 @@ struct MarianConfig {
   // Generation defaults (Hugging Face keeps them in config.json for these checkpoints).
   int64_t num_beams = 4, max_length = 512;
   double length_penalty = 1.0;
-  bool early_stopping = true;
+  EarlyStopping early_stopping = EarlyStopping::True;
   std::vector<int64_t> bad_words_ids;  ///< single-token bans; OPUS-MT: [pad]
   nlohmann::json extra = nlohmann::json::object();  ///< fields this library does not read
 
@@ -60,8 +75,8 @@ struct MarianConfig {
     need(encoder_ffn_dim > 0 && decoder_ffn_dim > 0, "encoder_ffn_dim and decoder_ffn_dim must be positive");
     need(max_position_embeddings > 0, "max_position_embeddings must be positive");
     need(d_model % 2 == 0, "d_model must be even (sinusoidal positions: sines, then cosines)");
-    need(share_encoder_decoder_embeddings ? target_vocab_size() == vocab_size : true,
-         "decoder_vocab_size must equal vocab_size when share_encoder_decoder_embeddings is true");
+    need(share_encoder_decoder_embeddings || tie_word_embeddings ? target_vocab_size() == vocab_size : true,
+         "decoder_vocab_size must equal vocab_size when the embeddings are shared or tied");
     const int64_t V = target_vocab_size();
     for (auto [value, name] : {std::pair<int64_t, const char*>{pad_token_id, "pad_token_id"},
                                {eos_token_id, "eos_token_id"},
@@ -159,8 +174,11 @@ inline MarianConfig parse_marian_config(const std::string& text, const std::stri
   get_int("max_length", c.max_length, false);
   get_num("length_penalty", c.length_penalty);
   if (const auto* v = take("early_stopping")) {
-    if (!v->is_boolean()) throw field_error("early_stopping", "must be true or false (\"never\" is not supported), got " + v->dump());
-    c.early_stopping = v->get<bool>();
+    try {
+      c.early_stopping = early_stopping_from_json(*v);
+    } catch (const std::invalid_argument& e) {
+      throw field_error("early_stopping", e.what());
+    }
   }
   if (const auto* v = take("bad_words_ids")) {
     if (!v->is_array()) throw field_error("bad_words_ids", "must be a list of token-id lists, got " + v->dump());
@@ -218,11 +236,11 @@ inline nlohmann::json to_hf_json(const MarianConfig& c) {
   j["pad_token_id"] = c.pad_token_id;
   j["eos_token_id"] = c.eos_token_id;
   j["decoder_start_token_id"] = c.decoder_start_token_id;
-  if (c.forced_eos_token_id >= 0) j["forced_eos_token_id"] = c.forced_eos_token_id;
+  j["forced_eos_token_id"] = c.forced_eos_token_id >= 0 ? nlohmann::json(c.forced_eos_token_id) : nlohmann::json(nullptr);
   j["num_beams"] = c.num_beams;
   j["max_length"] = c.max_length;
   j["length_penalty"] = c.length_penalty;
-  j["early_stopping"] = c.early_stopping;
+  j["early_stopping"] = to_json(c.early_stopping);
   nlohmann::json bad = nlohmann::json::array();
   for (int64_t b : c.bad_words_ids) bad.push_back({b});
   j["bad_words_ids"] = bad;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "support/compare.hpp"
+#include "support/marian_fixture.hpp"
 
 namespace fs = std::filesystem;
 using namespace addrop;
@@ -38,23 +39,8 @@ std::string read_text(const fs::path& file) {
   return text.str();
 }
 
-fs::path case_dir(const std::string& name) { return fs::path(ADDROP_FIXTURE_DIR) / ".." / "marian" / name; }
-
-models::Seq2SeqBatch read_batch(const io::SafeTensors& file) {
-  models::Seq2SeqBatch b;
-  const auto& ids = file.at("input_ids");
-  const auto& labels = file.at("labels");
-  b.size = ids.shape.at(0);
-  b.source_length = ids.shape.at(1);
-  b.target_length = labels.shape.at(1);
-  b.input_ids = file.values<int32_t>("input_ids");
-  b.attention_mask = file.values<int32_t>("attention_mask");
-  b.labels = file.values<int32_t>("labels");
-  b.decoder_input_ids = file.values<int32_t>("decoder_input_ids");
-  b.target_mask.resize(b.labels.size());
-  for (std::size_t i = 0; i < b.labels.size(); ++i) b.target_mask[i] = b.labels[i] != -100;
-  return b;
-}
+fs::path case_dir(const std::string& name) { return testing::marian_case_dir(name); }
+models::Seq2SeqBatch read_batch(const io::SafeTensors& file) { return testing::read_seq2seq_batch(file); }
 
 template <class T>
 models::MarianModel<T> load_model(const fs::path& dir) {

@@ -49,7 +49,7 @@ struct MarianConfig {
   // Generation defaults (Hugging Face keeps them in config.json for these checkpoints).
   int64_t num_beams = 4, max_length = 512;
   double length_penalty = 1.0;
-  EarlyStopping early_stopping = EarlyStopping::True;
+  EarlyStopping early_stopping = EarlyStopping::False;  ///< Hugging Face's default
   std::vector<int64_t> bad_words_ids;  ///< single-token bans; OPUS-MT: [pad]
   nlohmann::json extra = nlohmann::json::object();  ///< fields this library does not read
 

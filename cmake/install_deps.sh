@@ -18,11 +18,13 @@ packages=(
   libutf8proc-dev
   libpcre2-dev
   libcli11-dev
+  libsentencepiece-dev
 )
 # --with-torch: also what the PyTorch side needs (tests/reference/ fixture generator,
-# bench/pytorch_step.py): Debian's torch, with OpenBLAS as the system BLAS.
+# bench/pytorch_step.py): Debian's torch, with OpenBLAS as the system BLAS; and SentencePiece's
+# Python module for tests/reference/make_marian_tokenizer_cases.py.
 if [ "${1:-}" = "--with-torch" ]; then
-  packages+=(python3-torch python3-numpy libopenblas0-pthread)
+  packages+=(python3-torch python3-numpy libopenblas0-pthread python3-sentencepiece)
 fi
 
 missing=()

@@ -7,6 +7,7 @@
 #   lib/cmake/addrop/addropTargets.cmake       imported targets addrop::addrop, addrop::native
 #   lib/cmake/addrop/addropCudaTargets.cmake   imported target addrop::cuda (ADDROP_WITH_CUDA only)
 #   lib/cmake/addrop/addropTextTargets.cmake   imported target addrop::text (utf8proc + PCRE2 found only)
+#   lib/cmake/addrop/addropSentencePieceTargets.cmake   addrop::sentencepiece (SentencePiece found only)
 #
 # The package directory is lib/cmake/addrop (not ${CMAKE_INSTALL_LIBDIR}, which can be
 # lib64 or lib/<multiarch>): nothing in it depends on the architecture.
@@ -50,6 +51,17 @@ if(TARGET addrop_text)
   set(ADDROP_EXPORTED_TEXT ON)
   install(TARGETS addrop_text EXPORT addropTextTargets)
   install(EXPORT addropTextTargets
+    NAMESPACE addrop::
+    DESTINATION ${ADDROP_INSTALL_CMAKEDIR}
+    COMPONENT addrop_development)
+endif()
+
+# The Marian tokenizer's target (SentencePiece): likewise.
+set(ADDROP_EXPORTED_SENTENCEPIECE OFF)
+if(TARGET addrop_sentencepiece)
+  set(ADDROP_EXPORTED_SENTENCEPIECE ON)
+  install(TARGETS addrop_sentencepiece EXPORT addropSentencePieceTargets)
+  install(EXPORT addropSentencePieceTargets
     NAMESPACE addrop::
     DESTINATION ${ADDROP_INSTALL_CMAKEDIR}
     COMPONENT addrop_development)

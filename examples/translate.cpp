@@ -247,6 +247,20 @@ int train_command(const CLI::App& app, TrainOptions& o) {
   for (const auto* s : {&train_src, &dev_src, &test_src}) parse_lines(s->lines, std::string(s->flag) + "-lines");
   const std::vector<addrop_examples::RunSpec> specs = addrop_examples::plan_runs(
       o.addrop, addrop_examples::split_list(o.runs), addrop_examples::split_list(o.seeds), o.grid);
+  // The model's shape (its vocabulary comes later, from the tokenizer) checks the flags that
+  // depend on it before any file is read.
+  const models::MarianConfig shape = !o.model.empty() ? models::load_marian_config(fs::path(o.model) / "config.json")
+                                                      : models::marian_preset(o.init, 100, 99, 0);
+  addrop_examples::require(o.training.max_length <= shape.max_position_embeddings, "--max-length", o.training.max_length,
+                           "exceeds the model's " + std::to_string(shape.max_position_embeddings) + " positions");
+  addrop_examples::require(o.generation.max_new_tokens < shape.max_position_embeddings, "--max-new-tokens",
+                           o.generation.max_new_tokens,
+                           "must be below the model's " + std::to_string(shape.max_position_embeddings) + " positions");
+  if (o.addrop.layers.empty())
+    for (int l = 0; l < shape.encoder_layers; ++l) o.addrop.layers.push_back(l);
+  addrop_examples::validate(o.addrop);
+  addrop_examples::check_layers(o.addrop.layers, shape.encoder_layers + 2 * shape.decoder_layers,
+                                addrop_examples::model_source(o) + " (attention sites: encoder layers first)");
   const fs::path out = addrop_examples::prepare_output(o);
 
   // Data: references stay as published; training targets (and the dev / test targets of the
@@ -292,16 +306,6 @@ int train_command(const CLI::App& app, TrainOptions& o) {
                              std::to_string(config.vocab_size) + " but the tokenizer's vocab.json has " +
                              std::to_string(tok.vocab_size()) + " entries");
   if (o.training.dropout >= 0) config.dropout = static_cast<float>(o.training.dropout);
-  addrop_examples::require(o.training.max_length <= config.max_position_embeddings, "--max-length", o.training.max_length,
-                           "exceeds the model's " + std::to_string(config.max_position_embeddings) + " positions");
-  addrop_examples::require(o.generation.max_new_tokens < config.max_position_embeddings, "--max-new-tokens",
-                           o.generation.max_new_tokens,
-                           "must be below the model's " + std::to_string(config.max_position_embeddings) + " positions");
-  if (o.addrop.layers.empty())
-    for (int l = 0; l < config.encoder_layers; ++l) o.addrop.layers.push_back(l);
-  addrop_examples::validate(o.addrop);
-  addrop_examples::check_layers(o.addrop.layers, config.encoder_layers + 2 * config.decoder_layers,
-                                addrop_examples::model_source(o) + " (attention sites: encoder layers first)");
 
   int64_t cut = 0, cut_all = 0;
   translate::Job job;

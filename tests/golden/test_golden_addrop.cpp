@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "support/addrop_golden.hpp"
 #include "support/compare.hpp"
 #include "support/helpers.hpp"
 #include "support/fixture_policies.hpp"
@@ -21,20 +22,12 @@ using backend::Cpu;
 
 namespace {
 
-template <class T> constexpr double tolerance();
-template <> constexpr double tolerance<double>() { return 1e-9; }
-template <> constexpr double tolerance<float>() { return 1e-4; }
+template <class T> constexpr double tolerance() { return testing::golden_tolerance<T>(); }
+using testing::parse_layers;
 
 const fs::path kFixtures = fs::path(ADDROP_FIXTURE_DIR);
 const fs::path kAddrop = kFixtures.parent_path() / "addrop";
 
-
-std::vector<int> parse_layers(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  for (std::string part; std::getline(ss, part, ',');) out.push_back(std::stoi(part));
-  return out;
-}
 
 template <class T, class Attr, class Sel = selection::TopP>
 void run_variant(const fs::path& file, const std::string& layout) {

@@ -19,6 +19,7 @@
 #include <limits>
 #include <sstream>
 
+#include "support/addrop_golden.hpp"
 #include "support/compare.hpp"
 #include "support/helpers.hpp"
 #include "support/fixture_policies.hpp"
@@ -29,54 +30,12 @@ using backend::Cpu;
 
 namespace {
 
-template <class T> constexpr double tolerance();
-template <> constexpr double tolerance<double>() { return 1e-9; }
-template <> constexpr double tolerance<float>() { return 1e-4; }
+template <class T> constexpr double tolerance() { return testing::golden_tolerance<T>(); }
+using testing::parse_layers;
+using testing::values;
 
 const fs::path kFixtures = fs::path(ADDROP_FIXTURE_DIR);
 const fs::path kAddrop = kFixtures.parent_path() / "addrop";
-
-std::vector<int> parse_layers(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  for (std::string part; std::getline(ss, part, ',');) out.push_back(std::stoi(part));
-  return out;
-}
-
-template <class T>
-std::vector<T> values(const Tensor<T, Cpu>& t) { return std::vector<T>(t.data(), t.data() + t.numel()); }
-
-/// Per row (b, h, i): the relative threshold gap of the stored double attribution
-/// (tests/golden/addrop/README.md), +inf where the decision cannot flip.
-std::vector<double> row_gaps(const std::vector<double>& attr, const models::Batch& batch, int64_t H, double p,
-                             bool high) {
-  const int64_t B = batch.size, L = batch.length;
-  std::vector<double> gaps(static_cast<std::size_t>(B * H * L), std::numeric_limits<double>::infinity());
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t n = batch.key_length(b);
-    const float r = static_cast<float>(high ? 1.0 - p : p);
-    const auto k = static_cast<int64_t>(static_cast<float>(r * static_cast<float>(n)));
-    if (k >= n) continue;
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < L; ++i) {
-        std::vector<double> v;
-        double rowmax = 0;
-        for (int64_t j = 0; j < L; ++j)
-          if (batch.attention_mask[b * L + j]) {
-            v.push_back(attr[((b * H + h) * L + i) * L + j]);
-            rowmax = std::max(rowmax, std::abs(v.back()));
-          }
-        std::vector<double> sorted = v;
-        std::sort(sorted.begin(), sorted.end());
-        const double t = sorted[static_cast<std::size_t>(k)];
-        double below = -std::numeric_limits<double>::infinity();
-        for (double x : v)
-          if (x < t) below = std::max(below, x);
-        if (std::isfinite(below) && rowmax > 0) gaps[(b * H + h) * L + i] = (t - below) / rowmax;
-      }
-  }
-  return gaps;
-}
 
 template <class T, class Attr, class Sel = selection::TopP>
 void run_variant(const fs::path& file, const std::string& layout) {
@@ -128,39 +87,12 @@ void run_variant(const fs::path& file, const std::string& layout) {
       BOOST_TEST(nonzero == 0, "attribution" << s << ": " << nonzero << " non-zero entries in padded query rows");
     }
     // Masks: exact, row by row; float skips rows whose decision is a near tie.
-    const std::vector<double> gaps = row_gaps(want_attr, batch, H, options.p, high);
-    const auto cand = values(*r.candidates[i]), keep = values(*r.keep[i]);
-    const auto want_cand = expected.values<double>("candidates" + s), want_keep = expected.values<double>("keep_mask" + s);
-    int64_t differ = 0, skipped = 0;
-    const int64_t L = batch.length;
-    for (std::size_t row = 0; row < gaps.size(); ++row) {
-      bool same = true;
-      for (int64_t j = 0; j < L; ++j) {
-        const std::size_t e = row * static_cast<std::size_t>(L) + static_cast<std::size_t>(j);
-        same = same && static_cast<double>(cand[e]) == want_cand[e] && static_cast<double>(keep[e]) == want_keep[e];
-      }
-      if (same) continue;
-      if (sizeof(T) == 4 && gaps[row] < 1e-5) ++skipped;
-      else ++differ;
-    }
-    BOOST_TEST(differ == 0, "candidates/keep" << s << ": " << differ << " rows differ");
-    if (skipped) BOOST_TEST_MESSAGE("candidates/keep" << s << ": " << skipped << " near-tie rows differ in float (allowed)");
+    testing::check_masks(expected, s, model.attention_site(layers[i], batch), *r.candidates[i], *r.keep[i], options.p, high);
   }
   ADDROP_CHECK_CLOSE_TENSOR("masked_logits", values(*r.logits), expected.values<double>("masked_logits"), tol);
   const double want_loss = expected.values<double>("loss").at(0);
   BOOST_TEST(std::abs(r.loss - want_loss) <= tol * std::abs(want_loss), "loss " << r.loss << " want " << want_loss);
-  for (const auto* p : model.parameters()) {
-    const std::string name = "grad." + p->name;
-    const auto want = expected.values<double>(name);
-    if (p->name.ends_with("attention.self.key.bias")) {  // exactly zero in exact arithmetic
-      double scale = 0;
-      for (double w : expected.values<double>(name.substr(0, name.size() - 4) + "weight")) scale = std::max(scale, std::abs(w));
-      const auto cmp = testing::compare(name, p->grad.data(), want.data(), p->grad.numel(), tol);
-      BOOST_CHECK_MESSAGE(cmp.max_abs_error <= tol * scale, cmp.report);
-    } else {
-      ADDROP_CHECK_CLOSE_TENSOR(name, p->grad.data(), want.data(), p->grad.numel(), tol);
-    }
-  }
+  testing::check_parameter_gradients(model, expected, tol, "attention.self.key.bias");
 }
 
 template <class T>

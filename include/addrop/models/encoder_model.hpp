@@ -23,6 +23,7 @@
 #include "embeddings.hpp"
 #include "heads.hpp"
 #include "passes.hpp"
+#include "site_settings.hpp"
 
 namespace addrop::models {
 
@@ -236,11 +237,7 @@ class EncoderModel {
     nn::AttentionActivations<T, Backend> attention;
     nn::FeedForwardActivations<T, Backend> ffn;
   };
-  struct Site {
-    const TensorT* mask = nullptr;
-    T alpha = T(1);
-    std::span<const T> example_alpha;
-  };
+  using Site = SiteSettings<T, Backend>;
   struct Workspace {
     int64_t B = 0, L = 0;
     int first_layer = 0;           // forward_from's first layer (0 after forward)
@@ -271,20 +268,8 @@ class EncoderModel {
       a.attention.attention_dropout = plan.site(plan.attention_p, l, nn::DropoutKind::Attention);
       a.attention.output_dropout = plan.site(plan.hidden_p, l, nn::DropoutKind::AttentionOutput);
       a.ffn.output_dropout = plan.site(plan.hidden_p, l, nn::DropoutKind::FeedForwardOutput);
-      a.attention.alpha = sites_[l].alpha;
-      const auto& ex = sites_[l].example_alpha;
-      if (!ex.empty() && static_cast<int64_t>(ex.size()) != B)
-        throw std::invalid_argument("per-example attention scales of layer " + std::to_string(l) + ": " +
-                                    std::to_string(ex.size()) + " values for a batch of " + std::to_string(B));
-      a.attention.example_alpha = ex.empty() ? nullptr : ex.data();
-      a.attention.has_probs_grad = false;
-      const TensorT* mask = sites_[l].mask;
-      if (mask && !(mask->shape() == Shape{B, config_.num_attention_heads, L, L}))
-        throw std::invalid_argument("attention mask of layer " + std::to_string(l) + " has shape " +
-                                    mask->shape().str() + ", expected " +
-                                    Shape{B, config_.num_attention_heads, L, L}.str());
-      layers_[l].attention.forward(ctx_, B, L, L, x, nullptr, acts().key_bias.data(), mask ? mask->data() : nullptr,
-                                   a.attention);
+      const T* mask = sites_[l].apply("layer " + std::to_string(l), B, config_.num_attention_heads, L, L, a.attention);
+      layers_[l].attention.forward(ctx_, B, L, L, x, nullptr, acts().key_bias.data(), mask, a.attention);
       layers_[l].ffn.forward(ctx_, N, a.attention.out.data(), a.ffn);
       x = a.ffn.out.data();
     }

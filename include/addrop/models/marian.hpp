@@ -37,6 +37,7 @@
 #include "marian_config.hpp"
 #include "passes.hpp"
 #include "seq2seq_batch.hpp"
+#include "site_settings.hpp"
 
 namespace addrop::models {
 
@@ -500,11 +501,7 @@ class MarianModel {
     nn::AttentionActivations<T, Backend> self_attn, cross_attn;
     nn::FeedForwardActivations<T, Backend> ffn;
   };
-  struct Site {
-    const TensorT* mask = nullptr;
-    T alpha = T(1);
-    std::span<const T> example_alpha;
-  };
+  using Site = SiteSettings<T, Backend>;
   struct Workspace {
     int64_t B = 0, Ls = 0, Lt = 0;
     int first_layer = 0;
@@ -576,19 +573,8 @@ class MarianModel {
     Backend::embedding_backward(ctx_, n, D, ids.data(), d, table.grad.data(), config_.pad_token_id);
   }
 
-  void configure_site(int site, int64_t B, int64_t Lq, int64_t Lk, int64_t H, nn::AttentionActivations<T, Backend>& a,
-                      const T*& extra) {
-    const Site& s = sites_[static_cast<std::size_t>(site)];
-    a.alpha = s.alpha;
-    if (!s.example_alpha.empty() && static_cast<int64_t>(s.example_alpha.size()) != B)
-      throw std::invalid_argument("per-example attention scales of site " + std::to_string(site) + ": " +
-                                  std::to_string(s.example_alpha.size()) + " values for a batch of " + std::to_string(B));
-    a.example_alpha = s.example_alpha.empty() ? nullptr : s.example_alpha.data();
-    a.has_probs_grad = false;
-    if (s.mask && !(s.mask->shape() == Shape{B, H, Lq, Lk}))
-      throw std::invalid_argument("attention mask of site " + std::to_string(site) + " has shape " + s.mask->shape().str() +
-                                  ", expected " + Shape{B, H, Lq, Lk}.str());
-    extra = s.mask ? s.mask->data() : nullptr;
+  const T* configure_site(int site, int64_t B, int64_t Lq, int64_t Lk, int64_t H, nn::AttentionActivations<T, Backend>& a) {
+    return sites_[static_cast<std::size_t>(site)].apply("site " + std::to_string(site), B, H, Lq, Lk, a);
   }
 
   void run_encoder(int first, const T* x, const nn::DropoutPlan& plan, int end) {
@@ -600,8 +586,7 @@ class MarianModel {
       a.self_attn.output_dropout = plan.site(plan.hidden_p, l, nn::DropoutKind::AttentionOutput);
       a.ffn.output_dropout = plan.site(plan.hidden_p, l, nn::DropoutKind::FeedForwardOutput);
       a.ffn.activation_dropout = plan.site(config_.activation_dropout, l, nn::DropoutKind::Activation);
-      const T* extra = nullptr;
-      configure_site(l, B, L, L, H, a.self_attn, extra);
+      const T* extra = configure_site(l, B, L, L, H, a.self_attn);
       encoder_[l].self_attn.forward(ctx_, B, L, L, x, nullptr, w.key_bias.data(), extra, a.self_attn);
       encoder_[l].ffn.forward(ctx_, N, a.self_attn.out.data(), a.ffn);
       x = a.ffn.out.data();
@@ -622,10 +607,8 @@ class MarianModel {
       a.cross_attn.output_dropout = plan.site(plan.hidden_p, slot, nn::DropoutKind::CrossAttentionOutput);
       a.ffn.output_dropout = plan.site(plan.hidden_p, slot, nn::DropoutKind::FeedForwardOutput);
       a.ffn.activation_dropout = plan.site(config_.activation_dropout, slot, nn::DropoutKind::Activation);
-      const T* self_extra = nullptr;
-      const T* cross_extra = nullptr;
-      configure_site(site_of(SiteKind::DecoderSelf, static_cast<int>(j)), B, Lt, Lt, H, a.self_attn, self_extra);
-      configure_site(site_of(SiteKind::DecoderCross, static_cast<int>(j)), B, Lt, Ls, H, a.cross_attn, cross_extra);
+      const T* self_extra = configure_site(site_of(SiteKind::DecoderSelf, static_cast<int>(j)), B, Lt, Lt, H, a.self_attn);
+      const T* cross_extra = configure_site(site_of(SiteKind::DecoderCross, static_cast<int>(j)), B, Lt, Ls, H, a.cross_attn);
       decoder_[j].self_attn.forward(ctx_, B, Lt, Lt, x, nullptr, nullptr, self_extra, a.self_attn);
       decoder_[j].cross_attn.forward(ctx_, B, Lt, Ls, a.self_attn.out.data(), memory, w.key_bias.data(), cross_extra,
                                      a.cross_attn);

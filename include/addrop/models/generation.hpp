@@ -31,6 +31,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "marian_config.hpp"
@@ -84,6 +85,43 @@ void process_row(std::span<T> row, std::span<const int64_t> bad_words, int64_t f
   }
 }
 
+/// Threads for the host-side work of a step (log-softmax, top-k): the CPU context's, else the machine's.
+template <class Context>
+int host_threads(const Context& ctx) {
+  if constexpr (requires { ctx.num_threads(); }) return std::max(1, ctx.num_threads());
+  else return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+/// row = log_softmax(row), in the row's precision (torch computes it in the logits' dtype).
+template <class T>
+void log_softmax_row(std::span<T> row) {
+  const T mx = *std::max_element(row.begin(), row.end());
+  T sum = 0;
+  for (T v : row) sum += std::exp(v - mx);
+  const T log_z = mx + std::log(sum);
+  for (T& v : row) v -= log_z;
+}
+
+/// The best `n` of candidates given in increasing index order: value descending, the lower
+/// index first on ties (what a stable sort by value gives). One pass, no buffer of all of them.
+struct TopCandidates {
+  std::vector<double> value;
+  std::vector<int64_t> index;
+  int64_t n = 0, count = 0;
+  explicit TopCandidates(int64_t keep) : value(static_cast<std::size_t>(keep)), index(static_cast<std::size_t>(keep)), n(keep) {}
+  void offer(double v, int64_t i) {
+    if (count == n && !(v > value[n - 1])) return;
+    int64_t pos = count < n ? count++ : n - 1;
+    while (pos > 0 && v > value[pos - 1]) {
+      value[pos] = value[pos - 1];
+      index[pos] = index[pos - 1];
+      --pos;
+    }
+    value[pos] = v;
+    index[pos] = i;
+  }
+};
+
 inline constexpr double kImpossible = -1e9;  // Hugging Face's offset for excluded candidates
 
 /// One slot of a source's list of finished beam hypotheses.
@@ -122,16 +160,22 @@ GenerationResult generate(Model& model, const Seq2SeqBatch& batch, const Generat
   result.sequences.resize(static_cast<std::size_t>(B));
   result.scores.assign(static_cast<std::size_t>(B), 0.0);
 
+  const int threads = generation_detail::host_threads(model.context());
   if (K == 1) {  // greedy
     std::vector<bool> finished(static_cast<std::size_t>(B), false);
     for (int64_t len = 1; len < max_length; ++len) {
       const auto& dev = model.decode_step(tokens, cache);
       Backend::to_host(model.context(), rows * V, dev.data(), logits.data());
-      bool all = true;
+      std::vector<int32_t> best(static_cast<std::size_t>(B));
+#pragma omp parallel for num_threads(threads) schedule(static)
       for (int64_t b = 0; b < B; ++b) {
         std::span<T> row(logits.data() + b * V, static_cast<std::size_t>(V));
         generation_detail::process_row(row, bad, c.forced_eos_token_id, len == max_length - 1);
-        int32_t next = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+        best[b] = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+      }
+      bool all = true;
+      for (int64_t b = 0; b < B; ++b) {
+        int32_t next = best[b];
         if (finished[b]) next = pad;
         else if (next == eos) finished[b] = true;
         seqs[b].push_back(next);
@@ -151,20 +195,25 @@ GenerationResult generate(Model& model, const Seq2SeqBatch& batch, const Generat
   for (int64_t r = 0; r < rows; ++r)
     if (r % K != 0) beam_scores[r] = kImpossible;  // the first step expands beam 0 only
   std::vector<std::vector<Finished>> finished(static_cast<std::size_t>(B), std::vector<Finished>(static_cast<std::size_t>(K)));
-  std::vector<bool> improvable(static_cast<std::size_t>(B), true);
+  std::vector<char> improvable(static_cast<std::size_t>(B), 1);  // char: written by one thread per source
   const int64_t top = std::min<int64_t>(2 * K, K * V);
-  std::vector<double> candidates(static_cast<std::size_t>(K * V));
-  std::vector<int64_t> order(static_cast<std::size_t>(K * V)), pick(static_cast<std::size_t>(top));
   std::vector<int32_t> origin(static_cast<std::size_t>(rows));
   std::vector<double> next_scores(static_cast<std::size_t>(rows));
   std::vector<std::vector<int32_t>> next_seqs(static_cast<std::size_t>(rows));
-  auto by_score = [](const std::vector<double>& v) {
-    return [&v](int64_t a, int64_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); };
-  };
   for (int64_t len = 1;; ++len) {
     const auto& dev = model.decode_step(tokens, cache);
     Backend::to_host(model.context(), rows * V, dev.data(), logits.data());
     const bool last = len + 1 >= max_length;  // every candidate of this step reaches max_length
+    // log-softmax in the model's precision, then the processors, per row
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      if (!improvable[r / K]) continue;
+      const std::span<T> z(logits.data() + r * V, static_cast<std::size_t>(V));
+      generation_detail::log_softmax_row(z);
+      generation_detail::process_row(z, bad, c.forced_eos_token_id, len == max_length - 1);
+    }
+    // Each source on its own: its candidates, finished list and next rows.
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; ++b) {
       if (!improvable[b]) {  // its list can no longer change: keep its rows where they are
         for (int64_t k = 0; k < K; ++k) {
@@ -177,30 +226,26 @@ GenerationResult generate(Model& model, const Seq2SeqBatch& batch, const Generat
         }
         continue;
       }
+      // The best 2K of (beam, token) by processed log-prob + the beam's running score.
+      generation_detail::TopCandidates best(top);
       for (int64_t k = 0; k < K; ++k) {
-        const int64_t r = b * K + k;
-        T* z = logits.data() + r * V;
-        // log-softmax in the model's precision, then the processors, then the running score
-        const T mx = *std::max_element(z, z + V);
-        T sum = 0;
-        for (int64_t v = 0; v < V; ++v) sum += std::exp(z[v] - mx);
-        const T log_z = mx + std::log(sum);
-        for (int64_t v = 0; v < V; ++v) z[v] -= log_z;
-        generation_detail::process_row(std::span<T>(z, static_cast<std::size_t>(V)), bad, c.forced_eos_token_id,
-                                       len == max_length - 1);
-        for (int64_t v = 0; v < V; ++v) candidates[k * V + v] = static_cast<double>(z[v]) + beam_scores[r];
+        const T* z = logits.data() + (b * K + k) * V;
+        const double running = beam_scores[b * K + k];
+        for (int64_t v = 0; v < V; ++v) best.offer(static_cast<double>(z[v]) + running, k * V + v);
       }
-      std::iota(order.begin(), order.end(), int64_t{0});
-      std::partial_sort(order.begin(), order.begin() + top, order.end(), by_score(candidates));
+      const std::vector<int64_t>& order = best.index;
+      const std::vector<double>& candidate_score = best.value;
       // A candidate hits when it ends in eos or reaches max_length. The next running beams are
       // the best K candidates with the hits pushed down by kImpossible.
       std::vector<double> masked(static_cast<std::size_t>(top));
       for (int64_t i = 0; i < top; ++i) {
         const bool hit = order[i] % V == eos || last;
-        masked[i] = candidates[order[i]] + (hit ? kImpossible : 0.0);
+        masked[i] = candidate_score[i] + (hit ? kImpossible : 0.0);
       }
+      std::vector<int64_t> pick(static_cast<std::size_t>(top));
       std::iota(pick.begin(), pick.end(), int64_t{0});
-      std::partial_sort(pick.begin(), pick.begin() + K, pick.end(), by_score(masked));
+      std::partial_sort(pick.begin(), pick.begin() + K, pick.end(),
+                        [&](int64_t x, int64_t y) { return masked[x] > masked[y] || (masked[x] == masked[y] && x < y); });
       // The hits among the first K candidates are offered to the finished list, scored by
       // their generated length (eos included): len tokens.
       auto& list = finished[b];
@@ -209,7 +254,7 @@ GenerationResult generate(Model& model, const Seq2SeqBatch& batch, const Generat
         for (int64_t i = 0; i < K && i < top; ++i) {
           const int64_t index = order[i];
           if (!(index % V == eos || last)) continue;
-          const double score = candidates[index] / std::pow(static_cast<double>(len), options.length_penalty);
+          const double score = candidate_score[i] / std::pow(static_cast<double>(len), options.length_penalty);
           auto worst = std::min_element(list.begin(), list.end(),
                                         [](const Finished& x, const Finished& y) { return x.score < y.score; });
           if (score <= worst->score) continue;
@@ -242,7 +287,7 @@ GenerationResult generate(Model& model, const Seq2SeqBatch& batch, const Generat
     }
     seqs.swap(next_seqs);
     beam_scores = next_scores;
-    const bool any_improvable = std::find(improvable.begin(), improvable.end(), true) != improvable.end();
+    const bool any_improvable = std::find(improvable.begin(), improvable.end(), 1) != improvable.end();
     bool all_full = true;
     for (const auto& list : finished)
       for (const auto& f : list) all_full = all_full && f.used;

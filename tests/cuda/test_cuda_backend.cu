@@ -3,7 +3,8 @@
 // tests/unit/test_backend_cpu.cpp; its header gives and justifies the tolerances), the
 // CUDA-only paths (TF32 GEMMs, embedding_backward's fixed summation order, the rank variant
 // of the top-p kernel), then whole models and AD-DROP steps on the GPU against the golden
-// fixtures (PyTorch) and against the same computation on the CPU.
+// fixtures (PyTorch) and against the same computation on the CPU; the Marian
+// encoder-decoder, its generate() and its seq2seq AD-DROP steps against their fixtures.
 //
 // Tolerances (norm-wise relative: max |got - want| / max |want|):
 //   ops vs host loops:           float 1e-5, double 1e-12 (backend_conformance.hpp);
@@ -35,6 +36,7 @@
 #include "support/backend_conformance.hpp"
 #include "support/compare.hpp"
 #include "support/fixture_policies.hpp"
+#include "support/marian_fixture.hpp"
 #include "support/selection_reference.hpp"
 
 #ifndef ADDROP_CUDA_SKIP_CODE
@@ -448,6 +450,107 @@ void addrop_fixtures(const std::string& layout) {
   }
 }
 
+// ================================================================== Marian vs fixtures
+// The encoder-decoder on the GPU against tests/golden/marian/ (PyTorch's MarianMTModel and
+// generate()): logits, losses, every site's A and dA, every gradient, the generation
+// outputs (sequences identical, scores to the tolerance), and the seq2seq AD-DROP steps of
+// tests/golden/addrop/marian_tied/ (masks identical).
+template <class T>
+void marian_vs_fixture(const std::string& name) {
+  const fs::path dir = g_fixtures.parent_path() / "marian" / name;  // --fixtures / ADDROP_FIXTURE_DIR decide
+  const double tol = golden_tol<T>();
+  models::MarianModel<T, Cuda> model(models::load_marian_config(dir / "config.json"), gpu);
+  io::load_weights(model, io::SafeTensors::load(dir / "model.safetensors"), true);
+  const auto expected = io::SafeTensors::load(dir / "expected.safetensors");
+  const auto batch = testing::read_seq2seq_batch(io::SafeTensors::load(dir / "batch.safetensors"));
+  check_close("logits", down(model.forward(batch)), expected.values<double>("logits"), tol);
+  model.set_label_smoothing(0.1);
+  check_scalar("loss_label_smoothed", model.loss(batch), expected.values<double>("loss_label_smoothed").at(0), tol);
+  model.set_label_smoothing(0);
+  check_scalar("loss", model.loss(batch), expected.values<double>("loss").at(0), tol);
+  model.zero_grad();
+  model.backward();
+  using Kind = typename models::MarianModel<T, Cuda>::SiteKind;
+  for (int site = 0; site < model.num_attention_sites(); ++site) {
+    const auto ref = model.site_ref(site);
+    const std::string n = std::string(ref.kind == Kind::EncoderSelf ? "encoder" : ref.kind == Kind::DecoderSelf ? "decoder" : "cross") +
+                          ".layer" + std::to_string(ref.layer);
+    check_close("attention_probs." + n, down(model.attention_probs(site)), expected.values<double>("attention_probs." + n), tol);
+    check_close("attention_probs_grad." + n, down(model.attention_probs_grad(site)),
+                expected.values<double>("attention_probs_grad." + n), tol);
+  }
+  for (const auto* p : model.parameters()) {
+    const std::string grad = "grad." + p->name;
+    if (p->name.ends_with("k_proj.bias")) {  // zero in exact arithmetic: against the weight's scale
+      double scale = 0;
+      for (double w : expected.values<double>(grad.substr(0, grad.size() - 4) + "weight")) scale = std::max(scale, std::abs(w));
+      const auto cmp = testing::compare(grad, down(p->grad), expected.values<double>(grad), tol);
+      record(cmp.max_abs_error <= tol * scale, cmp.report);
+    } else {
+      check_close(grad, down(p->grad), expected.values<double>(grad), tol);
+    }
+  }
+  for (const auto& [key, value] : expected.metadata()) {
+    if (key.rfind("generation.", 0) != 0) continue;
+    const std::string setting = key.substr(11);
+    const nlohmann::json j = nlohmann::json::parse(value);
+    models::GenerationOptions o;
+    o.num_beams = j.at("num_beams").get<int64_t>();
+    if (!j.at("max_length").is_null()) o.max_length = j.at("max_length").get<int64_t>();
+    if (!j.at("max_new_tokens").is_null()) o.max_new_tokens = j.at("max_new_tokens").get<int64_t>();
+    o.length_penalty = j.at("length_penalty").get<double>();
+    o.early_stopping = models::early_stopping_from_json(j.at("early_stopping"));
+    const auto got = models::generate(model, batch, o);
+    std::vector<int64_t> flat;
+    for (const auto& seq : got.sequences) flat.insert(flat.end(), seq.begin(), seq.end());
+    check_same(setting + ".sequences", flat, expected.values<int64_t>(setting + ".sequences"));
+    if (expected.contains(setting + ".sequences_scores"))
+      check_close(setting + ".sequences_scores", got.scores, expected.values<double>(setting + ".sequences_scores"), tol);
+  }
+}
+
+template <class T>
+void marian_addrop_fixtures() {
+  const fs::path dir = g_fixtures.parent_path() / "marian" / "marian_tied";
+  for (const auto& e : fs::directory_iterator(g_fixtures.parent_path() / "addrop" / "marian_tied")) {
+    if (e.path().extension() != ".safetensors") continue;
+    section("seq2seq addrop vs fixture " + e.path().stem().string() + " " + type_name<T>(), [&] {
+      const auto expected = io::SafeTensors::load(e.path());
+      const auto& meta = expected.metadata();
+      const double tol = golden_tol<T>();
+      models::MarianModel<T, Cuda> model(models::load_marian_config(dir / "config.json"), gpu);
+      io::load_weights(model, io::SafeTensors::load(dir / "model.safetensors"), true);
+      const auto batch = testing::read_seq2seq_batch(io::SafeTensors::load(dir / "batch.safetensors"));
+      const auto layers = parse_layers(meta.at("layers"));
+      AdDropOptions options{.p = std::stod(meta.at("p")), .q = std::stod(meta.at("q")), .layers = layers};
+      std::vector<std::vector<float>> draws;
+      ExternalUniforms ext;
+      for (int l : layers) draws.push_back(expected.values<float>("uniforms.layer" + std::to_string(l)));
+      for (auto& d : draws) ext.draws.emplace_back(d);
+      auto check = [&](auto tag) {
+        using Attr = decltype(tag);
+        AdDrop<Attr, selection::TopP, schedule::Always> reg(options, testing::attribution_for<Attr>(meta),
+                                                            testing::selection_for<selection::TopP>(meta));
+        model.forward(batch);
+        model.zero_grad();
+        const auto r = reg.step_addrop(model, batch, &ext, /*train=*/false);
+        for (std::size_t i = 0; i < layers.size(); ++i) {
+          const std::string s = ".layer" + std::to_string(layers[i]);
+          check_close("attribution" + s, down(*r.attributions[i]), expected.values<double>("attribution" + s), tol);
+          check_same("keep_mask" + s, down(*r.keep[i]), expected.values<double>("keep_mask" + s));
+        }
+        check_close("masked_logits", down(*r.logits), expected.values<double>("masked_logits"), tol);
+        check_scalar("loss", r.loss, expected.values<double>("loss").at(0), tol);
+      };
+      const auto kind = meta.at("attribution");
+      if (kind == "ga") check(attribution::Gradient{});
+      else if (kind == "iga") check(attribution::IntegratedGradients{});
+      else if (kind == "aa") check(attribution::Attention{});
+      else record(false, "unknown attribution " + kind);
+    });
+  }
+}
+
 // ================================================================== AD-DROP step: GPU vs CPU
 // Two models with the same weights, the same options and seed, generator draws (no external
 // uniforms), train mode (dropout on): the keep masks and candidates must be identical, and
@@ -642,6 +745,12 @@ int main(int argc, char** argv) {
   steps_on_fixture<double>("bert_seqcls");
   steps_on_fixture<float>("roberta_seqcls");
   steps_on_random_model();
+  for (const char* name : {"marian_tied", "marian_untied"}) {
+    section(std::string("marian vs fixture ") + name + " float", [&] { marian_vs_fixture<float>(name); });
+    section(std::string("marian vs fixture ") + name + " double", [&] { marian_vs_fixture<double>(name); });
+  }
+  marian_addrop_fixtures<float>();
+  marian_addrop_fixtures<double>();
 
   gpu = Cuda::Context{};  // release the stream and cuBLAS handle while the CUDA runtime is alive
   std::printf("\n%d checks, %d failed\n", g.checks, g.failures);

@@ -281,7 +281,8 @@ void check_gemm(const typename B::Context& ctx, Report& r) {
   using namespace detail;
   Inputs in(2);
   struct Case { int64_t M, N, K; };
-  for (const Case c : {Case{1, 1, 1}, Case{7, 13, 5}, Case{64, 96, 128}, Case{129, 65, 257}, Case{1, 300, 17}}) {
+  for (const Case c : {Case{1, 1, 1}, Case{7, 13, 5}, Case{64, 96, 128}, Case{129, 65, 257}, Case{1, 300, 17},
+                       Case{12, 2000, 48}}) {  // the last: few rows, many columns (column-split threads)
     for (int t = 0; t < 4; ++t) {
       const bool ta = t & 1, tb = t & 2;
       for (T beta : {T(0), T(1), T(-0.5)}) {

@@ -154,8 +154,23 @@ void Cpu::gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64
   // Threads take contiguous row blocks of C (rows of op(A)); each packs op(B) itself, which
   // costs K*N per thread against M*N*K/threads of arithmetic.
   const int threads = ctx.num_threads();
-  if (threads <= 1 || M < 64 || M * N * K < (int64_t{1} << 20) || omp_in_parallel()) {
+  if (threads <= 1 || M * N * K < (int64_t{1} << 20) || omp_in_parallel() || (M < 64 && N < 64 * threads)) {
     cpu_detail::gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  if (M < 64) {
+    // Few rows and many columns (a decoding step's output projection: beams x vocabulary):
+    // threads take contiguous column blocks of C instead, each packing all of op(A).
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t blocks = (N + 15) / 16;
+      const int64_t c0 = std::min(N, blocks * t / nt * 16), c1 = std::min(N, blocks * (t + 1) / nt * 16);
+      if (c0 < c1) {
+        const T* b = tb ? B + c0 * ldb : B + c0;
+        cpu_detail::gemm_serial(ta, tb, M, c1 - c0, K, alpha, A, lda, b, ldb, beta, C + c0, ldc);
+      }
+    }
     return;
   }
 #pragma omp parallel num_threads(threads)

@@ -32,8 +32,12 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
+#include <Eigen/Core>
+
+#include "../backend/cpu.hpp"
 #include "marian_config.hpp"
 #include "seq2seq_batch.hpp"
 
@@ -92,14 +96,13 @@ int host_threads(const Context& ctx) {
   else return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
-/// row = log_softmax(row), in the row's precision (torch computes it in the logits' dtype).
+/// log sum_v exp(row[v]) in the row's precision (torch computes log_softmax in the logits'
+/// dtype), with vectorised exp: log_softmax(row)[v] = row[v] - this.
 template <class T>
-void log_softmax_row(std::span<T> row) {
-  const T mx = *std::max_element(row.begin(), row.end());
-  T sum = 0;
-  for (T v : row) sum += std::exp(v - mx);
-  const T log_z = mx + std::log(sum);
-  for (T& v : row) v -= log_z;
+T log_normalizer(std::span<const T> row) {
+  const Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> z(row.data(), static_cast<Eigen::Index>(row.size()));
+  const T mx = z.maxCoeff();
+  return mx + std::log((z - mx).exp().sum());
 }
 
 /// The best `n` of candidates given in increasing index order: value descending, the lower
@@ -155,7 +158,17 @@ GenerationResult generate(Model& model, const Seq2SeqBatch& batch, const Generat
   model.start_decoding(batch, K, max_length - 1, cache);
   std::vector<std::vector<int32_t>> seqs(static_cast<std::size_t>(rows), std::vector<int32_t>{start});
   std::vector<int32_t> tokens(static_cast<std::size_t>(rows), start);
-  std::vector<T> logits(static_cast<std::size_t>(rows * V));
+  // The logits of a step on the host: the backend's own buffer on the CPU, a copy otherwise.
+  constexpr bool host_backend = std::is_same_v<Backend, backend::Cpu>;
+  std::vector<T> host_logits(host_backend ? 0 : static_cast<std::size_t>(rows * V));
+  auto step_logits = [&](const auto& dev) -> T* {
+    if constexpr (host_backend) {
+      return const_cast<T*>(dev.data());  // the cache's logits, rewritten by the next step
+    } else {
+      Backend::to_host(model.context(), rows * V, dev.data(), host_logits.data());
+      return host_logits.data();
+    }
+  };
   GenerationResult result;
   result.sequences.resize(static_cast<std::size_t>(B));
   result.scores.assign(static_cast<std::size_t>(B), 0.0);
@@ -164,12 +177,11 @@ GenerationResult generate(Model& model, const Seq2SeqBatch& batch, const Generat
   if (K == 1) {  // greedy
     std::vector<bool> finished(static_cast<std::size_t>(B), false);
     for (int64_t len = 1; len < max_length; ++len) {
-      const auto& dev = model.decode_step(tokens, cache);
-      Backend::to_host(model.context(), rows * V, dev.data(), logits.data());
+      T* logits = step_logits(model.decode_step(tokens, cache));
       std::vector<int32_t> best(static_cast<std::size_t>(B));
 #pragma omp parallel for num_threads(threads) schedule(static)
       for (int64_t b = 0; b < B; ++b) {
-        std::span<T> row(logits.data() + b * V, static_cast<std::size_t>(V));
+        std::span<T> row(logits + b * V, static_cast<std::size_t>(V));
         generation_detail::process_row(row, bad, c.forced_eos_token_id, len == max_length - 1);
         best[b] = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
       }
@@ -201,15 +213,15 @@ GenerationResult generate(Model& model, const Seq2SeqBatch& batch, const Generat
   std::vector<double> next_scores(static_cast<std::size_t>(rows));
   std::vector<std::vector<int32_t>> next_seqs(static_cast<std::size_t>(rows));
   for (int64_t len = 1;; ++len) {
-    const auto& dev = model.decode_step(tokens, cache);
-    Backend::to_host(model.context(), rows * V, dev.data(), logits.data());
+    T* logits = step_logits(model.decode_step(tokens, cache));
     const bool last = len + 1 >= max_length;  // every candidate of this step reaches max_length
     // log-softmax in the model's precision, then the processors, per row
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       if (!improvable[r / K]) continue;
-      const std::span<T> z(logits.data() + r * V, static_cast<std::size_t>(V));
-      generation_detail::log_softmax_row(z);
+      const std::span<T> z(logits + r * V, static_cast<std::size_t>(V));
+      const T log_z = generation_detail::log_normalizer<T>(z);
+      for (T& v : z) v -= log_z;
       generation_detail::process_row(z, bad, c.forced_eos_token_id, len == max_length - 1);
     }
     // Each source on its own: its candidates, finished list and next rows.
@@ -229,7 +241,7 @@ GenerationResult generate(Model& model, const Seq2SeqBatch& batch, const Generat
       // The best 2K of (beam, token) by processed log-prob + the beam's running score.
       generation_detail::TopCandidates best(top);
       for (int64_t k = 0; k < K; ++k) {
-        const T* z = logits.data() + (b * K + k) * V;
+        const T* z = logits + (b * K + k) * V;
         const double running = beam_scores[b * K + k];
         for (int64_t v = 0; v < V; ++v) best.offer(static_cast<double>(z[v]) + running, k * V + v);
       }

@@ -154,7 +154,7 @@ BOOST_AUTO_TEST_CASE(every_index_once_and_batch_sizes) {
   BOOST_TEST(data::epoch_batches(features_with_lengths(std::vector<std::size_t>(16, 2)),
                                  {.batch_size = 8, .drop_last = true}, 0)
                  .size() == 2u);
-  BOOST_TEST(data::epoch_batches({}, {}, 0).empty());
+  BOOST_TEST(data::epoch_batches(std::vector<data::Feature>{}, {}, 0).empty());
   BOOST_CHECK_EXCEPTION(data::epoch_batches(fs, {.batch_size = 0}, 0), std::invalid_argument, has({"batch_size"}));
 }
 

@@ -473,7 +473,12 @@ double Cpu::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, con
   int64_t counted = 0;
   for (int64_t r = 0; r < rows; ++r) counted += labels[r] != ignore_index;
   const T eps = label_smoothing, uniform_weight = label_smoothing / static_cast<T>(classes);
-  std::vector<double> row_loss(static_cast<std::size_t>(rows), 0.0);
+  // Per-row losses summed afterwards in row order (the same total for any thread count);
+  // the buffer only grows, so a training step allocates nothing once it has seen its shape.
+  thread_local std::vector<double> row_loss;
+  if (row_loss.size() < static_cast<std::size_t>(rows)) row_loss.resize(static_cast<std::size_t>(rows));
+  std::fill(row_loss.begin(), row_loss.begin() + rows, 0.0);
+  double* const losses = row_loss.data();  // the calling thread's buffer, written by every worker
   // Rows are independent (a seq2seq batch has thousands of rows of a large vocabulary).
   cpu_detail::parallel_for(ctx.num_threads(), rows, classes * 8, [&](int64_t r) {
     const T* z = logits + r * classes;
@@ -493,7 +498,7 @@ double Cpu::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, con
     if (eps != T(0))  // mean_c -log p[c] = log_z - mean_c z[c]
       loss = (1.0 - static_cast<double>(eps)) * loss +
              static_cast<double>(eps) * static_cast<double>(log_z - sum_z / static_cast<T>(classes));
-    row_loss[static_cast<std::size_t>(r)] = loss;
+    losses[r] = loss;
     if (dz) {
       const T inv = T(1) / T(counted);
       for (int64_t c = 0; c < classes; ++c)
@@ -501,7 +506,7 @@ double Cpu::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, con
     }
   });
   double total = 0;
-  for (double v : row_loss) total += v;
+  for (int64_t r = 0; r < rows; ++r) total += losses[r];
   return counted ? total / static_cast<double>(counted) : 0.0;
 }
 

@@ -13,7 +13,8 @@
 #
 #   bash bench/compare_marian.sh [mini|small|all]      (default all)
 #
-# Time on 2 idle cores: mini about 1 minute, small about 4 minutes, plus re-runs.
+# Time on 2 idle cores: about 3.7 minutes (mini 1, small 2.7), plus re-runs of disturbed cases;
+# on a busy machine about 7 minutes (ours slows down most: see docs/benchmarks.md).
 # Environment: THREADS (default 2); RETRIES (default 1): a case during which other processes
 # kept more than DISTURBED (default 0.1) cores busy runs again, alone, that many times at
 # most, and the less disturbed run is kept; WAIT_IDLE=SECONDS waits up to that long for an

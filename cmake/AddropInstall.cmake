@@ -8,6 +8,7 @@
 #   lib/cmake/addrop/addropCudaTargets.cmake   imported target addrop::cuda (ADDROP_WITH_CUDA only)
 #   lib/cmake/addrop/addropTextTargets.cmake   imported target addrop::text (utf8proc + PCRE2 found only)
 #   lib/cmake/addrop/addropSentencePieceTargets.cmake   addrop::sentencepiece (SentencePiece found only)
+#   lib/cmake/addrop/addropOnednnTargets.cmake          addrop::onednn (oneDNN found only)
 #
 # The package directory is lib/cmake/addrop (not ${CMAKE_INSTALL_LIBDIR}, which can be
 # lib64 or lib/<multiarch>): nothing in it depends on the architecture.
@@ -62,6 +63,17 @@ if(TARGET addrop_sentencepiece)
   set(ADDROP_EXPORTED_SENTENCEPIECE ON)
   install(TARGETS addrop_sentencepiece EXPORT addropSentencePieceTargets)
   install(EXPORT addropSentencePieceTargets
+    NAMESPACE addrop::
+    DESTINATION ${ADDROP_INSTALL_CMAKEDIR}
+    COMPONENT addrop_development)
+endif()
+
+# The bf16 products' target (oneDNN): likewise.
+set(ADDROP_EXPORTED_ONEDNN OFF)
+if(TARGET addrop_onednn)
+  set(ADDROP_EXPORTED_ONEDNN ON)
+  install(TARGETS addrop_onednn EXPORT addropOnednnTargets)
+  install(EXPORT addropOnednnTargets
     NAMESPACE addrop::
     DESTINATION ${ADDROP_INSTALL_CMAKEDIR}
     COMPONENT addrop_development)

@@ -19,6 +19,7 @@ packages=(
   libpcre2-dev
   libcli11-dev
   libsentencepiece-dev
+  libdnnl-dev
 )
 # --with-torch: also what the PyTorch side needs (tests/reference/ fixture generator,
 # bench/pytorch_step.py): Debian's torch, with OpenBLAS as the system BLAS; and SentencePiece's

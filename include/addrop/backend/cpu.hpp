@@ -17,6 +17,7 @@
 
 #include "backend.hpp"
 #include "philox.hpp"
+#include "precision.hpp"
 
 namespace addrop::backend {
 
@@ -30,9 +31,11 @@ inline std::atomic<int64_t>& cpu_allocation_count() {
 struct Cpu {
   static constexpr const char* name = "cpu";
 
-  /// Per-run settings of the backend: how many threads the ops use.
+  /// Per-run settings of the backend: how many threads the ops use, and the precision of
+  /// float matrix products (gemm, gemm_batched; see precision.hpp and cpu_bf16.hpp).
   struct Context {
     int threads = 0;  ///< 0 = OpenMP's default (all cores)
+    Precision precision = Precision::F32;
     int num_threads() const;
   };
 

@@ -108,6 +108,12 @@ inline void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alp
 
 inline double normal_cdf(double x) { return 0.5 * std::erfc(-x * M_SQRT1_2); }
 }  // namespace cpu_detail
+}  // namespace addrop::backend
+
+// The bf16 products use the loops above; Cpu::gemm below dispatches to them.
+#include "cpu_bf16.hpp"
+
+namespace addrop::backend {
 
 inline int Cpu::Context::num_threads() const { return threads > 0 ? threads : omp_get_max_threads(); }
 
@@ -151,6 +157,12 @@ void Cpu::scale(const Context& ctx, int64_t n, T a, T* x) {
 template <class T>
 void Cpu::gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
                int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>)
+    if (ctx.precision == Precision::Bf16Mixed) {
+      cpu_detail::gemm_bf16(ctx, ta, tb, M, N, K, alpha, {A, ta ? K : M, ta ? M : K, lda, 0, 0},
+                            {B, tb ? N : K, tb ? K : N, ldb, 0, 0}, beta, C, ldc, {0, 0}, 1, 1);
+      return;
+    }
   // Threads take contiguous row blocks of C (rows of op(A)); each packs op(B) itself, which
   // costs K*N per thread against M*N*K/threads of arithmetic.
   const int threads = ctx.num_threads();
@@ -190,6 +202,12 @@ template <class T>
 void Cpu::gemm_batched(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
                        int64_t lda, BatchStrides sa, const T* B, int64_t ldb, BatchStrides sb, T beta, T* C,
                        int64_t ldc, BatchStrides sc, int64_t outer, int64_t inner) {
+  if constexpr (std::is_same_v<T, float>)
+    if (ctx.precision == Precision::Bf16Mixed) {
+      cpu_detail::gemm_bf16(ctx, ta, tb, M, N, K, alpha, {A, ta ? K : M, ta ? M : K, lda, sa.outer, sa.inner},
+                            {B, tb ? N : K, tb ? K : N, ldb, sb.outer, sb.inner}, beta, C, ldc, sc, outer, inner);
+      return;
+    }
   cpu_detail::parallel_for(ctx.num_threads(), outer * inner, M * N * K, [&](int64_t p) {
     const int64_t o = p / inner, i = p % inner;
     cpu_detail::gemm_serial(ta, tb, M, N, K, alpha, A + o * sa.outer + i * sa.inner, lda,

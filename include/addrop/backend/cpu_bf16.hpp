@@ -1,0 +1,207 @@
+#pragma once
+// The CPU backend's mixed-precision matrix products (Precision::Bf16Mixed; included by
+// cpu_impl.hpp). Both inputs are rounded to bfloat16 (round to nearest even, as
+// torch's float->bfloat16 cast) while they are packed into dense scratch, then multiplied
+// with float32 accumulation into the float32 output:
+//
+//  - with oneDNN (the optional addrop::onednn component defines ADDROP_WITH_ONEDNN): its
+//    matmul primitive on bf16 inputs, which runs AVX512-BF16's vdpbf16ps where the CPU
+//    has it (oneDNN emulates bf16 on older AVX-512 CPUs; see bf16_matmul_engine());
+//  - without it: the rounded inputs are multiplied by Eigen in float32, exactly the same
+//    products (a product of two bf16 values is exact in float32) at float32 speed.
+//
+// A program links addrop::onednn on all of its targets or on none (the macro changes
+// these inline functions).
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "precision.hpp"
+
+#if defined(ADDROP_WITH_ONEDNN)
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace addrop::backend {
+
+namespace cpu_detail {
+
+/// float -> bfloat16 bits, round to nearest even; NaN stays a (quiet) NaN.
+inline uint16_t bf16_bits(float f) {
+  uint32_t u = std::bit_cast<uint32_t>(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+inline float bf16_to_float(uint16_t bits) { return std::bit_cast<float>(uint32_t{bits} << 16); }
+/// The float nearest to x that bfloat16 can hold (what a bf16 matmul input sees).
+inline float round_to_bf16(float x) { return bf16_to_float(bf16_bits(x)); }
+
+// One matrix of a batched product as stored: `rows` x `cols` with row stride `ld`;
+// slice p = (o, i) starts at o * outer + i * inner.
+struct StoredOperand {
+  const float* data;
+  int64_t rows, cols, ld, outer, inner;
+};
+
+// Packs every slice of `src` densely (slice after slice, row after row) into `out`,
+// rounded to bf16 (Out = uint16_t: the bits; Out = float: the rounded value).
+template <class Out>
+inline void pack_rounded(int threads, const StoredOperand& src, int64_t n_outer, int64_t n_inner, Out* out) {
+  const int64_t slices = n_outer * n_inner, rows = slices * src.rows, cols = src.cols;
+  parallel_chunks(threads, rows * cols, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin / cols; r * cols < end; ++r) {
+      const int64_t p = r / src.rows, row = r % src.rows;
+      const float* x = src.data + (p / n_inner) * src.outer + (p % n_inner) * src.inner + row * src.ld;
+      const int64_t c0 = std::max<int64_t>(begin - r * cols, 0), c1 = std::min<int64_t>(end - r * cols, cols);
+      Out* y = out + r * cols;
+      for (int64_t c = c0; c < c1; ++c) {
+        if constexpr (std::is_same_v<Out, uint16_t>) y[c] = bf16_bits(x[c]);
+        else y[c] = round_to_bf16(x[c]);
+      }
+    }
+  });
+}
+
+// Grow-only scratch for the packed operands, one pair per calling thread.
+template <class E>
+inline E* bf16_scratch(int which, int64_t n) {
+  thread_local Cpu::Buffer<E> held[2];
+  held[which].reserve(n);
+  return held[which].data();
+}
+
+#if defined(ADDROP_WITH_ONEDNN)
+// oneDNN matmul primitives, made once per shape and reused (creating one costs far more
+// than a small product).
+class OnednnMatmuls {
+ public:
+  struct Shape {
+    int64_t outer, inner, M, N, K;
+    bool ta, tb;
+    int64_t ldc, c_outer, c_inner;
+    uint32_t alpha, beta;  // bit patterns
+    bool operator==(const Shape&) const = default;
+  };
+
+  static dnnl::engine& engine() {
+    static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+    return e;
+  }
+
+  // The primitive for `s`, or nullptr where oneDNN offers only its reference kernels
+  // (the caller then emulates: same result, no slow path).
+  static const dnnl::matmul* get(const Shape& s) {
+    static std::mutex mutex;
+    static std::unordered_map<Shape, std::unique_ptr<dnnl::matmul>, Hash> made;
+    std::lock_guard lock(mutex);
+    auto it = made.find(s);
+    if (it != made.end()) return it->second.get();
+    using dt = dnnl::memory::data_type;
+    const int64_t a_slice = s.M * s.K, b_slice = s.K * s.N;
+    const dnnl::memory::desc a({s.outer, s.inner, s.M, s.K}, dt::bf16,
+                               s.ta ? dnnl::memory::dims{s.inner * a_slice, a_slice, 1, s.M}
+                                    : dnnl::memory::dims{s.inner * a_slice, a_slice, s.K, 1});
+    const dnnl::memory::desc b({s.outer, s.inner, s.K, s.N}, dt::bf16,
+                               s.tb ? dnnl::memory::dims{s.inner * b_slice, b_slice, 1, s.K}
+                                    : dnnl::memory::dims{s.inner * b_slice, b_slice, s.N, 1});
+    const dnnl::memory::desc c({s.outer, s.inner, s.M, s.N}, dt::f32, dnnl::memory::dims{s.c_outer, s.c_inner, s.ldc, 1});
+    dnnl::primitive_attr attr;
+    if (s.alpha != std::bit_cast<uint32_t>(1.0f)) attr.set_output_scales(0, {std::bit_cast<float>(s.alpha)});
+    if (s.beta != 0) {
+      dnnl::post_ops ops;
+      ops.append_sum(std::bit_cast<float>(s.beta));
+      attr.set_post_ops(ops);
+    }
+    std::unique_ptr<dnnl::matmul> prim;
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, engine());
+    if (std::string_view(pd.impl_info_str()).substr(0, 3) != "ref") prim = std::make_unique<dnnl::matmul>(pd);
+    return made.emplace(s, std::move(prim)).first->second.get();
+  }
+
+ private:
+  struct Hash {
+    std::size_t operator()(const Shape& s) const {
+      std::size_t h = 0;
+      for (int64_t v : {s.outer, s.inner, s.M, s.N, s.K, int64_t{s.ta}, int64_t{s.tb}, s.ldc, s.c_outer, s.c_inner,
+                        int64_t{s.alpha}, int64_t{s.beta}})
+        h = h * 1000003u ^ std::hash<int64_t>{}(v);
+      return h;
+    }
+  };
+};
+#endif
+
+// C[o, i] = alpha op(A[o, i]) op(B[o, i]) + beta C[o, i] with bf16-rounded inputs, for
+// every o < n_outer, i < n_inner (n_outer = n_inner = 1: one GEMM).
+inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const StoredOperand& a, const StoredOperand& b, float beta, float* C, int64_t ldc,
+                      Cpu::BatchStrides sc, int64_t n_outer, int64_t n_inner) {
+  if (M == 0 || N == 0 || n_outer == 0 || n_inner == 0) return;
+  const int threads = ctx.num_threads();
+  const int64_t slices = n_outer * n_inner;
+  Cpu::Context exact = ctx;
+  exact.precision = Precision::F32;
+  if (K == 0) {  // nothing to round: C = beta C
+    Cpu::gemm_batched(exact, ta, tb, M, N, K, alpha, a.data, a.ld, {a.outer, a.inner}, b.data, b.ld,
+                      {b.outer, b.inner}, beta, C, ldc, sc, n_outer, n_inner);
+    return;
+  }
+#if defined(ADDROP_WITH_ONEDNN)
+  const OnednnMatmuls::Shape shape{n_outer, n_inner, M, N, K, ta, tb, ldc, sc.outer, sc.inner,
+                                   std::bit_cast<uint32_t>(alpha), std::bit_cast<uint32_t>(beta)};
+  if (const dnnl::matmul* prim = OnednnMatmuls::get(shape)) {
+    uint16_t* pa = bf16_scratch<uint16_t>(0, slices * M * K);
+    uint16_t* pb = bf16_scratch<uint16_t>(1, slices * K * N);
+    pack_rounded(threads, a, n_outer, n_inner, pa);
+    pack_rounded(threads, b, n_outer, n_inner, pb);
+    using dt = dnnl::memory::data_type;
+    auto& eng = OnednnMatmuls::engine();
+    // Plain descriptors for the handles: the primitive already knows the layouts.
+    dnnl::memory ma({{slices * M * K}, dt::bf16, dnnl::memory::format_tag::a}, eng, pa);
+    dnnl::memory mb({{slices * K * N}, dt::bf16, dnnl::memory::format_tag::a}, eng, pb);
+    const int64_t c_extent = (n_outer - 1) * sc.outer + (n_inner - 1) * sc.inner + (M - 1) * ldc + N;
+    dnnl::memory mc({{c_extent}, dt::f32, dnnl::memory::format_tag::a}, eng, C);
+    thread_local dnnl::stream stream(eng);
+    // oneDNN (OpenMP build) uses as many threads as this thread's OpenMP default.
+    const int saved = omp_get_max_threads();
+    if (!omp_in_parallel()) omp_set_num_threads(threads);
+    prim->execute(stream, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+    stream.wait();
+    if (!omp_in_parallel()) omp_set_num_threads(saved);
+    return;
+  }
+#endif
+  float* pa = bf16_scratch<float>(0, slices * M * K);
+  float* pb = bf16_scratch<float>(1, slices * K * N);
+  pack_rounded(threads, a, n_outer, n_inner, pa);
+  pack_rounded(threads, b, n_outer, n_inner, pb);
+  const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+  if (slices == 1)
+    Cpu::gemm(exact, ta, tb, M, N, K, alpha, pa, lda, pb, ldb, beta, C, ldc);
+  else
+    Cpu::gemm_batched(exact, ta, tb, M, N, K, alpha, pa, lda, {n_inner * M * K, M * K}, pb, ldb,
+                      {n_inner * K * N, K * N}, beta, C, ldc, sc, n_outer, n_inner);
+}
+
+}  // namespace cpu_detail
+
+/// What computes Precision::Bf16Mixed's products in this build on this CPU; runs print it
+/// so that an emulated (float32-speed) bf16 run says so.
+inline std::string bf16_matmul_engine() {
+#if defined(ADDROP_WITH_ONEDNN)
+  const dnnl_version_t* v = dnnl_version();
+  std::string name = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                     std::to_string(v->patch);
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512bf16")) return name + " matmul, AVX512-BF16 (vdpbf16ps)";
+  return name + " matmul, bf16 emulated in float32 (this CPU has no AVX512-BF16)";
+#else
+  return "emulated: inputs rounded to bf16, float32 Eigen GEMM (built without addrop::onednn)";
+#endif
+}
+
+}  // namespace addrop::backend

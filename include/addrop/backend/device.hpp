@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "precision.hpp"
+
 namespace addrop {
 
 enum class Device { Cpu, Cuda };
@@ -23,9 +25,11 @@ inline Device parse_device(std::string_view name) {
 /// Device tags: what a device-code entry point receives to make its backend's context.
 struct OnCpu {
   int threads = 0;  ///< 0: OpenMP's default
+  Precision precision = Precision::F32;  ///< of the matrix products (precision.hpp)
 };
 struct OnCuda {
   int device = 0;   ///< CUDA device ordinal
+  Precision precision = Precision::F32;  ///< of the matrix products (precision.hpp)
 };
 
 }  // namespace addrop

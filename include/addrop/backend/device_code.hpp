@@ -18,7 +18,9 @@ using ThisDevice = OnCuda;
 inline backend::Cuda::Context make_context(OnCuda device) {
   if (const std::string why = backend::Cuda::unavailable_reason(device.device); !why.empty())
     throw std::runtime_error("CUDA device " + std::to_string(device.device) + ": " + why);
-  return backend::Cuda::Context::create(device.device);
+  backend::Cuda::Context ctx = backend::Cuda::Context::create(device.device);
+  ctx.precision = device.precision;
+  return ctx;
 }
 }  // namespace addrop
 
@@ -28,6 +30,8 @@ inline backend::Cuda::Context make_context(OnCuda device) {
 namespace addrop {
 using ThisBackend = backend::Cpu;
 using ThisDevice = OnCpu;
-inline backend::Cpu::Context make_context(OnCpu device) { return {.threads = device.threads}; }
+inline backend::Cpu::Context make_context(OnCpu device) {
+  return {.threads = device.threads, .precision = device.precision};
+}
 }  // namespace addrop
 #endif

@@ -75,6 +75,14 @@ CLI::Validator whole_number() {
 }
 
 /// For a floating-point option: refuses a value that is not one number ("is not a number").
+/// --precision: the matrix products' precision (addrop/backend/precision.hpp).
+inline void add_precision_flag(CLI::App& app, std::string& precision) {
+  app.add_option("--precision", precision,
+                 "f32, or bf16: mixed precision as torch.autocast (bf16 matrix-product inputs, float32 "
+                 "accumulation, weights and everything else)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+}
+
 inline CLI::Validator number() {
   return CLI::Validator(
       [](std::string& text) -> std::string {

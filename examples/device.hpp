@@ -6,6 +6,7 @@
 // GPU can be used, so `--device cuda` fails early with one clear message everywhere.
 #include <addrop/backend/device.hpp>
 
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -14,7 +15,11 @@ namespace addrop_examples {
 #if defined(ADDROP_WITH_CUDA)
 /// Empty when the GPU can be used (device.cpp, compiled for the GPU); else why not.
 std::string unavailable_reason(addrop::OnCuda device);
+std::string matmul_description(addrop::OnCuda device);
 #endif
+/// What computes the matrix products on this device in its precision, e.g. "oneDNN 2.6.3
+/// matmul, AVX512-BF16 (vdpbf16ps)", or an emulated bf16 path said as such (device.cpp).
+std::string matmul_description(addrop::OnCpu device);
 
 /// Empty when device 0 exists and this build holds kernels for it; otherwise why not
 /// (no CUDA in this build, no GPU, a missing architecture).
@@ -28,17 +33,31 @@ inline std::string cuda_unavailable_reason() {
 
 inline bool cuda_available() { return cuda_unavailable_reason().empty(); }
 
-/// Calls f(addrop::OnCpu{threads}) for "cpu" or f(addrop::OnCuda{}) for "cuda" and returns
-/// what it returns; "cuda" without a usable GPU throws, naming --device and the reason.
+/// Says once per process, on stderr, what computes a bf16 run's products (so that an
+/// emulated bf16 run, at float32 speed, says so).
+template <class Tag>
+void announce_precision(const Tag& device) {
+  static bool said = false;
+  if (device.precision != addrop::Precision::Bf16Mixed || said) return;
+  said = true;
+  std::fprintf(stderr, "--precision bf16: matrix products on %s\n", matmul_description(device).c_str());
+}
+
+/// Calls f(addrop::OnCpu{threads, precision}) for "cpu" or f(addrop::OnCuda{...}) for
+/// "cuda" and returns what it returns; "cuda" without a usable GPU throws, naming --device
+/// and the reason; a precision other than f32 / bf16 throws naming --precision.
 template <class F>
-decltype(auto) on_device(const std::string& device, int threads, F&& f) {
+decltype(auto) on_device(const std::string& device, int threads, const std::string& precision, F&& f) {
+  const addrop::Precision p = addrop::parse_precision(precision, "--precision");
   if (addrop::parse_device(device) == addrop::Device::Cuda) {
     if (const std::string why = cuda_unavailable_reason(); !why.empty()) throw std::runtime_error("--device cuda: " + why);
 #if defined(ADDROP_WITH_CUDA)
-    return f(addrop::OnCuda{});
+    announce_precision(addrop::OnCuda{.precision = p});
+    return f(addrop::OnCuda{.precision = p});
 #endif
   }
-  return f(addrop::OnCpu{.threads = threads});
+  announce_precision(addrop::OnCpu{.threads = threads, .precision = p});
+  return f(addrop::OnCpu{.threads = threads, .precision = p});
 }
 
 }  // namespace addrop_examples

@@ -148,6 +148,7 @@ int main(int argc, char** argv) {
       throw std::runtime_error("the dev file has no labels (is it a test file?)");
     job.pad_id = tokenizer->pad_id();
     job.layers = o.addrop.layers;
+    job.attribution_precision = addrop_examples::attribution_precision(o.addrop.attribution_precision);
     job.side = o.addrop.side;
     job.schedule = o.addrop.schedule;
     job.ig_steps = o.addrop.ig_steps;
@@ -189,8 +190,8 @@ int main(int argc, char** argv) {
     return addrop_examples::run_all(o, specs, out, info, info.main_metric, "", [&](const auto& spec, const fs::path& dir, bool resume) {
       job.trainer.resume = resume;
       const glue::RunOutcome outcome =
-          addrop_examples::on_device(o.device, o.threads, [&](auto device) { return glue::train_run(device, job, spec, dir); });
-      return addrop_examples::RunDone{addrop_examples::summarize(outcome, spec, info, o.training), outcome.result};
+          addrop_examples::on_device(o.device, o.threads, o.precision, [&](auto device) { return glue::train_run(device, job, spec, dir); });
+      return addrop_examples::RunDone{addrop_examples::summarize(outcome, spec, info, o.training, o), outcome.result};
     });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "addrop-glue: %s\n", e.what());

@@ -36,6 +36,7 @@ struct Job {
   int threads = 0;
   int64_t eval_batch_size = 64;
   std::vector<int> layers{0};
+  std::optional<addrop::Precision> attribution_precision;  ///< unset: the run's
   std::string side = "high", schedule = "cross";
   int ig_steps = 20;
   addrop::train::TrainerOptions trainer;
@@ -94,7 +95,8 @@ RunOutcome train_run(const Job& job, const RunSpec& spec, const fs::path& out_di
       std::fprintf(stderr, "%s: %zu parameters not in the checkpoint, initialised fresh (the task head)\n",
                    spec.name.c_str(), report.missing.size());
   }
-  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed};
+  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed,
+                   .attribution_precision = job.attribution_precision};
   const PolicyNames names{.attribution = spec.attribution, .side = job.side, .schedule = job.schedule,
                           .integrated_gradients = {.steps = job.ig_steps}};
   return with_regulariser(names, ad, [&](auto& reg) { return train_with(model, reg, job, spec, out_dir); });

@@ -58,6 +58,10 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--device", o.device, "where the step runs (cuda needs a CUDA build and a GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--threads", o.threads, "CPU threads")->transform(whole_number<int>())->default_str("all");
+  addrop_examples::add_precision_flag(app, o.precision);
+  app.add_option("--attribution-precision", o.attribution_precision,
+                 "precision of the attribution passes: model (as --precision), f32 or bf16")
+      ->check(CLI::IsMember({"model", "f32", "bf16"}));
   app.add_flag("--overwrite", o.overwrite, "replace existing --output / --svg files");
 
   const char* svg = "SVG heat map (optional)";
@@ -83,6 +87,8 @@ void check_flags(Options& o, const CLI::App& app) {
   if (o.svg_layer) require(*o.svg_layer >= 0 && *o.svg_layer <= 1'000'000, "--svg-layer", *o.svg_layer, "must be in [0, 1000000]");
   require(o.svg_head >= 0 && o.svg_head <= 1'000'000, "--svg-head", o.svg_head, "must be in [0, 1000000]");
   require(o.svg_example >= 0, "--svg-example", o.svg_example, "must be 0 or more");
+  if (o.precision == "bf16" && o.dtype == "f64")
+    throw std::invalid_argument("--precision bf16: needs --dtype f32 (bf16 products are mixed into float32; float64 stays exact)");
 
   std::sort(o.layers.begin(), o.layers.end());
   o.layers.erase(std::unique(o.layers.begin(), o.layers.end()), o.layers.end());
@@ -232,7 +238,7 @@ int main(int argc, char** argv) {
     if (!o.svg.empty() && o.svg_example >= input.batch.size)
       fail("--svg-example " + std::to_string(o.svg_example) + " is out of range; the batch has " +
            std::to_string(input.batch.size) + " examples");
-    addrop_examples::on_device(o.device, o.threads, [&](auto device) { run_step(device, o, config, input); });
+    addrop_examples::on_device(o.device, o.threads, o.precision, [&](auto device) { run_step(device, o, config, input); });
     return 0;
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help

@@ -38,6 +38,8 @@ struct Options {
   uint64_t seed = 42;
   std::string dtype = "f32";
   std::string device = "cpu";
+  std::string precision = "f32";
+  std::string attribution_precision = "model";  ///< model, f32 or bf16
   int threads = 0;
   bool overwrite = false;
   std::string svg, tokens;
@@ -161,6 +163,8 @@ void run(const Options& o, const models::ModelConfig& config, const BatchFile& i
   out.set_metadata("steps", std::to_string(o.steps));
   out.set_metadata("iga_target", o.iga_target);
   out.set_metadata("seed", std::to_string(o.seed));
+  out.set_metadata("precision", o.precision);
+  out.set_metadata("attribution_precision", o.attribution_precision);
   out.set_metadata("dtype", o.dtype);
   out.set_metadata("device", o.device);
   out.set_metadata("uniforms", given ? "batch" : "generator");
@@ -210,7 +214,9 @@ void run(const Options& o, const models::ModelConfig& config, const BatchFile& i
 template <class T, class Backend>
 void dispatch(const Options& o, const models::ModelConfig& config, const BatchFile& input,
               const typename Backend::Context& context) {
-  const AdDropOptions options{.p = o.p, .q = o.q, .layers = o.layers, .seed = o.seed};
+  AdDropOptions options{.p = o.p, .q = o.q, .layers = o.layers, .seed = o.seed};
+  if (o.attribution_precision != "model")
+    options.attribution_precision = parse_precision(o.attribution_precision, "--attribution-precision");
   const PolicyNames names{.attribution = o.attribution, .side = o.side, .schedule = "always",
                           .integrated_gradients = {.steps = o.steps, .per_step_argmax = o.iga_target == "per-step"}};
   with_regulariser(names, options, [&](auto& reg) { run<T, Backend>(o, config, input, context, reg); });

@@ -284,6 +284,7 @@ int main(int argc, char** argv) {
     job.pad_id = tokenizer->pad_id();
     job.eval_batch_size = o.training.eval_batch_size;
     job.layers = o.addrop.layers;
+    job.attribution_precision = addrop_examples::attribution_precision(o.addrop.attribution_precision);
     job.side = o.addrop.side;
     job.schedule = o.addrop.schedule;
     job.ig_steps = o.addrop.ig_steps;
@@ -311,8 +312,8 @@ int main(int argc, char** argv) {
     return addrop_examples::run_all(o, specs, out, info, "entity F1", detail, [&](const auto& spec, const fs::path& dir, bool resume) {
       job.trainer.resume = resume;
       const ner::Outcome outcome =
-          addrop_examples::on_device(o.device, o.threads, [&](auto device) { return ner::train_run(device, job, spec, dir); });
-      nlohmann::json summary = addrop_examples::summarize(outcome.run, spec, info, o.training);
+          addrop_examples::on_device(o.device, o.threads, o.precision, [&](auto device) { return ner::train_run(device, job, spec, dir); });
+      nlohmann::json summary = addrop_examples::summarize(outcome.run, spec, info, o.training, o);
       summary["scheme"] = scheme_name(scheme);
       summary["labels"] = labels;
       summary["layers"] = job.layers;

@@ -31,6 +31,7 @@ struct Job {
   int32_t pad_id = 0;
   int64_t eval_batch_size = 64;
   std::vector<int> layers;             ///< AD-DROP target layers (all by default)
+  std::optional<addrop::Precision> attribution_precision;  ///< unset: the run's
   std::string side = "high", schedule = "cross";
   int ig_steps = 20;
   bool test_each_epoch = false;        ///< also score the test set at every evaluation (test_* metrics)
@@ -101,7 +102,8 @@ Outcome train_run(const Job& job, const addrop_examples::RunSpec& spec, const fs
       std::fprintf(stderr, "%s: %zu parameters not in the checkpoint, initialised fresh (the task head)\n",
                    spec.name.c_str(), report.missing.size());
   }
-  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed};
+  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed,
+                   .attribution_precision = job.attribution_precision};
   const PolicyNames names{.attribution = spec.attribution, .side = job.side, .schedule = job.schedule,
                           .integrated_gradients = {.steps = job.ig_steps}};
   return with_regulariser(names, ad, [&](auto& reg) { return train_with(model, reg, job, spec, out_dir); });

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 using namespace addrop;
 
 int main(int argc, char** argv) {
-  std::string model, hans, paws, output, device = "cpu", entail_label;
+  std::string model, hans, paws, output, device = "cpu", precision = "f32", entail_label;
   int threads = 0;
   int64_t max_length = 128, batch_size = 64;
   bool skip_bad_rows = false;
@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", batch_size, "examples per batch");
   app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--threads", threads, "CPU threads (0: all cores)");
+  addrop_examples::add_precision_flag(app, precision);
   app.add_flag("--skip-bad-rows", skip_bad_rows, "skip (and count) malformed rows instead of failing");
   CLI11_PARSE(app, argc, argv);
   try {
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%zu examples from %s%s\n", examples.size(), file.c_str(), skipped.c_str());
     int64_t truncated = 0;
     const auto features = addrop_examples::encode_examples(*tokenizer, examples, max_length, false, &truncated);
-    const auto pred = addrop_examples::on_device(device, threads, [&](auto on) {
+    const auto pred = addrop_examples::on_device(device, threads, precision, [&](auto on) {
       return glue::predict_folder(on, model, config, features, tokenizer->pad_id(), batch_size);
     });
     nlohmann::json result{{"model", model}, {"examples", static_cast<int64_t>(examples.size())}, {"truncated", truncated}};

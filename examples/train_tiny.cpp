@@ -42,6 +42,7 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--seed", o.seed, "seed of the data, the initialisation and dropout")->transform(whole_number<uint64_t>());
   app.add_option("--threads", o.threads, "CPU threads")->transform(whole_number<int>());
   app.add_option("--device", o.device, "cpu or cuda (needs a CUDA build and a GPU)")->check(CLI::IsMember({"cpu", "cuda"}));
+  addrop_examples::add_precision_flag(app, o.precision);
   app.add_option("--output", o.output, "save the trained model there (config.json + model.safetensors)");
 }
 
@@ -72,7 +73,7 @@ int main(int argc, char** argv) {
                    "addrop-train-tiny: warning: --steps %d with --epoch-steps %d is one epoch, and cross-tuning "
                    "starts with a plain epoch, so AD-DROP never runs; give more --steps than --epoch-steps\n",
                    opt.steps, opt.epoch_steps);
-    addrop_examples::on_device(opt.device, opt.threads, [&](auto device) { train(device, opt); });
+    addrop_examples::on_device(opt.device, opt.threads, opt.precision, [&](auto device) { train(device, opt); });
     return 0;
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help

@@ -18,6 +18,7 @@ struct Options {
   uint64_t seed = 42;
   std::string output;
   std::string device = "cpu";
+  std::string precision = "f32";
 };
 
 constexpr int kVocab = 64, kLength = 16, kTrigger = 7, kPad = 0;

@@ -21,6 +21,7 @@
 #include <numeric>
 #include <sstream>
 #include <stdexcept>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -43,7 +44,14 @@ struct AdDropFlags {
   std::string schedule = "cross";
   int ig_steps = 20;
   uint64_t seed = 42;
+  std::string attribution_precision = "model";  ///< model, f32 or bf16
 };
+
+/// --attribution-precision as AdDropOptions takes it: "model" is unset (the run's precision).
+inline std::optional<addrop::Precision> attribution_precision(const std::string& flag) {
+  if (flag == "model") return std::nullopt;
+  return addrop::parse_precision(flag, "--attribution-precision");
+}
 
 /// The training settings whose default depends on where the weights come from. The
 /// paper's, for a pretrained checkpoint (--model), barely move random weights in an
@@ -78,6 +86,18 @@ struct TrainFlags {
   std::string defaults = kPretrained.name;  ///< the preset of the flags not given
 };
 
+/// The flags every example trainer has besides its data and task: where the model
+/// comes from, where results go, the device, and the plan of runs.
+struct RunFlags {
+  std::string model, init, vocab;
+  std::string output;
+  bool overwrite = false, resume = false;
+  std::string device = "cpu";
+  int threads = 0;
+  std::string precision = "f32";  ///< --precision: f32 or bf16
+  std::string runs, seeds, grid;  ///< comma lists; p=a:b:s,q=a:b:s
+};
+
 // "FLAG VALUE: RULE" messages, shared with the other example programs (cli_common.hpp).
 
 /// --help's default of a preset setting: "A with --init, B with --model", or A alone.
@@ -101,6 +121,9 @@ inline void add_addrop_flags(CLI::App& app, AdDropFlags& f) {
       ->check(CLI::IsMember({"cross", "always", "never"}));
   app.add_option("--ig-steps", f.ig_steps, "integrated-gradients steps m (iga)");
   app.add_option("--seed", f.seed, "seed of shuffling, initialisation, dropout and AD-DROP draws");
+  app.add_option("--attribution-precision", f.attribution_precision,
+                 "precision of AD-DROP's attribution passes: model (as --precision), f32 or bf16")
+      ->check(CLI::IsMember({"model", "f32", "bf16"}));
 }
 
 inline void add_train_flags(CLI::App& app, TrainFlags& f) {
@@ -323,7 +346,7 @@ struct RunRecord {
 };
 
 inline nlohmann::json summarize(const RunOutcome& o, const RunSpec& spec, const addrop::data::TaskInfo& info,
-                                const TrainFlags& flags) {
+                                const TrainFlags& flags, const RunFlags& run) {
   nlohmann::json j;
   j["run"] = spec.name;
   j["task"] = info.name;
@@ -332,6 +355,8 @@ inline nlohmann::json summarize(const RunOutcome& o, const RunSpec& spec, const 
   j["q"] = spec.q;
   j["seed"] = spec.seed;
   j["epochs"] = flags.epochs;
+  j["device"] = run.device;
+  j["precision"] = run.precision;
   // The training settings, so that a summary alone says how its numbers were made.
   j["training"] = {{"defaults", flags.defaults},             {"batch_size", flags.batch_size},
                    {"eval_batch_size", flags.eval_batch_size}, {"lr", flags.lr},
@@ -480,16 +505,6 @@ inline void write_table(const fs::path& out, const std::vector<RunRecord>& recor
 
 
 
-/// The flags every example trainer has besides its data and task: where the model
-/// comes from, where results go, the device, and the plan of runs.
-struct RunFlags {
-  std::string model, init, vocab;
-  std::string output;
-  bool overwrite = false, resume = false;
-  std::string device = "cpu";
-  int threads = 0;
-  std::string runs, seeds, grid;  ///< comma lists; p=a:b:s,q=a:b:s
-};
 
 inline void add_model_flags(CLI::App& app, RunFlags& f) {
   app.add_option("--model", f.model, "Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer files)");
@@ -503,6 +518,7 @@ inline void add_run_flags(CLI::App& app, RunFlags& f) {
   app.add_flag("--resume", f.resume, "continue the runs in --output from their last saved epoch");
   app.add_option("--device", f.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--threads", f.threads, "CPU threads (0: all cores)");
+  add_precision_flag(app, f.precision);
   app.add_option("--runs", f.runs, "several runs on one plot: a comma list of attributions, e.g. none,ga,rd");
   app.add_option("--seeds", f.seeds, "run every setting with each of these seeds, e.g. 1,2,3");
   app.add_option("--grid", f.grid, "p/q grid search, e.g. p=0.1:0.9:0.1,q=0.1:0.9:0.1 (resumable)");

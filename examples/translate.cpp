@@ -338,6 +338,7 @@ int train_command(const CLI::App& app, TrainOptions& o) {
   job.test_eval = eval_options(config, o.generation, o.generation.num_beams);
   job.label_smoothing = o.label_smoothing;
   job.layers = o.addrop.layers;
+  job.attribution_precision = addrop_examples::attribution_precision(o.addrop.attribution_precision);
   job.side = o.addrop.side;
   job.schedule = o.addrop.schedule;
   job.ig_steps = o.addrop.ig_steps;
@@ -362,8 +363,8 @@ int train_command(const CLI::App& app, TrainOptions& o) {
   return addrop_examples::run_all(o, specs, out, info, "BLEU", detail, [&](const auto& spec, const fs::path& dir, bool resume) {
     job.trainer.resume = resume;
     const translate::Outcome outcome = addrop_examples::on_device(
-        o.device, o.threads, [&](auto device) { return translate::train_run(device, job, spec, dir); });
-    nlohmann::json summary = addrop_examples::summarize(outcome.run, spec, info, o.training);
+        o.device, o.threads, o.precision, [&](auto device) { return translate::train_run(device, job, spec, dir); });
+    nlohmann::json summary = addrop_examples::summarize(outcome.run, spec, info, o.training, o);
     summary["layers"] = job.layers;
     summary["label_smoothing"] = o.label_smoothing;
     summary["target_normalization"] = normalization;
@@ -392,7 +393,7 @@ int train_command(const CLI::App& app, TrainOptions& o) {
 
 // ------------------------------------------------------------------ evaluate / translate
 struct UseOptions {
-  std::string model, source, reference, output_file, device = "cpu";
+  std::string model, source, reference, output_file, device = "cpu", precision = "f32";
   int threads = 0;
   bool json = false;
   GenerationFlags generation;
@@ -408,7 +409,7 @@ std::vector<std::string> run_translation(const UseOptions& o, const text::Marian
   }
   const auto options = eval_options(config, o.generation, o.generation.num_beams);
   const translate::Detokenize detok = [&tok](const std::vector<int32_t>& ids) { return tok.decode_target(ids); };
-  return addrop_examples::on_device(o.device, o.threads, [&](auto device) {
+  return addrop_examples::on_device(o.device, o.threads, o.precision, [&](auto device) {
     return translate::translate_run(device, o.model, pairs, options, detok);
   });
 }
@@ -494,6 +495,7 @@ int main(int argc, char** argv) {
     sub->add_option("--model", use.model, "a Marian folder (a checkpoint addrop-translate train wrote, or OPUS-MT's)")->required();
     sub->add_option("--device", use.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     sub->add_option("--threads", use.threads, "CPU threads (0: all cores)");
+    addrop_examples::add_precision_flag(*sub, use.precision);
     add_generation_flags(*sub, use.generation, "beams (0: the model config's num_beams)");
   }
   eval_app->add_option("--source", use.source, "source sentences: one a line, or a WMT .sgm file")->required();

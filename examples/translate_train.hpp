@@ -31,6 +31,7 @@ struct Job {
   addrop::train::TranslationEvalOptions dev_eval, test_eval;
   double label_smoothing = 0.1;
   std::vector<int> layers;  ///< AD-DROP sites (encoder layers by default)
+  std::optional<addrop::Precision> attribution_precision;  ///< unset: the run's
   std::string side = "high", schedule = "cross";
   int ig_steps = 20;
   addrop::train::TrainerOptions trainer;
@@ -88,7 +89,8 @@ Outcome train_run(const Job& job, const addrop_examples::RunSpec& spec, const fs
                    report.missing.size());
   }
   model.set_label_smoothing(job.label_smoothing);
-  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed};
+  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed,
+                   .attribution_precision = job.attribution_precision};
   const PolicyNames names{.attribution = spec.attribution, .side = job.side, .schedule = job.schedule,
                           .integrated_gradients = {.steps = job.ig_steps}};
   return with_regulariser(names, ad, [&](auto& reg) { return train_with(model, reg, job, spec, out_dir); });

@@ -14,6 +14,7 @@
 //   AdDrop<attribution::None, selection::Random> rd(options);      // RD
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <typeinfo>
 #include <cstdint>
 #include <span>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "attribution/attribution.hpp"
+#include "backend/precision.hpp"
 #include "models/concepts.hpp"
 #include "schedule/schedule.hpp"
 #include "selection/selection.hpp"
@@ -34,6 +36,11 @@ struct AdDropOptions {
   std::vector<int> layers{0};   ///< target ("mask") attention sites, any subset (kept sorted, unique)
   uint64_t seed = 42;           ///< q-sampling draws and ordinary dropout
   bool record_masks = false;    ///< step() also returns the 0/1 candidates and keep masks (step_addrop always does)
+  /// Precision of the attribution passes (the first forward, GA's backward to A_l, IGA's
+  /// alpha passes, AA): unset runs them in the model context's precision; set (e.g. F32
+  /// under a Bf16Mixed model) runs them in this one, and the masked second pass stays in
+  /// the model's. Needs a model with set_context and a context with a precision member.
+  std::optional<Precision> attribution_precision;
 };
 
 /// Uniform draws supplied by the caller instead of the generator, per target site in
@@ -140,6 +147,43 @@ class AdDrop {
     return *static_cast<Workspace<Model, Batch>*>(workspace_.get());
   }
 
+  // Switches the model's context to the attribution precision for its lifetime (restored
+  // on exit, also by an exception); a no-op when none is set or it is the model's own.
+  template <class Model>
+  class AttributionPrecision {
+    using Context = typename Model::backend_type::Context;
+    static constexpr bool switchable = requires(Model& m, Context c) {
+      c.precision = Precision::F32;
+      m.set_context(c);
+    };
+
+   public:
+    AttributionPrecision(Model& model, std::optional<Precision> precision) : model_(model) {
+      if (!precision) return;
+      if constexpr (switchable) {
+        if (model.context().precision == *precision) return;
+        saved_ = model.context();
+        Context switched = *saved_;
+        switched.precision = *precision;
+        model.set_context(switched);
+      } else {
+        throw std::invalid_argument(
+            "AdDropOptions::attribution_precision: this model has no set_context(Context) or its backend's "
+            "context no precision member");
+      }
+    }
+    ~AttributionPrecision() {
+      if constexpr (switchable)
+        if (saved_) model_.set_context(*saved_);
+    }
+    AttributionPrecision(const AttributionPrecision&) = delete;
+    AttributionPrecision& operator=(const AttributionPrecision&) = delete;
+
+   private:
+    Model& model_;
+    std::optional<Context> saved_;
+  };
+
   // Stream ids of the counter-based generator: bit 63 set keeps AD-DROP's draws apart
   // from dropout's; then the step, the site and which draw.
   static uint64_t uniform_stream(int64_t step, int layer, int draw) {
@@ -213,8 +257,10 @@ class AdDrop {
     }
     w.threshold_indices.resize({largest_batch});
 
-    // Steps 1-3: first forward (when the method reads it) and attribution.
+    // Steps 1-3: first forward (when the method reads it) and attribution, in the
+    // attribution precision when one is set.
     if constexpr (scored) {
+      AttributionPrecision<Model> in_precision(model, options_.attribution_precision);
       if constexpr (Attribution::needs_first_forward)
         model.forward(batch, {.train = train, .seed = options_.seed, .step = 4 * s});
       attribution_.attribute(model, batch, w.attribution);

@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace addrop {
 
@@ -27,6 +28,17 @@ inline Precision parse_precision(std::string_view text, std::string_view what = 
   if (text == "f32" || text == "fp32" || text == "float32") return Precision::F32;
   if (text == "bf16" || text == "bfloat16") return Precision::Bf16Mixed;
   throw std::invalid_argument(std::string(what) + ": '" + std::string(text) + "' is not a precision (f32 or bf16)");
+}
+
+/// Throws unless a model of element type T can run in ctx's precision: Bf16Mixed mixes
+/// bf16 into float32 products, so it needs T = float (float64 models compute exactly).
+/// Contexts without a `precision` member (other backends) always pass.
+template <class T, class Context>
+void check_precision_for(const Context& ctx, std::string_view who) {
+  if constexpr (requires { ctx.precision; })
+    if (!std::is_same_v<T, float> && ctx.precision != Precision::F32)
+      throw std::invalid_argument(std::string(who) + ": precision " + std::string(precision_name(ctx.precision)) +
+                                  " mixes bf16 into float32 products; a float64 model computes in float64 only");
 }
 
 }  // namespace addrop

@@ -36,6 +36,7 @@ class EncoderModel {
   using TensorT = Tensor<T, Backend>;
 
   explicit EncoderModel(const ModelConfig& config, Context ctx = {}) : config_(config), ctx_(ctx) {
+    check_precision_for<T>(ctx_, "EncoderModel");
     config_.validate();
     embeddings_.init(config_);
     const nn::Activation act = nn::activation_from_name(config_.hidden_act);
@@ -65,6 +66,12 @@ class EncoderModel {
 
   const ModelConfig& config() const { return config_; }
   const Context& context() const { return ctx_; }
+  /// Replaces the backend context, e.g. to run AD-DROP's attribution passes in another
+  /// precision (AdDropOptions::attribution_precision); it must be on the same device.
+  void set_context(const Context& ctx) {
+    check_precision_for<T>(ctx, "EncoderModel");
+    ctx_ = ctx;
+  }
   int num_layers() const { return static_cast<int>(layers_.size()); }
 
   /// Every parameter, in Hugging Face's state-dict order, with Hugging Face names.

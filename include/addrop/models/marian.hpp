@@ -67,6 +67,7 @@ class MarianModel {
   using ParameterT = nn::Parameter<T, Backend>;
 
   explicit MarianModel(const MarianConfig& config, Context ctx = {}) : config_(config), ctx_(ctx) {
+    check_precision_for<T>(ctx_, "MarianModel");
     config_.validate();
     const int64_t D = config_.d_model, V = config_.vocab_size, Vt = config_.target_vocab_size();
     const double eps = MarianConfig::layer_norm_eps;
@@ -134,6 +135,12 @@ class MarianModel {
 
   const MarianConfig& config() const { return config_; }
   const Context& context() const { return ctx_; }
+  /// Replaces the backend context, e.g. to run AD-DROP's attribution passes in another
+  /// precision (AdDropOptions::attribution_precision); it must be on the same device.
+  void set_context(const Context& ctx) {
+    check_precision_for<T>(ctx, "MarianModel");
+    ctx_ = ctx;
+  }
   int num_encoder_layers() const { return static_cast<int>(encoder_.size()); }
   int num_decoder_layers() const { return static_cast<int>(decoder_.size()); }
 

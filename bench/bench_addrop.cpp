@@ -2,12 +2,27 @@
 // classifier of bench_step.cpp (same shapes, float, sequence length 128, dropout
 // probabilities 0, 2 threads), for each variant: plain (schedule::Never), GA, IGA (m = 20),
 // AA and RD, target layer {0}, p = q = 0.3 — the cases bench/pytorch_addrop_step.py times
-// in PyTorch. Counters: seconds_per_step (mean), seconds_median, seconds_min (ratios to
-// plain and to PyTorch: bench/compare_addrop.sh).
+// in PyTorch — each in both precisions of the backend context, the last component of the
+// name: AdDropStep/<shape>/<case>/f32 (float32) and .../bf16 (Precision::Bf16Mixed:
+// every matrix product reads bf16-rounded inputs and accumulates in float32, as
+// torch.autocast("cpu", dtype=torch.bfloat16); the context stanza's bf16_matmul_engine says
+// what computes those products). ADDROP_BENCH_PRECISIONS=f32 (or bf16, or "f32,bf16", the
+// default) registers only those; --benchmark_filter='/bf16/' selects likewise. Counters:
+// seconds_per_step (mean), seconds_median, seconds_min (ratios to plain and to PyTorch:
+// bench/compare_addrop.sh), other_cores, and the case's memory: peak_rss_mb, the highest
+// resident set of the process while the case ran (model construction included), and
+// start_rss_mb, the resident set when it began, both in MiB (2^20 bytes). The peak is the
+// kernel's high-water mark VmHWM (/proc/self/status), reset to the current resident set at
+// the start of the case by writing "5" to /proc/self/clear_refs (Linux >= 4.0; where that
+// fails, a warning is printed, the counter peak_rss_reset = 0 is added and peak_rss_mb is
+// the process's peak so far). Several cases in one process: memory an earlier case left
+// with the allocator is in start_rss_mb and may hide under the peak, so for per-case peaks
+// run one case per process (compare_addrop.sh does, and checks the counter against GNU
+// time's maximum resident set size of that process).
 //
-// AdDropPhases/<shape>/phases times the pieces of a step one by one with std::chrono
-// (median over a few repeats) for the cost breakdown in docs/benchmarks.md: a forward,
-// loss + full backward, the masked second forward, GA's attribution (pseudo labels +
+// AdDropPhases/<shape>/phases/<precision> times the pieces of a step one by one with
+// std::chrono (median over a few repeats) for the cost breakdown in docs/benchmarks.md: a
+// forward, loss + full backward, the masked second forward, GA's attribution (pseudo labels +
 // input-gradient-only backward stopping at layer 0), IG's attribution (batched m = 20
 // passes of layers 0..top), the same IG with one α per pass (unbatched; small only unless
 // ADDROP_BENCH_IG_UNBATCHED=1), and the selections as the training step runs them (one
@@ -21,18 +36,24 @@
 //
 // Iterations are fixed (one untimed warm-up step first, so workspaces are allocated):
 // small: 12 plain, 8 GA/AA/RD, 3 IGA; base: 3 each, IGA 2 (ADDROP_BENCH_IGA_BASE_ITERS
-// overrides). Base takes about 4-5 minutes on 2 cores, IGA being ~45 forward passes.
+// overrides; ADDROP_BENCH_ITERS=N sets every case's to N, and the phases' repeats to N at
+// most, for quick checks). Base takes about 4-5 minutes on 2 cores per precision (float32;
+// bf16 is faster where the CPU has AVX512-BF16), IGA being ~45 forward passes.
 #include <benchmark/benchmark.h>
 
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdio>
+
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -43,6 +64,7 @@
 namespace {
 
 using Model = addrop::models::EncoderModel<float>;
+using addrop::Precision;
 using Backend = Model::backend_type;
 namespace attribution = addrop::attribution;
 namespace schedule = addrop::schedule;
@@ -116,10 +138,46 @@ class OtherLoad {
   std::chrono::steady_clock::time_point t0_;
 };
 
+// The peak resident memory of one case (see the header): construct at the start of the
+// case, report() at its end.
+class PeakRss {
+ public:
+  PeakRss() : reset_(reset_high_water_mark()), start_kib_(status_kib("VmRSS:")) {}
+  void report(benchmark::State& state) const {
+    state.counters["peak_rss_mb"] = status_kib("VmHWM:") / 1024.0;
+    state.counters["start_rss_mb"] = start_kib_ / 1024.0;
+    if (!reset_) state.counters["peak_rss_reset"] = 0;
+  }
+
+ private:
+  // "5" to clear_refs sets VmHWM to the current VmRSS (fs/proc/task_mmu.c, CLEAR_REFS_MM_HIWATER_RSS).
+  static bool reset_high_water_mark() {
+    std::FILE* f = std::fopen("/proc/self/clear_refs", "w");
+    const bool ok = f && std::fputs("5", f) >= 0;
+    if (f && std::fclose(f) != 0) return false;
+    if (!ok) {
+      static bool warned = false;
+      if (!std::exchange(warned, true))
+        std::fprintf(stderr, "bench_addrop: cannot reset the peak RSS (/proc/self/clear_refs); "
+                             "peak_rss_mb is the process's peak so far\n");
+    }
+    return ok;
+  }
+  static double status_kib(const std::string& key) {  // a "Key:   123 kB" line of /proc/self/status
+    std::ifstream f("/proc/self/status");
+    for (std::string line; std::getline(f, line);)
+      if (line.rfind(key, 0) == 0) return std::atof(line.c_str() + key.size());
+    return -1;
+  }
+  bool reset_;
+  double start_kib_;
+};
+
 // One AdDrop<...>::step per iteration, after model.zero_grad(), like bench_step.
 template <class Reg>
-void BM_AdDropStep(benchmark::State& state, StepShape s) {
-  Model model(make_config(s), {.threads = bench_threads()});
+void BM_AdDropStep(benchmark::State& state, StepShape s, Precision precision) {
+  const PeakRss rss;  // before the model: its memory counts
+  Model model(make_config(s), {.threads = bench_threads(), .precision = precision});
   addrop::models::init_weights(model, 1);
   const auto batch = make_batch(s.batch);
   Reg reg = [] {
@@ -146,6 +204,7 @@ void BM_AdDropStep(benchmark::State& state, StepShape s) {
   state.counters["seconds_median"] = median(times);
   state.counters["seconds_min"] = *std::min_element(times.begin(), times.end());
   state.counters["other_cores"] = load.cores();
+  rss.report(state);
 }
 
 using Plain = addrop::AdDrop<attribution::Gradient, selection::TopP, schedule::Never>;
@@ -155,9 +214,10 @@ using AA = addrop::AdDrop<attribution::Attention, selection::TopP, schedule::Alw
 using RD = addrop::AdDrop<attribution::None, selection::Random, schedule::Always>;
 
 // The phases of a step, each timed alone (median of `repeats`, after one untimed run).
-void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_unbatched) {
+void BM_AdDropPhases(benchmark::State& state, StepShape s, Precision precision, int repeats, bool ig_unbatched) {
+  const PeakRss rss;
   const auto cfg = make_config(s);
-  Model model(cfg, {.threads = bench_threads()});
+  Model model(cfg, {.threads = bench_threads(), .precision = precision});
   addrop::models::init_weights(model, 1);
   const auto batch = make_batch(s.batch);
   const auto& cx = model.context();
@@ -250,15 +310,31 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, int repeats, bool ig_
   }
   state.counters["repeats"] = repeats;
   state.counters["other_cores"] = load.cores();
+  rss.report(state);
 }
 
 template <class Reg>
-void add_step(const StepShape& s, const char* variant, int iterations) {
-  benchmark::RegisterBenchmark((std::string("AdDropStep/") + s.name + "/" + variant).c_str(),
-                               [s](benchmark::State& st) { BM_AdDropStep<Reg>(st, s); })
+void add_step(const StepShape& s, const char* variant, Precision precision, int iterations) {
+  const std::string name =
+      std::string("AdDropStep/") + s.name + "/" + variant + "/" + std::string(addrop::precision_name(precision));
+  benchmark::RegisterBenchmark(name.c_str(), [s, precision](benchmark::State& st) { BM_AdDropStep<Reg>(st, s, precision); })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime()
       ->Iterations(iterations);
+}
+
+// ADDROP_BENCH_PRECISIONS: "f32", "bf16" or both (comma or space separated; default both).
+std::vector<Precision> bench_precisions() {
+  const char* v = std::getenv("ADDROP_BENCH_PRECISIONS");
+  std::string text = v && *v ? v : "f32,bf16";
+  std::replace(text.begin(), text.end(), ',', ' ');
+  std::istringstream words(text);
+  std::vector<Precision> out;
+  for (std::string w; words >> w;) {
+    const Precision p = addrop::parse_precision(w, "ADDROP_BENCH_PRECISIONS");
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  return out;
 }
 
 }  // namespace
@@ -271,18 +347,36 @@ int main(int argc, char** argv) {
     int plain, other, iga, phase_repeats;
     bool ig_unbatched;
   };
-  for (const PerShape& p : {PerShape{kSmall, 12, 8, 3, 3, true}, PerShape{kBase, 3, 3, iga_base, 1, unbatched_base}}) {
-    add_step<Plain>(p.shape, "plain", p.plain);
-    add_step<GA>(p.shape, "ga", p.other);
-    add_step<IGA>(p.shape, "iga", p.iga);
-    add_step<AA>(p.shape, "aa", p.other);
-    add_step<RD>(p.shape, "rd", p.other);
-    benchmark::RegisterBenchmark((std::string("AdDropPhases/") + p.shape.name + "/phases").c_str(),
-                                 [p](benchmark::State& st) { BM_AdDropPhases(st, p.shape, p.phase_repeats, p.ig_unbatched); })
-        ->Unit(benchmark::kMillisecond)
-        ->UseRealTime()
-        ->Iterations(1);
+  const int iters = env_int("ADDROP_BENCH_ITERS", 0);  // quick runs: every case's iterations (and phase repeats at most)
+  auto quick = [iters](PerShape p) {
+    if (iters > 0) p.plain = p.other = p.iga = iters, p.phase_repeats = std::min(p.phase_repeats, iters);
+    return p;
+  };
+  std::vector<Precision> precisions;
+  try {
+    precisions = bench_precisions();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_addrop: %s\n", e.what());
+    return 2;
   }
+  for (const PerShape& p : {quick({kSmall, 12, 8, 3, 3, true}), quick({kBase, 3, 3, iga_base, 1, unbatched_base})}) {
+    for (const Precision prec : precisions) {
+      add_step<Plain>(p.shape, "plain", prec, p.plain);
+      add_step<GA>(p.shape, "ga", prec, p.other);
+      add_step<IGA>(p.shape, "iga", prec, p.iga);
+      add_step<AA>(p.shape, "aa", prec, p.other);
+      add_step<RD>(p.shape, "rd", prec, p.other);
+    }
+    for (const Precision prec : precisions)
+      benchmark::RegisterBenchmark(
+          (std::string("AdDropPhases/") + p.shape.name + "/phases/" + std::string(addrop::precision_name(prec))).c_str(),
+          [p, prec](benchmark::State& st) { BM_AdDropPhases(st, p.shape, prec, p.phase_repeats, p.ig_unbatched); })
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->Iterations(1);
+  }
+  benchmark::AddCustomContext("bf16_matmul_engine", addrop::backend::bf16_matmul_engine());
+  benchmark::AddCustomContext("threads", std::to_string(bench_threads()));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

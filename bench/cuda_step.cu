@@ -2,14 +2,18 @@
 // backend::Cuda: the BERT sequence classifier of bench_addrop.cpp (shapes small and base,
 // float, sequence length 128, dropout probabilities 0), cases plain (schedule::Never), GA,
 // IGA (m = 20), AA and RD (schedule::Always), target layer {0}, p = q = 0.3 — the cases
-// bench/pytorch_addrop_step.py --device cuda times in PyTorch. TF32 off (FP32 GEMMs).
+// bench/pytorch_addrop_step.py --device cuda times in PyTorch. TF32 off (FP32 GEMMs);
+// --precision bf16 runs every float GEMM as Precision::Bf16Mixed instead (inputs rounded
+// to bfloat16, tensor cores, float32 accumulation: torch.autocast bf16's split), so that
+// f32 and bf16 steps can be timed on the same card.
 //
 // Each case: 2 untimed warm-up steps, then the median of N timed steps (5; IGA 3), each
 // step being model.zero_grad() + AdDrop::step, bracketed by cudaDeviceSynchronize.
 // Prints one JSON line per (shape, case): shape, case, seconds_per_step (median),
-// seconds_min, iters, warmup, layer, p, q, m, gpu.
+// seconds_min, iters, warmup, layer, p, q, m, tf32, precision (f32 or bf16), gpu.
 //
 //   bench_cuda_step [--shape small|base|all] [--case plain|ga|iga|aa|rd|all] [--iters N]
+//                   [--precision f32|bf16]
 //
 // Exits 77 when no CUDA device can be used.
 #include <addrop/backend/cuda/cuda.hpp>
@@ -25,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -41,7 +46,14 @@ using namespace addrop::bench;  // StepShape, kSmall, kBase, make_config, make_b
 constexpr int kIgSteps = 20;
 constexpr int kWarmup = 2;
 
-addrop::AdDropOptions options() { return {.p = 0.3, .q = 0.3, .layers = {0}, .seed = 42}; }
+addrop::AdDropOptions options() {
+  addrop::AdDropOptions o;  // members set one by one: no -Wmissing-field-initializers as fields are added
+  o.p = 0.3;
+  o.q = 0.3;
+  o.layers = {0};
+  o.seed = 42;
+  return o;
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -90,9 +102,9 @@ void run_case(const Cuda::Context& gpu, const StepShape& s, const char* case_nam
   std::printf(
       "{\"shape\": \"%s\", \"case\": \"%s\", \"seconds_per_step\": %.6g, \"seconds_min\": %.6g, "
       "\"iters\": %d, \"warmup\": %d, \"layer\": 0, \"p\": 0.3, \"q\": 0.3, \"m\": %d, \"tf32\": false, "
-      "\"loss_sum\": %.6g, \"gpu\": \"%s\"}\n",
+      "\"precision\": \"%s\", \"loss_sum\": %.6g, \"gpu\": \"%s\"}\n",
       s.name, case_name, median(times), *std::min_element(times.begin(), times.end()), iters, kWarmup, kIgSteps,
-      sink, gpu_name.c_str());
+      std::string(addrop::precision_name(gpu.precision)).c_str(), sink, gpu_name.c_str());
   std::fflush(stdout);
 }
 
@@ -101,13 +113,23 @@ void run_case(const Cuda::Context& gpu, const StepShape& s, const char* case_nam
 int main(int argc, char** argv) {
   std::string shape = "all", which = "all";
   int iters_override = 0;
+  addrop::Precision precision = addrop::Precision::F32;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--shape" && i + 1 < argc) shape = argv[++i];
     else if (a == "--case" && i + 1 < argc) which = argv[++i];
     else if (a == "--iters" && i + 1 < argc) iters_override = std::atoi(argv[++i]);
-    else {
-      std::fprintf(stderr, "usage: %s [--shape small|base|all] [--case plain|ga|iga|aa|rd|all] [--iters N]\n",
+    else if (a == "--precision" && i + 1 < argc) {
+      try {
+        precision = addrop::parse_precision(argv[++i], "--precision");
+      } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--shape small|base|all] [--case plain|ga|iga|aa|rd|all] [--iters N] "
+                   "[--precision f32|bf16]\n",
                    argv[0]);
       return 2;
     }
@@ -119,7 +141,8 @@ int main(int argc, char** argv) {
   }
   int rc = 0;
   try {
-    Cuda::Context gpu = Cuda::Context::create(0);  // tf32 = false: FP32 GEMMs
+    // tf32 = false: FP32 GEMMs, or Bf16Mixed ones with --precision bf16
+    Cuda::Context gpu = Cuda::Context::create(0, false, precision);
     cudaDeviceProp prop{};
     check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
     const std::string gpu_name = prop.name;

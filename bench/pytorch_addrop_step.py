@@ -25,8 +25,30 @@ Cases (see docs/algorithm.md, "One AD-DROP training step"):
          u1 < 1-p or u2 < 1-q over non-pad keys.
 
     /usr/bin/python3 bench/pytorch_addrop_step.py [--shape small|base|all]
-        [--case plain|ga|iga|aa|rd|all] [--warmup N] [--iters N] [--json] [--selftest]
-        [--device cpu|cuda]
+        [--case plain|ga|iga|aa|rd|all] [--precision f32|bf16|all] [--warmup N]
+        [--iters N] [--json] [--selftest] [--device cpu|cuda]
+
+--precision bf16 runs every forward pass of the step under
+torch.autocast(device_type=<device>, dtype=torch.bfloat16): the first forward (GA's
+attribution differentiates its graph, AA reads its A_0), IGA's 20 alpha passes and the
+masked second forward, all made by make_step's fwd(). What autocast records there also
+sets the dtypes of the backward and autograd.grad calls (GA's and IGA's attribution
+gradients, the final backward), which run outside the context as PyTorch recommends. Weights, gradients and inputs stay float32,
+as Hugging Face's Trainer --bf16 runs on the CPU. f32 (the default) is the plain float32
+step; all runs f32, then bf16. The JSON lines carry "precision" and, for bf16,
+"bf16_matmul": what computed the bf16 matrix products, found by running one bf16
+linear layer and batched product (forward and backward) under autocast in a child
+process with ONEDNN_VERBOSE=1 (e.g. "oneDNN v2.6.3 matmul brg:avx512_core_bf16").
+
+Peak memory: every result carries peak_rss_mb, the highest resident set of this
+process while the case ran (parameter initialization included), and start_rss_mb, the
+resident set when it began (the interpreter, torch and what earlier cases left), in MiB
+(2^20 bytes). The peak is the kernel's high-water mark VmHWM from /proc/self/status,
+reset to the current resident set at the start of the case by writing "5" to
+/proc/self/clear_refs (Linux >= 4.0; where that fails, peak_rss_reset is false and the
+peak is the process's so far). Memory that earlier cases in the same process left with
+the allocator stays resident (more so with MALLOC_TRIM_THRESHOLD_ set high), so run one
+case per process for per-case peaks, as bench/compare_addrop.sh does.
 
 --device cuda (default cpu): parameters, inputs and the masks' random numbers on the
 GPU, every timed step bracketed by torch.cuda.synchronize(), TF32 off (as
@@ -61,6 +83,7 @@ import hf_models as hm  # noqa: E402
 THREADS = ps.THREADS
 SEQ_LEN = ps.SEQ_LEN
 CASES = ("plain", "ga", "iga", "aa", "rd")
+PRECISIONS = ("f32", "bf16")
 DEFAULT_ITERS = {"small": 3, "base": 2}
 LAYER = 0
 P_RATE = 0.3
@@ -139,11 +162,17 @@ def pseudo_label_target(logits: torch.Tensor) -> torch.Tensor:
 
 def make_step(case: str, cfg: hm.Config, params, input_ids, attention_mask, token_type_ids,
               labels, p: float = P_RATE, q: float = Q_RATE, layer: int = LAYER,
-              m: int = IG_STEPS):
+              m: int = IG_STEPS, precision: str = "f32"):
+    if precision not in PRECISIONS:
+        raise ValueError(precision)
+    bf16 = precision == "bf16"
+
     def fwd(extra=None, alpha=None, training=True):
-        return hm.forward(cfg, params, input_ids, attention_mask, token_type_ids, labels,
-                          extra=extra, alpha=alpha, retain_attention=False,
-                          training=training, hidden_dropout=0.0, attention_dropout=0.0)
+        # Every forward pass of every case goes through here: under autocast for bf16.
+        with torch.autocast(device_type=input_ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return hm.forward(cfg, params, input_ids, attention_mask, token_type_ids, labels,
+                              extra=extra, alpha=alpha, retain_attention=False,
+                              training=training, hidden_dropout=0.0, attention_dropout=0.0)
 
     def step():
         for t in params.values():
@@ -186,6 +215,86 @@ def make_step(case: str, cfg: hm.Config, params, input_ids, attention_mask, toke
     return step
 
 
+# --------------------------------------------------------------------------
+# peak memory and the bf16 matmul engine
+# --------------------------------------------------------------------------
+
+def _status_kib(key: str) -> float:
+    """A "Key:   123 kB" line of /proc/self/status, in KiB (-1 if absent)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return -1.0
+
+
+class PeakRss:
+    """The peak resident set of a case: VmHWM, reset to VmRSS at construction by
+    writing "5" to /proc/self/clear_refs (CLEAR_REFS_MM_HIWATER_RSS, Linux >= 4.0)."""
+
+    def __init__(self):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.reset = True
+        except OSError:
+            self.reset = False
+            print("pytorch_addrop_step: cannot reset the peak RSS (/proc/self/clear_refs); "
+                  "peak_rss_mb is the process's peak so far", file=sys.stderr, flush=True)
+        self.start_kib = _status_kib("VmRSS")
+
+    def result(self) -> dict:
+        r = {"peak_rss_mb": round(_status_kib("VmHWM") / 1024, 1),
+             "start_rss_mb": round(self.start_kib / 1024, 1)}
+        if not self.reset:
+            r["peak_rss_reset"] = False
+        return r
+
+
+_BF16_PROBE = r"""
+import torch
+torch.set_num_threads(1)
+x = torch.randn(64, 64, requires_grad=True)
+w = torch.randn(64, 64, requires_grad=True)
+with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+    y = torch.nn.functional.linear(x, w)
+    z = torch.bmm(x.view(4, 16, 64), w.view(4, 64, 16))
+(y.float().sum() + z.float().sum()).backward()
+"""
+_bf16_engine = None
+
+
+def bf16_matmul_engine(device: str) -> str:
+    """What computes torch's bf16 matrix products under CPU autocast: the oneDNN
+    primitives a child process's probe runs (ONEDNN_VERBOSE), or ATen's own kernels."""
+    global _bf16_engine
+    if device != "cpu":
+        return f"torch on {device}"
+    if _bf16_engine is None:
+        import subprocess
+        env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
+        try:
+            out = subprocess.run([sys.executable, "-c", _BF16_PROBE], env=env, capture_output=True,
+                                 text=True, timeout=120).stdout
+        except (OSError, subprocess.SubprocessError) as e:
+            return f"unknown (probe failed: {e})"
+        version, impls = "", []
+        for line in out.splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[1] == "info" and f[2].startswith("oneDNN"):
+                version = f[2].split(" (")[0]
+            elif len(f) > 4 and f[1] == "exec" and f[3] in ("matmul", "inner_product"):
+                impl = f"{f[3]} {f[4]}"
+                if impl not in impls:
+                    impls.append(impl)
+        _bf16_engine = (f"{version or 'oneDNN'} {', '.join(impls)} (torch's mkldnn)" if impls
+                        else "ATen's own bf16 kernels (no oneDNN primitive ran)")
+    return _bf16_engine
+
+
 def kernel_table(step, device: str, steps: int = 3, rows: int = 25) -> str:
     """torch.profiler's table of the ops/kernels over `steps` steps, by time on the device."""
     from torch.profiler import ProfilerActivity, profile
@@ -206,7 +315,9 @@ def kernel_table(step, device: str, steps: int = 3, rows: int = 25) -> str:
 
 
 def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0, device: str = "cpu",
-          profile_steps: int = 0):
+          profile_steps: int = 0, precision: str = "f32"):
+    engine = bf16_matmul_engine(device) if precision == "bf16" else None  # (child process: before the memory mark)
+    rss = PeakRss()  # before the parameters: their memory counts
     torch.set_num_threads(THREADS)
     torch.manual_seed(seed)
     cfg = ps.make_config(shape)
@@ -223,7 +334,8 @@ def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0, device:
     params, (input_ids, attention_mask, token_type_ids, labels) = ps.to_device(
         params, [input_ids, attention_mask, token_type_ids, labels], device)
 
-    step = make_step(case, cfg, params, input_ids, attention_mask, token_type_ids, labels)
+    step = make_step(case, cfg, params, input_ids, attention_mask, token_type_ids, labels,
+                     precision=precision)
     for _ in range(warmup):
         step()
     ps.sync(device)
@@ -234,12 +346,14 @@ def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0, device:
         step()
         ps.sync(device)
         times.append(time.perf_counter() - t0)
+    memory = rss.result()  # before the profiler's own allocations
     if profile_steps > 0:  # after the timing, which the profiler would slow
-        print(f"# torch.profiler, {shape} {case}, {profile_steps} steps\n"
+        print(f"# torch.profiler, {shape} {case} {precision}, {profile_steps} steps\n"
               + kernel_table(step, device, profile_steps), file=sys.stderr, flush=True)
     return {
         "shape": shape,
         "case": case,
+        "precision": precision,
         "seconds_per_step": statistics.median(times),
         "seconds_min": min(times),
         "iters": iters,
@@ -251,6 +365,8 @@ def bench(shape: str, case: str, warmup: int, iters: int, seed: int = 0, device:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "blas": ps.blas_info(),
+        **({"bf16_matmul": engine} if engine else {}),
+        **memory,
         **ps.device_info(device),
     }
 
@@ -305,10 +421,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=["small", "base", "all"], default="all")
     ap.add_argument("--case", choices=list(CASES) + ["all"], default="all")
+    ap.add_argument("--precision", choices=list(PRECISIONS) + ["all"], default="f32",
+                    help="f32: float32; bf16: every forward under torch.autocast(bfloat16); all: both")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=None,
                     help="timed steps (default 3 for small, 2 for base); the median is reported")
-    ap.add_argument("--json", action="store_true", help="one JSON line per (shape, case)")
+    ap.add_argument("--json", action="store_true", help="one JSON line per (shape, case, precision)")
     ap.add_argument("--selftest", action="store_true", help="check the mask selection and exit")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="cuda: parameters and inputs on the GPU, synchronized timing (TF32 off)")
@@ -321,6 +439,7 @@ def main():
     ps.setup_device(args.device)
     shapes = ["small", "base"] if args.shape == "all" else [args.shape]
     cases = list(CASES) if args.case == "all" else [args.case]
+    precisions = list(PRECISIONS) if args.precision == "all" else [args.precision]
     blas = ps.blas_info()
     if "/blas/libblas.so" in blas:
         print("warning: torch is using the reference (netlib) BLAS selected by Debian's "
@@ -330,18 +449,22 @@ def main():
     for sh in shapes:
         iters = args.iters if args.iters is not None else DEFAULT_ITERS[sh]
         for case in cases:
-            r = bench(sh, case, args.warmup, iters, device=args.device, profile_steps=args.profile)
-            if args.json:
-                print(json.dumps(r), flush=True)
-            else:
-                s = ps.SHAPES[sh]
-                print(f"{sh} {case}: layers={s['layers']} hidden={s['hidden']} heads={s['heads']} "
-                      f"batch={s['batch']} seq={SEQ_LEN} layer={LAYER} p={P_RATE} q={Q_RATE}"
-                      f"{' m=%d' % IG_STEPS if case == 'iga' else ''}: "
-                      f"{r['seconds_per_step']*1e3:.1f} ms/step (median of {iters}, min "
-                      f"{r['seconds_min']*1e3:.1f}), torch {r['torch']}, threads {r['threads']}, "
-                      f"blas {r['blas']}"
-                      + (f", {r['gpu']}" if args.device == "cuda" else ""), flush=True)
+            for prec in precisions:
+                r = bench(sh, case, args.warmup, iters, device=args.device, profile_steps=args.profile,
+                          precision=prec)
+                if args.json:
+                    print(json.dumps(r), flush=True)
+                else:
+                    s = ps.SHAPES[sh]
+                    print(f"{sh} {case} {prec}: layers={s['layers']} hidden={s['hidden']} heads={s['heads']} "
+                          f"batch={s['batch']} seq={SEQ_LEN} layer={LAYER} p={P_RATE} q={Q_RATE}"
+                          f"{' m=%d' % IG_STEPS if case == 'iga' else ''}: "
+                          f"{r['seconds_per_step']*1e3:.1f} ms/step (median of {iters}, min "
+                          f"{r['seconds_min']*1e3:.1f}), peak RSS {r['peak_rss_mb']:.0f} MiB (start "
+                          f"{r['start_rss_mb']:.0f}), torch {r['torch']}, threads {r['threads']}, "
+                          f"blas {r['blas']}"
+                          + (f", bf16 matmul {r['bf16_matmul']}" if "bf16_matmul" in r else "")
+                          + (f", {r['gpu']}" if args.device == "cuda" else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ RunOutcome train_run(const Job& job, const RunSpec& spec, const fs::path& out_di
       std::fprintf(stderr, "%s: %zu parameters not in the checkpoint, initialised fresh (the task head)\n",
                    spec.name.c_str(), report.missing.size());
   }
-  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed,
+  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed, .record_masks = false,
                    .attribution_precision = job.attribution_precision};
   const PolicyNames names{.attribution = spec.attribution, .side = job.side, .schedule = job.schedule,
                           .integrated_gradients = {.steps = job.ig_steps}};

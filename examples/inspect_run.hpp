@@ -214,7 +214,8 @@ void run(const Options& o, const models::ModelConfig& config, const BatchFile& i
 template <class T, class Backend>
 void dispatch(const Options& o, const models::ModelConfig& config, const BatchFile& input,
               const typename Backend::Context& context) {
-  AdDropOptions options{.p = o.p, .q = o.q, .layers = o.layers, .seed = o.seed};
+  AdDropOptions options{.p = o.p, .q = o.q, .layers = o.layers, .seed = o.seed, .record_masks = false,
+                        .attribution_precision = std::nullopt};
   if (o.attribution_precision != "model")
     options.attribution_precision = parse_precision(o.attribution_precision, "--attribution-precision");
   const PolicyNames names{.attribution = o.attribution, .side = o.side, .schedule = "always",

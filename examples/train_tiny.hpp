@@ -103,7 +103,11 @@ void train_and_report(const Options& opt, const typename Backend::Context& conte
               static_cast<long long>(config.num_hidden_layers), static_cast<long long>(config.hidden_size),
               model.parameters().size(), opt.steps, opt.batch, opt.attribution.c_str(), opt.p, opt.q, opt.device.c_str());
   std::printf("held-out accuracy before training: %.3f\n", accuracy(model, opt.seed));
-  const addrop::AdDropOptions ad{.p = opt.p, .q = opt.q, .layers = {0}, .seed = opt.seed};
+  addrop::AdDropOptions ad;
+  ad.p = opt.p;
+  ad.q = opt.q;
+  ad.layers = {0};
+  ad.seed = opt.seed;
   using namespace addrop;
   with_regulariser({.attribution = opt.attribution, .schedule = "cross"}, ad,
                    [&](auto& reg) { run_training(reg, model, optimizer, opt); });

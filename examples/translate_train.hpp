@@ -89,7 +89,7 @@ Outcome train_run(const Job& job, const addrop_examples::RunSpec& spec, const fs
                    report.missing.size());
   }
   model.set_label_smoothing(job.label_smoothing);
-  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed,
+  AdDropOptions ad{.p = spec.p, .q = spec.q, .layers = job.layers, .seed = spec.seed, .record_masks = false,
                    .attribution_precision = job.attribution_precision};
   const PolicyNames names{.attribution = spec.attribution, .side = job.side, .schedule = job.schedule,
                           .integrated_gradients = {.steps = job.ig_steps}};

@@ -7,10 +7,11 @@
 # 1. the card (nvidia-smi); 2. test_cuda_smoke and test_cuda_backend (every op against the
 # CPU, models and AD-DROP steps against the golden fixtures, masks identical); 3. the
 # inspect end-to-end test (every golden AD-DROP variant with --device cuda too); 4.
-# addrop-train-tiny --device cuda learns its task; 5. bench_cuda_step beside
-# bench/pytorch_addrop_step.py --device cuda, same card, same run; 6. where nsys exists, a
-# per-kernel profile of the base GA step, and torch.profiler's table of PyTorch's. Logs go to $OUT (or
-# gpu-check-out/); the exit status is the number of failed checks.
+# addrop-train-tiny --device cuda learns its task; 5. bench_cuda_step (every case in f32,
+# GA in bf16 too) beside bench/pytorch_addrop_step.py --device cuda, same card, same run;
+# 6. where nsys exists, a per-kernel profile of the base GA step, and torch.profiler's
+# table of PyTorch's. Logs go to $OUT (or gpu-check-out/); the exit status is the number
+# of failed checks.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 bundle=${GPU_BUNDLE:-gpu-bundle}
@@ -35,8 +36,11 @@ step cuda_backend "$bundle/test_cuda_backend"
 step inspect_e2e "$bundle/test_inspect_e2e" --log_level=warning
 step train_tiny cmake -DBINARY="$PWD/$bundle/addrop-train-tiny" -P tests/e2e/train_tiny_check.cmake
 step bench_addrop "$bundle/bench_cuda_step" --shape all --case all
+# The GA step again with Precision::Bf16Mixed GEMMs (bf16 inputs on tensor cores, float32
+# accumulation), beside the f32 one above: same card, same run ("precision" in the JSON).
+step bench_addrop_bf16 "$bundle/bench_cuda_step" --shape all --case ga --precision bf16
 step bench_pytorch python3 bench/pytorch_addrop_step.py --device cuda --shape all --case all --json
-grep -h '"case"' "$out/bench_addrop.log" "$out/bench_pytorch.log" | tee -a "$out/summary.txt"
+grep -h '"case"' "$out/bench_addrop.log" "$out/bench_addrop_bf16.log" "$out/bench_pytorch.log" | tee -a "$out/summary.txt"
 # 6. Optional, not counted: where Nsight Systems is installed, the per-kernel time of the
 # BERT-base GA step (which kernels to work on next if the step is still behind PyTorch's).
 if command -v nsys > /dev/null; then

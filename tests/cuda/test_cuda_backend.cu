@@ -1,15 +1,17 @@
 // CUDA backend tests: every op of the Backend concept against plain host loops
 // (tests/support/backend_conformance.hpp, the checks the CPU backend passes in
 // tests/unit/test_backend_cpu.cpp; its header gives and justifies the tolerances), the
-// CUDA-only paths (TF32 GEMMs, embedding_backward's fixed summation order, the rank variant
-// of the top-p kernel), then whole models and AD-DROP steps on the GPU against the golden
+// CUDA-only paths (TF32 GEMMs, Bf16Mixed GEMMs, embedding_backward's fixed summation order,
+// the rank variant of the top-p kernel), then whole models and AD-DROP steps on the GPU against the golden
 // fixtures (PyTorch) and against the same computation on the CPU; the Marian
 // encoder-decoder, its generate() and its seq2seq AD-DROP steps against their fixtures.
 //
 // Tolerances (norm-wise relative: max |got - want| / max |want|):
 //   ops vs host loops:           float 1e-5, double 1e-12 (backend_conformance.hpp);
 //   model / AD-DROP vs fixtures: float 1e-4, double 1e-9 (as tests/golden/);
-//   AD-DROP step GPU vs CPU:     float 1e-4, double 1e-10.
+//   AD-DROP step GPU vs CPU:     float 1e-4, double 1e-10;
+//   Bf16Mixed GEMMs vs host:     1e-5 of each element's sum of |terms| (see kBf16Tol);
+//   Bf16Mixed logits GPU vs CPU: 1e-2.
 // Integer-valued results must be identical: uniforms, dropout keep patterns, top-p
 // candidates, keep masks, additive masks.
 //
@@ -202,6 +204,312 @@ void test_gemm_tf32() {
   Cpu::gemm(cpu, false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(), N);
   Cuda::gemm(tf, false, false, M, N, K, 1.0f, dA.data(), K, dB.data(), N, 0.0f, dC.data(), N);
   check_close("gemm float with tf32 = true (tolerance 1e-2)", down(dC), C, 1e-2);
+}
+
+// ------------------------------------------------------------------ Bf16Mixed GEMMs
+// Precision::Bf16Mixed rounds both float inputs of every product to bfloat16 (nearest even)
+// and accumulates in float32. The reference rounds the inputs the same way
+// (backend::cpu_detail::round_to_bf16, the CPU backend's rounding, bit-identical to
+// __float2bfloat16_rn on finite values) and computes in double, so what is left is the
+// float32 arithmetic: a product of two bf16 values is exact in float32, and summing K of
+// them (in any order, tensor-core order included) then alpha * acc + beta * c errs by at
+// most about (K + 2) * 2^-24 of the sum of the |terms|, S = sum_k |alpha a_ik b_kj| + |beta c_ij|
+// (typically ~sqrt(K) * 2^-24). K <= 130 here bounds it by 7.9e-6, hence per element
+//   |got - want| <= kBf16Tol * S,   kBf16Tol = 1e-5,
+// and elements of C outside the matrices (leading-dimension padding, gaps between slices)
+// must keep their bits (S = 0 there). The same data multiplied without the rounding differs
+// from the reference by ~2^-9 * S / sqrt(K) (bf16 has 8 significant bits), far above 1e-5:
+// the checks below also confirm that (a float32 product fails them).
+constexpr double kBf16Tol = 1e-5;
+
+Cuda::Context with_bf16(Cuda::Context c) {
+  c.precision = Precision::Bf16Mixed;
+  return c;
+}
+Cpu::Context cpu_bf16{.threads = 2, .precision = Precision::Bf16Mixed};
+
+// One (batched) GEMM: op(A) [M,K], op(B) [K,N], C [M,N]; slice (o, i) at o * outer + i * inner.
+struct Bf16Case {
+  std::string layout;
+  bool ta, tb;
+  int64_t M, N, K, lda, ldb, ldc;
+  Cuda::BatchStrides sa, sb, sc;
+  int64_t outer = 1, inner = 1;
+  bool single = false;  // run through gemm (2D), not gemm_batched
+  float alpha = 1, beta = 0;
+
+  int64_t a_rows() const { return ta ? K : M; }
+  int64_t a_cols() const { return ta ? M : K; }
+  int64_t b_rows() const { return tb ? N : K; }
+  int64_t b_cols() const { return tb ? K : N; }
+  int64_t extent(int64_t rows, int64_t cols, int64_t ld, Cuda::BatchStrides s) const {
+    return (outer - 1) * s.outer + (inner - 1) * s.inner + (rows - 1) * ld + cols + 3;  // + 3 trailing, untouched
+  }
+  int64_t a_size() const { return extent(a_rows(), a_cols(), lda, sa); }
+  int64_t b_size() const { return extent(b_rows(), b_cols(), ldb, sb); }
+  int64_t c_size() const { return extent(M, N, ldc, sc); }
+  std::string name() const {
+    std::ostringstream os;
+    os << (single ? "gemm" : "gemm_batched") << " " << layout << " M,N,K=" << shape_str({M, N, K})
+       << " lda,ldb,ldc=" << shape_str({lda, ldb, ldc}) << " outer,inner=" << shape_str({outer, inner})
+       << " ta=" << ta << " tb=" << tb << " alpha=" << alpha << " beta=" << beta;
+    return os.str();
+  }
+};
+
+// The expected C (elements outside the matrices: their old values) and each element's S.
+struct Bf16Expected {
+  std::vector<double> value, bound;
+};
+template <class T>
+Bf16Expected gemm_reference(const Bf16Case& c, const std::vector<T>& A, const std::vector<T>& B,
+                            const std::vector<T>& C0, bool round_inputs) {
+  auto in = [&](T x) { return round_inputs ? double(backend::cpu_detail::round_to_bf16(float(x))) : double(x); };
+  Bf16Expected e{std::vector<double>(C0.begin(), C0.end()), std::vector<double>(C0.size(), 0.0)};
+  for (int64_t o = 0; o < c.outer; ++o)
+    for (int64_t i = 0; i < c.inner; ++i) {
+      const T* a = A.data() + o * c.sa.outer + i * c.sa.inner;
+      const T* b = B.data() + o * c.sb.outer + i * c.sb.inner;
+      const int64_t c0 = o * c.sc.outer + i * c.sc.inner;
+      for (int64_t m = 0; m < c.M; ++m)
+        for (int64_t n = 0; n < c.N; ++n) {
+          double sum = 0, abs_sum = 0;
+          for (int64_t k = 0; k < c.K; ++k) {
+            const double x = in(c.ta ? a[k * c.lda + m] : a[m * c.lda + k]) * in(c.tb ? b[n * c.ldb + k] : b[k * c.ldb + n]);
+            sum += x;
+            abs_sum += std::abs(x);
+          }
+          const std::size_t at = static_cast<std::size_t>(c0 + m * c.ldc + n);
+          const double old = static_cast<double>(C0[at]);
+          e.value[at] = double(c.alpha) * sum + (c.beta == 0 ? 0.0 : double(c.beta) * old);
+          e.bound[at] = std::abs(double(c.alpha)) * abs_sum + std::abs(double(c.beta) * old);
+        }
+    }
+  return e;
+}
+
+// max_i |got_i - want_i| / S_i (0 where equal; infinite where S_i = 0 and they differ, or NaN).
+template <class T>
+double bounded_error(const std::vector<T>& got, const Bf16Expected& want, int64_t* worst = nullptr) {
+  double w = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double err = std::abs(static_cast<double>(got[i]) - want.value[i]);
+    const double r = err == 0 ? 0.0 : (want.bound[i] > 0 && !std::isnan(err) ? err / want.bound[i] : INFINITY);
+    if (r > w) {
+      w = r;
+      if (worst) *worst = static_cast<int64_t>(i);
+    }
+  }
+  return w;
+}
+template <class T>
+bool check_bounded(const std::string& name, const std::vector<T>& got, const Bf16Expected& want, double tol) {
+  if (got.size() != want.value.size()) {
+    record(false, name + ": sizes differ");
+    return false;
+  }
+  int64_t worst = -1;
+  const double w = bounded_error(got, want, &worst);
+  std::ostringstream os;
+  os.precision(9);
+  os << name << ": max |got - want| / sum|terms| = " << w << " vs tolerance " << tol;
+  if (worst >= 0)
+    os << " (worst at [" << worst << "]: got " << static_cast<double>(got[worst]) << " want " << want.value[worst]
+       << " sum|terms| " << want.bound[worst] << ")";
+  record(w <= tol, os.str());
+  return w <= tol;
+}
+
+template <class Ctx, class T>
+void run_gemm_case(const Ctx& ctx, const Bf16Case& c, const T* A, const T* B, T* C) {
+  using Backend = std::conditional_t<std::is_same_v<Ctx, Cuda::Context>, Cuda, Cpu>;
+  if (c.single)
+    Backend::gemm(ctx, c.ta, c.tb, c.M, c.N, c.K, T(c.alpha), A, c.lda, B, c.ldb, T(c.beta), C, c.ldc);
+  else
+    Backend::gemm_batched(ctx, c.ta, c.tb, c.M, c.N, c.K, T(c.alpha), A, c.lda, {c.sa.outer, c.sa.inner}, B, c.ldb,
+                          {c.sb.outer, c.sb.inner}, T(c.beta), C, c.ldc, {c.sc.outer, c.sc.inner}, c.outer, c.inner);
+}
+
+// Runs case c on the GPU with context ctx (inputs random in [-1, 1]); returns the whole C
+// buffer, and the inputs through *A, *B, *C0.
+template <class T>
+std::vector<T> gpu_gemm_case(const Cuda::Context& ctx, const Bf16Case& c, std::vector<T>* A, std::vector<T>* B,
+                             std::vector<T>* C0) {
+  *A = random_vec<T>(c.a_size());
+  *B = random_vec<T>(c.b_size());
+  *C0 = random_vec<T>(c.c_size());
+  auto dA = up(*A), dB = up(*B), dC = up(*C0);
+  run_gemm_case(ctx, c, dA.data(), dB.data(), dC.data());
+  return down(dC);
+}
+
+// 2D GEMMs: every transpose pair, odd sizes (a single row, a single column, K = 1),
+// leading dimensions above the widths, beta 0 and 1, alpha != 1.
+std::vector<Bf16Case> bf16_gemm_cases() {
+  std::vector<Bf16Case> cases;
+  for (auto [M, N, K] : {std::array<int64_t, 3>{37, 29, 53}, std::array<int64_t, 3>{1, 45, 130},
+                         std::array<int64_t, 3>{19, 1, 7}, std::array<int64_t, 3>{5, 3, 1}})
+    for (int t = 0; t < 4; ++t)
+      for (int b = 0; b < 2; ++b) {
+        Bf16Case c;
+        c.layout = "2D";
+        c.single = true;
+        c.ta = t & 1;
+        c.tb = t & 2;
+        c.M = M;
+        c.N = N;
+        c.K = K;
+        c.lda = c.a_cols() + 3;
+        c.ldb = c.b_cols() + 5;
+        c.ldc = N + 2;
+        c.sa = c.sb = c.sc = {0, 0};
+        c.alpha = b ? -0.7f : 1.3f;
+        c.beta = b ? 1.0f : 0.0f;
+        cases.push_back(c);
+      }
+  return cases;
+}
+
+// Two-level batches, every transpose pair, beta 0 and 1: attention's interleaved heads
+// (C's levels do not collapse: the pointer-array call), contiguous slices with gaps (one
+// strided call), a single level of either kind, and B shared across the inner level.
+std::vector<Bf16Case> bf16_gemm_batched_cases() {
+  std::vector<Bf16Case> cases;
+  const int64_t M = 13, N = 11, K = 21;
+  for (int layout = 0; layout < 5; ++layout)
+    for (int t = 0; t < 4; ++t)
+      for (int b = 0; b < 2; ++b) {
+        Bf16Case c;
+        c.ta = t & 1;
+        c.tb = t & 2;
+        c.M = M;
+        c.N = N;
+        c.K = K;
+        c.alpha = b ? -0.7f : 1.3f;
+        c.beta = b ? 1.0f : 0.0f;
+        c.outer = layout == 3 ? 1 : layout == 2 ? 5 : 3;
+        c.inner = layout == 2 ? 1 : layout == 3 ? 6 : 4;
+        if (layout == 0) {  // heads interleaved in rows: [outer][rows][inner * cols + pad]
+          c.layout = "interleaved";
+          c.lda = c.inner * c.a_cols() + 3;
+          c.ldb = c.inner * c.b_cols() + 1;
+          c.ldc = c.inner * N + 2;
+          c.sa = {c.a_rows() * c.lda, c.a_cols()};
+          c.sb = {c.b_rows() * c.ldb, c.b_cols()};
+          c.sc = {M * c.ldc, N};
+        } else {  // slices one after another, with gaps
+          c.layout = layout == 1 ? "contiguous" : layout == 2 ? "outer only" : layout == 3 ? "inner only" : "B shared";
+          c.lda = c.a_cols() + 2;
+          c.ldb = c.b_cols() + 4;
+          c.ldc = N + 3;
+          const int64_t ia = c.a_rows() * c.lda + 5, ib = c.b_rows() * c.ldb + 1, ic = M * c.ldc + 7;
+          c.sa = {c.inner * ia, ia};
+          c.sb = layout == 4 ? Cuda::BatchStrides{ib, 0} : Cuda::BatchStrides{c.inner * ib, ib};
+          c.sc = {c.inner * ic, ic};
+          if (layout == 2) c.sc = {ic + 9, 0};  // only the outer stride matters
+          if (layout == 3) c.sc = {0, ic};      // only the inner stride matters
+        }
+        cases.push_back(c);
+      }
+  return cases;
+}
+
+// Each case on the GPU in Bf16Mixed against the rounded-input reference, and once in F32
+// to see that the reference tells the two apart.
+void test_gemm_bf16(const std::vector<Bf16Case>& cases) {
+  const Cuda::Context bf = with_bf16(gpu);
+  double f32_smallest = INFINITY;
+  for (const auto& c : cases) {
+    std::vector<float> A, B, C0;
+    const auto got = gpu_gemm_case<float>(bf, c, &A, &B, &C0);
+    const auto want = gemm_reference(c, A, B, C0, true);
+    check_bounded(c.name(), got, want, kBf16Tol);
+    // The same inputs in float32: the rounding of the inputs shows well above the tolerance.
+    auto dA = up(A), dB = up(B), dC = up(C0);
+    run_gemm_case(gpu, c, dA.data(), dB.data(), dC.data());
+    f32_smallest = std::min(f32_smallest, bounded_error(down(dC), want));
+  }
+  std::ostringstream os;
+  os << "float32 products of the same inputs miss the bf16 reference: smallest worst error " << f32_smallest
+     << " > 10 x tolerance " << kBf16Tol;
+  check_true(f32_smallest > 10 * kBf16Tol, os.str());
+}
+
+// Corners: tf32 and Bf16Mixed both set (Bf16Mixed wins), K = 0 (C = beta C), double
+// products unchanged by Bf16Mixed, and a growing scratch (a larger GEMM after smaller ones).
+void test_gemm_bf16_corners() {
+  Bf16Case c;
+  c.layout = "2D";
+  c.single = true;
+  c.ta = false;
+  c.tb = true;
+  c.M = 70;
+  c.N = 45;
+  c.K = 129;
+  c.lda = c.K + 1;
+  c.ldb = c.K;
+  c.ldc = c.N;
+  c.sa = c.sb = c.sc = {0, 0};
+  c.alpha = 0.5f;
+  {
+    Cuda::Context both = with_bf16(gpu);
+    both.tf32 = true;
+    std::vector<float> A, B, C0;
+    const auto got = gpu_gemm_case<float>(both, c, &A, &B, &C0);
+    check_bounded("tf32 and Bf16Mixed both set: the bf16 result " + c.name(), got, gemm_reference(c, A, B, C0, true),
+                  kBf16Tol);
+  }
+  {
+    std::vector<double> A, B, C0;
+    const auto got = gpu_gemm_case<double>(with_bf16(gpu), c, &A, &B, &C0);
+    check_bounded("double with Bf16Mixed stays float64 " + c.name(), got, gemm_reference(c, A, B, C0, false), 1e-13);
+  }
+  for (float beta : {0.0f, 0.5f}) {
+    const auto C0 = random_vec<float>(15);
+    auto dC = up(C0);
+    DevT<float> dummy({1});
+    Cuda::gemm(with_bf16(gpu), false, false, 3, 5, 0, 1.0f, dummy.data(), 1, dummy.data(), 5, beta, dC.data(), 5);
+    std::vector<float> want(C0);
+    for (auto& v : want) v = beta == 0 ? 0.0f : v * beta;
+    check_same("Bf16Mixed gemm K=0 beta=" + std::to_string(beta) + ": C = beta C", down(dC), want);
+  }
+  {  // a large product after the small ones: the bf16 scratch grows (once), results stay right
+    c.M = 300;
+    c.N = 257;
+    c.K = 96;
+    c.lda = c.K;
+    c.ldc = c.N + 1;
+    c.beta = 1;
+    std::vector<float> A, B, C0;
+    const auto got = gpu_gemm_case<float>(with_bf16(gpu), c, &A, &B, &C0);
+    check_bounded("after the scratch grows " + c.name(), got, gemm_reference(c, A, B, C0, true), kBf16Tol);
+    const auto before = backend::cuda_allocation_count().load();
+    auto dA = up(A), dB = up(B), dC = up(C0);
+    const auto after_inputs = backend::cuda_allocation_count().load();
+    run_gemm_case(with_bf16(gpu), c, dA.data(), dB.data(), dC.data());
+    check_true(backend::cuda_allocation_count().load() == after_inputs,
+               "the same Bf16Mixed GEMM again allocates nothing (" +
+                   std::to_string(backend::cuda_allocation_count().load() - after_inputs) + " made, " +
+                   std::to_string(after_inputs - before) + " for the inputs)");
+  }
+}
+
+// The CPU backend's Bf16Mixed (cpu_bf16.hpp) and the GPU's on the same inputs: both round
+// the inputs identically, so they agree within the reference tolerance.
+void test_gemm_bf16_cpu_vs_cuda() {
+  auto cases = bf16_gemm_cases();
+  const auto batched = bf16_gemm_batched_cases();
+  cases.insert(cases.end(), batched.begin(), batched.end());
+  const Cuda::Context bf = with_bf16(gpu);
+  for (const auto& c : cases) {
+    std::vector<float> A, B, C0;
+    const auto got = gpu_gemm_case<float>(bf, c, &A, &B, &C0);
+    auto reference = gemm_reference(c, A, B, C0, true);  // for the bounds S
+    std::vector<float> cpu_C(C0);
+    run_gemm_case(cpu_bf16, c, A.data(), B.data(), cpu_C.data());
+    reference.value.assign(cpu_C.begin(), cpu_C.end());
+    check_bounded("CPU vs CUDA " + c.name(), got, reference, kBf16Tol);
+  }
 }
 
 // The GPU sums each id's rows as 8 fixed partial sums: a second run from the same table
@@ -522,7 +830,10 @@ void marian_addrop_fixtures() {
       io::load_weights(model, io::SafeTensors::load(dir / "model.safetensors"), true);
       const auto batch = testing::read_seq2seq_batch(io::SafeTensors::load(dir / "batch.safetensors"));
       const auto layers = parse_layers(meta.at("layers"));
-      AdDropOptions options{.p = std::stod(meta.at("p")), .q = std::stod(meta.at("q")), .layers = layers};
+      AdDropOptions options;  // members set one by one: no -Wmissing-field-initializers as fields are added
+      options.p = std::stod(meta.at("p"));
+      options.q = std::stod(meta.at("q"));
+      options.layers = layers;
       std::vector<std::vector<float>> draws;
       ExternalUniforms ext;
       for (int l : layers) draws.push_back(expected.values<float>("uniforms.layer" + std::to_string(l)));
@@ -549,6 +860,34 @@ void marian_addrop_fixtures() {
       else record(false, "unknown attribution " + kind);
     });
   }
+}
+
+// ================================================================== Bf16Mixed model: GPU vs CPU
+// A model forward in Bf16Mixed on the GPU against the same on the CPU (same weights and
+// batch): the logits agree within 1e-2 (both round every product's inputs to bf16; what
+// differs is float32 rounding elsewhere, which can move an input across a bf16 rounding
+// boundary now and then). And Bf16Mixed reached the model's GEMMs: the logits differ from
+// the GPU's float32 ones.
+void test_bf16_forward_gpu_vs_cpu(const std::string& name) {
+  const fs::path dir = g_fixtures / name;
+  const auto config = io::load_hf_config(dir);
+  const auto weights = io::SafeTensors::load(dir / "model.safetensors");
+  const auto batch = read_fixture_batch(io::SafeTensors::load(dir / "batch.safetensors"), config);
+  models::EncoderModel<float, Cpu> cm(config, cpu_bf16);
+  models::EncoderModel<float, Cuda> gm(config, with_bf16(gpu));
+  models::EncoderModel<float, Cuda> gm32(config, gpu);
+  io::load_weights(cm, weights, true);
+  io::load_weights(gm, weights, true);
+  io::load_weights(gm32, weights, true);
+  const auto& cl = cm.forward(batch);
+  const std::vector<float> want(cl.data(), cl.data() + cl.numel());
+  const auto got = down(gm.forward(batch));
+  check_close("logits, Bf16Mixed GPU vs CPU (tolerance 1e-2)", got, want, 1e-2);
+  check_scalar("loss, Bf16Mixed GPU vs CPU (tolerance 1e-2)", gm.loss(batch), cm.loss(batch), 1e-2);
+  const auto f32 = down(gm32.forward(batch));
+  const double moved = testing::compare("logits bf16 vs f32", got, f32, 0).relative();
+  check_true(moved > 1e-6, "Bf16Mixed logits differ from float32 ones (relative " + std::to_string(moved) +
+                               "): the precision reached the model's GEMMs");
 }
 
 // ================================================================== AD-DROP step: GPU vs CPU
@@ -727,6 +1066,10 @@ int main(int argc, char** argv) {
   run_ops(float{});
   run_ops(double{});
   section("gemm float with tf32", test_gemm_tf32);
+  section("gemm float Bf16Mixed vs rounded-input reference", [] { test_gemm_bf16(bf16_gemm_cases()); });
+  section("gemm_batched float Bf16Mixed vs rounded-input reference", [] { test_gemm_bf16(bf16_gemm_batched_cases()); });
+  section("gemm Bf16Mixed corners (tf32 too, K=0, double, scratch growth)", test_gemm_bf16_corners);
+  section("gemm and gemm_batched Bf16Mixed CPU vs CUDA", test_gemm_bf16_cpu_vs_cuda);
   section("embedding_backward repeats float", test_embedding_backward_repeats<float>);
   section("embedding_backward repeats double", test_embedding_backward_repeats<double>);
   section("top-p rank variant float", test_top_p_rank_variant<float>);
@@ -741,6 +1084,8 @@ int main(int argc, char** argv) {
     addrop_fixtures<float>(layout);
     addrop_fixtures<double>(layout);
   }
+  for (const char* name : {"bert_seqcls", "roberta_seqcls"})
+    section(std::string("Bf16Mixed forward gpu vs cpu ") + name + " float", [&] { test_bf16_forward_gpu_vs_cpu(name); });
   steps_on_fixture<float>("bert_seqcls");
   steps_on_fixture<double>("bert_seqcls");
   steps_on_fixture<float>("roberta_seqcls");

@@ -38,10 +38,12 @@
 // of tests/support/selection_reference.hpp bit for bit).
 #include <addrop/backend/backend.hpp>
 #include <addrop/backend/philox.hpp>
+#include <addrop/backend/precision.hpp>
 #include <addrop/tensor.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -190,15 +192,42 @@ std::vector<T> rounded(const std::vector<R>& v) {
 // ---------------------------------------------------------------- reference GEMM
 // C[M,N] (ldc) = alpha op(A) op(B) + beta C; beta = 0 does not read C (the BLAS convention:
 // the library multiplies into workspaces whose contents are unspecified, NaN included).
+// The float nearest to x with bfloat16's 8 significant bits, ties to even (written here
+// with integer arithmetic, apart from the library's own conversion).
+inline float bf16_value(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const uint32_t lower = u & 0xffffu, upper = u & 0xffff0000u;
+  uint32_t r = upper;
+  if (lower > 0x8000u || (lower == 0x8000u && (upper & 0x10000u))) r += 0x10000u;
+  float y;
+  std::memcpy(&y, &r, 4);
+  return y;
+}
+
+// Whether ctx asks for bf16 products of T (a float product under Precision::Bf16Mixed, on
+// a backend whose context has a precision member): the reference rounds the inputs alike.
+template <class T, class Context>
+bool bf16_products(const Context& ctx) {
+  if constexpr (std::is_same_v<T, float> && requires { ctx.precision; })
+    return ctx.precision == addrop::Precision::Bf16Mixed;
+  return false;
+}
+
 template <class T>
 void gemm_ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
-              int64_t ldb, T beta, T* C, int64_t ldc) {
+              int64_t ldb, T beta, T* C, int64_t ldc, bool bf16_inputs = false) {
+  auto input = [bf16_inputs](T v) -> R {
+    if constexpr (std::is_same_v<T, float>)
+      if (bf16_inputs) return R(bf16_value(v));
+    return R(v);
+  };
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       R acc = 0;
       for (int64_t k = 0; k < K; ++k) {
-        const R a = ta ? A[k * lda + i] : A[i * lda + k];
-        const R b = tb ? B[j * ldb + k] : B[k * ldb + j];
+        const R a = input(ta ? A[k * lda + i] : A[i * lda + k]);
+        const R b = input(tb ? B[j * ldb + k] : B[k * ldb + j]);
         acc += a * b;
       }
       const R c = beta == T(0) ? R(0) : R(beta) * R(C[i * ldc + j]);
@@ -297,7 +326,8 @@ void check_gemm(const typename B::Context& ctx, Report& r) {
             for (int64_t j = 0; j < c.N; ++j) C[i * ldc + j] = std::numeric_limits<T>::quiet_NaN();
         auto dA = up<B>(ctx, A), dB = up<B>(ctx, Bm), dC = up<B>(ctx, C);
         B::gemm(ctx, ta, tb, c.M, c.N, c.K, T(1.3), dA.data(), lda, dB.data(), ldb, beta, dC.data(), ldc);
-        gemm_ref(ta, tb, c.M, c.N, c.K, T(1.3), A.data(), lda, Bm.data(), ldb, beta, C.data(), ldc);
+        gemm_ref(ta, tb, c.M, c.N, c.K, T(1.3), A.data(), lda, Bm.data(), ldb, beta, C.data(), ldc,
+                 bf16_products<T>(ctx));
         close(r,
               std::string("gemm ") + type_name<T>() + " M,N,K=" + dims({c.M, c.N, c.K}) + " ta=" +
                   std::to_string(ta) + " tb=" + std::to_string(tb) + " beta=" + std::to_string(double(beta)),
@@ -325,13 +355,14 @@ void check_gemm_batched(const typename B::Context& ctx, Report& r) {
   using namespace detail;
   using S = typename B::BatchStrides;
   Inputs in(3);
-  auto batched_ref = [](bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-                        std::pair<int64_t, int64_t> sa, const T* Bm, int64_t ldb, std::pair<int64_t, int64_t> sb,
-                        T beta, T* C, int64_t ldc, std::pair<int64_t, int64_t> sc, int64_t outer, int64_t inner) {
+  const bool bf16 = bf16_products<T>(ctx);
+  auto batched_ref = [bf16](bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                            std::pair<int64_t, int64_t> sa, const T* Bm, int64_t ldb, std::pair<int64_t, int64_t> sb,
+                            T beta, T* C, int64_t ldc, std::pair<int64_t, int64_t> sc, int64_t outer, int64_t inner) {
     for (int64_t o = 0; o < outer; ++o)
       for (int64_t i = 0; i < inner; ++i)
         gemm_ref(ta, tb, M, N, K, alpha, A + o * sa.first + i * sa.second, lda, Bm + o * sb.first + i * sb.second, ldb,
-                 beta, C + o * sc.first + i * sc.second, ldc);
+                 beta, C + o * sc.first + i * sc.second, ldc, bf16);
   };
   struct Case { int64_t batch, H, Lq, Lk, dh; };
   for (const Case c : {Case{3, 4, 17, 17, 8}, Case{2, 2, 9, 5, 16}, Case{5, 2, 9, 9, 8}, Case{1, 3, 5, 7, 4},

@@ -222,6 +222,36 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(every_op_matches_the_host_reference, T, Real) {
   for (const auto& [name, check] : conformance::op_checks<Cpu, T>()) run<Cpu>(name, check, ctx);
 }
 
+// Precision::Bf16Mixed: the products against the reference with bf16-rounded inputs
+// (float32 accumulation order is then the only difference: the float tolerance holds),
+// on the engine this build has (oneDNN's AVX512-BF16 kernels when addrop::onednn is
+// linked, else the emulation); and they really differ from the float32 products.
+BOOST_AUTO_TEST_CASE(bf16_products_match_the_reference_with_rounded_inputs) {
+  BOOST_TEST_MESSAGE("bf16 products on: " << addrop::backend::bf16_matmul_engine());
+#if defined(ADDROP_WITH_ONEDNN)
+  BOOST_TEST(addrop::backend::bf16_matmul_engine().find("oneDNN") != std::string::npos);
+#endif
+  for (int threads : {1, 2}) {
+    const Cpu::Context ctx{.threads = threads, .precision = addrop::Precision::Bf16Mixed};
+    for (const auto& [name, check] : conformance::op_checks<Cpu, float>())
+      if (std::string(name).rfind("gemm", 0) == 0) run<Cpu>(name, check, ctx);
+  }
+  // 1 + 2^-10 is not a bf16 value: its products round the input to 1.
+  const float a[2] = {1.0f + 1.0f / 1024, 3.0f}, b[2] = {1.0f, 1.0f};
+  float c_f32 = 0, c_bf16 = 0;
+  Cpu::gemm(Cpu::Context{}, false, false, 1, 1, 2, 1.0f, a, 2, b, 1, 0.0f, &c_f32, 1);
+  Cpu::gemm(Cpu::Context{.precision = addrop::Precision::Bf16Mixed}, false, false, 1, 1, 2, 1.0f, a, 2, b, 1, 0.0f,
+            &c_bf16, 1);
+  BOOST_TEST(c_f32 == 4.0f + 1.0f / 1024);
+  BOOST_TEST(c_bf16 == 4.0f);
+  // float64 products ignore the precision (they are never mixed).
+  const double ad[2] = {1.0 + 1.0 / 1024, 3.0}, bd[2] = {1.0, 1.0};
+  double cd = 0;
+  Cpu::gemm(Cpu::Context{.precision = addrop::Precision::Bf16Mixed}, false, false, 1, 1, 2, 1.0, ad, 2, bd, 1, 0.0,
+            &cd, 1);
+  BOOST_TEST(cd == 4.0 + 1.0 / 1024);
+}
+
 BOOST_AUTO_TEST_CASE(every_op_matches_the_host_reference_on_one_thread) {
   const Cpu::Context ctx{.threads = 1};
   conformance::Report report;

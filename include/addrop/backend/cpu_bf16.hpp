@@ -11,7 +11,8 @@
 //    products (a product of two bf16 values is exact in float32) at float32 speed.
 //
 // A program links addrop::onednn on all of its targets or on none (the macro changes
-// these inline functions).
+// these inline functions). nvcc (13.0) cannot parse oneDNN's C++ header, so in a CUDA
+// translation unit the CPU backend's bf16 products are the emulation (same results).
 #include <bit>
 #include <cstdint>
 #include <cstring>
@@ -21,7 +22,8 @@
 
 #include "precision.hpp"
 
-#if defined(ADDROP_WITH_ONEDNN)
+#if defined(ADDROP_WITH_ONEDNN) && !defined(__CUDACC__)
+#define ADDROP_CPU_BF16_ONEDNN 1
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
 
@@ -74,7 +76,7 @@ inline E* bf16_scratch(int which, int64_t n) {
   return held[which].data();
 }
 
-#if defined(ADDROP_WITH_ONEDNN)
+#if defined(ADDROP_CPU_BF16_ONEDNN)
 // oneDNN matmul primitives, made once per shape and reused (creating one costs far more
 // than a small product).
 class OnednnMatmuls {
@@ -150,7 +152,7 @@ inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int6
                       {b.outer, b.inner}, beta, C, ldc, sc, n_outer, n_inner);
     return;
   }
-#if defined(ADDROP_WITH_ONEDNN)
+#if defined(ADDROP_CPU_BF16_ONEDNN)
   const OnednnMatmuls::Shape shape{n_outer, n_inner, M, N, K, ta, tb, ldc, sc.outer, sc.inner,
                                    std::bit_cast<uint32_t>(alpha), std::bit_cast<uint32_t>(beta)};
   if (const dnnl::matmul* prim = OnednnMatmuls::get(shape)) {
@@ -192,7 +194,7 @@ inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int6
 /// What computes Precision::Bf16Mixed's products in this build on this CPU; runs print it
 /// so that an emulated (float32-speed) bf16 run says so.
 inline std::string bf16_matmul_engine() {
-#if defined(ADDROP_WITH_ONEDNN)
+#if defined(ADDROP_CPU_BF16_ONEDNN)
   const dnnl_version_t* v = dnnl_version();
   std::string name = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
                      std::to_string(v->patch);

@@ -160,7 +160,7 @@ void Cpu::gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64
   if constexpr (std::is_same_v<T, float>)
     if (ctx.precision == Precision::Bf16Mixed) {
       cpu_detail::gemm_bf16(ctx, ta, tb, M, N, K, alpha, {A, ta ? K : M, ta ? M : K, lda, 0, 0},
-                            {B, tb ? N : K, tb ? K : N, ldb, 0, 0}, beta, C, ldc, {0, 0}, 1, 1);
+                            {B, tb ? N : K, tb ? K : N, ldb, 0, 0}, beta, C, ldc, {M * ldc, M * ldc}, 1, 1);
       return;
     }
   // Threads take contiguous row blocks of C (rows of op(A)); each packs op(B) itself, which

@@ -12,6 +12,8 @@
 //     candidates, keep masks and additive masks (the same Philox4x32-10 draws, the same
 //     comparisons), and embedding_backward (the same order of additions);
 //   - floating-point outputs agree to rounding (other summation orders, CUDA's libm);
+//     with Precision::Bf16Mixed both round the float GEMM inputs to bfloat16 the same way
+//     (nearest even), so their products differ only in the float32 accumulation order;
 //   - reductions (sum_squares, mse, cross_entropy) return a double on the host and
 //     are deterministic run to run (fixed reduction trees, no atomics on floating values).
 //
@@ -33,6 +35,7 @@
 #endif
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -46,6 +49,7 @@
 
 #include "../backend.hpp"
 #include "../philox.hpp"
+#include "../precision.hpp"
 
 namespace addrop::backend {
 
@@ -80,6 +84,8 @@ struct State {
   cublasHandle_t blas = nullptr;
   void* scratch = nullptr;        ///< device scratch of one op at a time: partial sums, GEMM pointer arrays (grow-only)
   std::size_t scratch_bytes = 0;
+  void* bf16 = nullptr;           ///< device scratch of one GEMM at a time: its bf16-rounded operands (grow-only)
+  std::size_t bf16_bytes = 0;
   std::vector<double> host;       ///< host landing area of reduction results (grow-only)
 
   State() = default;
@@ -89,24 +95,31 @@ struct State {
     // Errors are ignored here: a destructor must not throw, and at process exit the
     // runtime may already be gone.
     if (scratch) cudaFree(scratch);
+    if (bf16) cudaFree(bf16);
     if (blas) cublasDestroy(blas);
     if (owns_stream && stream) cudaStreamDestroy(stream);
   }
 
   /// At least `bytes` of device scratch, valid until the next call (ops on one stream run
   /// in order, so one op's scratch is never in use by another).
-  void* workspace(std::size_t bytes, const char* op) {
-    if (bytes <= scratch_bytes) return scratch;
-    if (scratch) {
-      check(cudaFree(scratch), op);  // synchronizes the device: earlier users are done
-      scratch = nullptr;
-      scratch_bytes = 0;
+  void* workspace(std::size_t bytes, const char* op) { return grow(scratch, scratch_bytes, bytes, op); }
+  /// At least `bytes` of device scratch for a Bf16Mixed GEMM's rounded operands, valid until
+  /// the next call; apart from workspace(), which the same GEMM uses for its pointer arrays.
+  void* bf16_workspace(std::size_t bytes, const char* op) { return grow(bf16, bf16_bytes, bytes, op); }
+
+ private:
+  static void* grow(void*& p, std::size_t& held, std::size_t bytes, const char* op) {
+    if (bytes <= held) return p;
+    if (p) {
+      check(cudaFree(p), op);  // synchronizes the device: earlier users are done
+      p = nullptr;
+      held = 0;
     }
     const std::size_t rounded = ((bytes + 255) / 256) * 256;
-    check(cudaMalloc(&scratch, rounded), op);
-    scratch_bytes = rounded;
+    check(cudaMalloc(&p, rounded), op);
+    held = rounded;
     ++cuda_allocation_count();
-    return scratch;
+    return p;
   }
 };
 
@@ -174,16 +187,25 @@ struct Cuda {
     /// Device, stream and cuBLAS handle; null: the process-wide default context of the
     /// current device (legacy default stream).
     std::shared_ptr<cuda_detail::State> handles;
-    /// TF32 tensor-core GEMMs for float (about 10 mantissa bits in the products); off by
-    /// default, so float GEMMs are plain FP32.
+    /// TF32 tensor-core GEMMs for float: cuBLAS may round both inputs of a float product to
+    /// TF32 (10 mantissa bits) and accumulate in float32. Off by default, so float GEMMs
+    /// are plain FP32.
     bool tf32 = false;
+    /// Precision of the float GEMMs (precision.hpp). Bf16Mixed: both inputs rounded to
+    /// bfloat16 (round to nearest even, into grow-only scratch), multiplied on the tensor
+    /// cores with float32 accumulation into the float32 output (cublasGemmEx with
+    /// CUBLAS_COMPUTE_32F), as torch.autocast(dtype=torch.bfloat16) and as the CPU
+    /// backend's Bf16Mixed. When both are set, Bf16Mixed wins for float products (tf32 is
+    /// then ignored). double GEMMs ignore both and stay exact float64.
+    Precision precision = Precision::F32;
 
     /// A context with its own stream and cuBLAS handle on `device`. Throws
     /// std::runtime_error naming the CUDA error when no such device can be used.
-    static Context create(int device = 0, bool tf32 = false) {
+    static Context create(int device = 0, bool tf32 = false, Precision precision = Precision::F32) {
       Context c;
       c.handles = cuda_detail::make_state(device, true);
       c.tf32 = tf32;
+      c.precision = precision;
       return c;
     }
     cuda_detail::State& state() const { return handles ? *handles : cuda_detail::default_state(); }
@@ -258,6 +280,8 @@ struct Cuda {
   static void synchronize(const Context& ctx) { ctx.synchronize(); }
 
   // ---------------------------------------------------------------- GEMM (cuBLAS)
+  // float with ctx.precision == Precision::Bf16Mixed: the operands are rounded to bfloat16
+  // into scratch first (a kernel), then cublasGemmEx / cublasGemm(Strided)BatchedEx.
   template <class T>
   static void gemm(const Context&, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
                    const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);

@@ -687,16 +687,33 @@ __global__ void adamw_torch_kernel(int64_t n, T* param, const T* grad, T* m, T* 
 
 // ---------------------------------------------------------------- batched GEMM pointers
 // The matrices of a two-level batch (outer o, inner i; entry o * inner + i) as the pointer
-// arrays of cublas?gemmBatched: pa[e] = a + o * a_outer + i * a_inner, likewise b and c.
-template <class T>
+// arrays of cublas?gemmBatched / cublasGemmBatchedEx: pa[e] = a + o * a_outer + i * a_inner,
+// likewise b and c (TC: C's element type, float where A and B are Bf16Mixed's bf16 copies).
+template <class T, class TC = T>
 __global__ void batch_pointers_kernel(int64_t count, int64_t inner, const T* a, int64_t a_outer, int64_t a_inner,
-                                      const T* b, int64_t b_outer, int64_t b_inner, T* c, int64_t c_outer,
-                                      int64_t c_inner, const T** pa, const T** pb, T** pc) {
+                                      const T* b, int64_t b_outer, int64_t b_inner, TC* c, int64_t c_outer,
+                                      int64_t c_inner, const T** pa, const T** pb, TC** pc) {
   ADDROP_CUDA_GRID_STRIDE(e, count) {
     const int64_t o = e / inner, i = e % inner;
     pa[e] = a + o * a_outer + i * a_inner;
     pb[e] = b + o * b_outer + i * b_inner;
     pc[e] = c + o * c_outer + i * c_inner;
+  }
+}
+
+// ---------------------------------------------------------------- bf16 GEMM operands (Precision::Bf16Mixed)
+// Packs the slices of a stored float operand, rounded to bfloat16 (nearest even, as torch's
+// float -> bfloat16 cast and the CPU backend), densely into dst:
+//   dst[p * dst_slice + r * dst_ld + c] = bf16(src[(p / inner) * s_outer + (p % inner) * s_inner + r * ld + c])
+// for slice p = o * inner + i, row r < rows, column c < cols. I: the index type (uint32_t
+// where every offset fits, which makes the divisions cheaper, else int64_t).
+template <class I>
+__global__ void pack_bf16_kernel(int64_t total, I rows, I cols, I inner, const float* src, I ld, I s_outer, I s_inner,
+                                 __nv_bfloat16* dst, I dst_ld, I dst_slice) {
+  ADDROP_CUDA_GRID_STRIDE(e, total) {
+    const I x = static_cast<I>(e);
+    const I c = x % cols, t = x / cols, r = t % rows, p = t / rows;
+    dst[p * dst_slice + r * dst_ld + c] = __float2bfloat16_rn(src[(p / inner) * s_outer + (p % inner) * s_inner + r * ld + c]);
   }
 }
 
@@ -779,6 +796,106 @@ inline GemmPlan plan_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int
 
 inline void set_math_mode(const Cuda::Context& ctx, cublasHandle_t h, const char* op) {
   check(cublasSetMathMode(h, ctx.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), op);
+}
+
+// ---------------------------------------------------------------- Bf16Mixed GEMMs
+// One float operand as stored (like the CPU's cpu_detail::StoredOperand): `rows` x `cols`
+// with row stride ld; slice (o, i) starts at o * outer + i * inner.
+struct StoredOperand {
+  const float* data;
+  int64_t rows, cols, ld, outer, inner;
+};
+
+/// Row stride of a packed bf16 operand: whole 16-byte groups, so that every row and every
+/// slice of the dense copy is 16-byte aligned (what cuBLAS's tensor-core kernels want).
+inline int64_t bf16_packed_ld(int64_t cols) { return (cols + 7) / 8 * 8; }
+
+// Rounds the n_outer x n_inner slices of `src` to bf16 into dst (rows dst_ld apart, slices
+// dst_slice apart), on the stream.
+inline void pack_bf16(const State& s, StoredOperand src, int64_t n_outer, int64_t n_inner, __nv_bfloat16* dst,
+                      int64_t dst_ld, int64_t dst_slice, const char* op) {
+  const int64_t slices = n_outer * n_inner, total = slices * src.rows * src.cols;
+  if (total <= 0) return;
+  // Strides of a level with one entry are never used: zero them (they may be anything).
+  if (n_outer == 1) src.outer = 0;
+  if (n_inner == 1) src.inner = 0;
+  if (src.rows == 1) src.ld = 0;
+  const int64_t src_end = (n_outer - 1) * src.outer + (n_inner - 1) * src.inner + (src.rows - 1) * src.ld + src.cols;
+  const int64_t dst_end = slices * dst_slice;
+  constexpr int64_t kMax32 = INT32_MAX;
+  const bool fits32 = src.outer >= 0 && src.inner >= 0 && src.ld >= 0 && total <= kMax32 && src_end <= kMax32 &&
+                      dst_end <= kMax32;
+  if (fits32) {
+    using I = uint32_t;
+    pack_bf16_kernel<I><<<blocks_for(total), kThreads, 0, s.stream>>>(
+        total, static_cast<I>(src.rows), static_cast<I>(src.cols), static_cast<I>(n_inner), src.data,
+        static_cast<I>(src.ld), static_cast<I>(src.outer), static_cast<I>(src.inner), dst, static_cast<I>(dst_ld),
+        static_cast<I>(dst_slice));
+  } else {
+    pack_bf16_kernel<int64_t><<<blocks_for(total), kThreads, 0, s.stream>>>(
+        total, src.rows, src.cols, n_inner, src.data, src.ld, src.outer, src.inner, dst, dst_ld, dst_slice);
+  }
+  check_launch(op);
+}
+
+// Cuda::gemm / gemm_batched for float with Precision::Bf16Mixed (M, N, K, outer, inner > 0):
+// C[o, i] = alpha op(A[o, i]) op(B[o, i]) + beta C[o, i] for o < outer, i < inner, both
+// inputs rounded to bfloat16, products accumulated in float32 on the tensor cores.
+// A and B are packed densely (slice after slice in o * inner + i order) into the bf16
+// scratch, so their batch is always one stride; C stays where it is: one strided call when
+// its two levels collapse into one stride, else one pointer-array call (pointers in the
+// ordinary scratch), as the float path.
+inline void gemm_bf16(State& s, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, StoredOperand a,
+                      StoredOperand b, float beta, float* C, int64_t ldc, Cuda::BatchStrides sc, int64_t outer,
+                      int64_t inner, const char* op) {
+  // The float path's checks of the stored leading dimensions (the same errors).
+  (void)plan_gemm(ta, tb, M, N, K, a.ld, b.ld, ldc, op);
+  const int64_t count = outer * inner;
+  const int64_t a_ld = bf16_packed_ld(a.cols), b_ld = bf16_packed_ld(b.cols);
+  const int64_t a_slice = a.rows * a_ld, b_slice = b.rows * b_ld;
+  const int64_t b_offset = (count * a_slice + 127) / 128 * 128;  // B from a 256-byte boundary
+  auto* pa = static_cast<__nv_bfloat16*>(
+      s.bf16_workspace(static_cast<std::size_t>(b_offset + count * b_slice) * sizeof(__nv_bfloat16), op));
+  __nv_bfloat16* pb = pa + b_offset;
+  pack_bf16(s, a, outer, inner, pa, a_ld, a_slice, op);
+  pack_bf16(s, b, outer, inner, pb, b_ld, b_slice, op);
+  // Row-major C = op(A) op(B) as column-major C^T = op(B)^T op(A)^T, as plan_gemm says.
+  const auto p = plan_gemm(ta, tb, M, N, K, a_ld, b_ld, ldc, op);
+  // The handle's math mode is shared with the float path: no TF32 here (Bf16Mixed wins);
+  // bf16 inputs with CUBLAS_COMPUTE_32F run on the tensor cores in the default mode.
+  check(cublasSetMathMode(s.blas, CUBLAS_DEFAULT_MATH), op);
+  constexpr cudaDataType_t kIn = CUDA_R_16BF, kOut = CUDA_R_32F;
+  constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F;
+  if (count == 1) {
+    check(cublasGemmEx(s.blas, p.op_b, p.op_a, p.m, p.n, p.k, &alpha, pb, kIn, p.ldb, pa, kIn, p.lda, &beta, C, kOut,
+                       p.ldc, kCompute, CUBLAS_GEMM_DEFAULT),
+          op);
+    return;
+  }
+  const int batch = to_int(count, op, "batch count");
+  // C's stride when its slices (o, i) lie one stride apart in o * inner + i order.
+  int64_t c_stride = -1;
+  if (inner == 1) c_stride = sc.outer;
+  else if (outer == 1) c_stride = sc.inner;
+  else if (sc.outer == inner * sc.inner) c_stride = sc.inner;
+  if (c_stride >= 0) {
+    check(cublasGemmStridedBatchedEx(s.blas, p.op_b, p.op_a, p.m, p.n, p.k, &alpha, pb, kIn, p.ldb, b_slice, pa, kIn,
+                                     p.lda, a_slice, &beta, C, kOut, p.ldc, c_stride, batch, kCompute,
+                                     CUBLAS_GEMM_DEFAULT),
+          op);
+    return;
+  }
+  void* scratch = s.workspace(3 * static_cast<std::size_t>(count) * sizeof(void*), op);
+  auto** ppa = static_cast<const __nv_bfloat16**>(scratch);
+  auto** ppb = ppa + count;
+  auto** ppc = static_cast<float**>(scratch) + 2 * count;
+  batch_pointers_kernel<__nv_bfloat16, float><<<blocks_for(count), kThreads, 0, s.stream>>>(
+      count, inner, pa, inner * a_slice, a_slice, pb, inner * b_slice, b_slice, C, sc.outer, sc.inner, ppa, ppb, ppc);
+  check_launch(op);
+  check(cublasGemmBatchedEx(s.blas, p.op_b, p.op_a, p.m, p.n, p.k, &alpha, reinterpret_cast<const void* const*>(ppb),
+                            kIn, p.ldb, reinterpret_cast<const void* const*>(ppa), kIn, p.lda, &beta,
+                            reinterpret_cast<void* const*>(ppc), kOut, p.ldc, batch, kCompute, CUBLAS_GEMM_DEFAULT),
+        op);
 }
 
 template <class T>
@@ -931,6 +1048,12 @@ void Cuda::gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int6
     cuda_detail::scale_matrix(s, M, N, beta, C, ldc, "gemm");
     return;
   }
+  if constexpr (std::is_same_v<T, float>)
+    if (ctx.precision == Precision::Bf16Mixed) {
+      cuda_detail::gemm_bf16(s, ta, tb, M, N, K, alpha, {A, ta ? K : M, ta ? M : K, lda, 0, 0},
+                             {B, tb ? N : K, tb ? K : N, ldb, 0, 0}, beta, C, ldc, {0, 0}, 1, 1, "gemm");
+      return;
+    }
   const auto p = cuda_detail::plan_gemm(ta, tb, M, N, K, lda, ldb, ldc, "gemm");
   cuda_detail::set_math_mode(ctx, s.blas, "gemm");
   cuda_detail::check(cuda_detail::blas_gemm(s.blas, p.op_b, p.op_a, p.m, p.n, p.k, &alpha, B, p.ldb, A, p.lda, &beta, C,
@@ -952,6 +1075,13 @@ void Cuda::gemm_batched(const Context& ctx, bool ta, bool tb, int64_t M, int64_t
         cuda_detail::scale_matrix(s, M, N, beta, C + o * sc.outer + i * sc.inner, ldc, "gemm_batched");
     return;
   }
+  if constexpr (std::is_same_v<T, float>)
+    if (ctx.precision == Precision::Bf16Mixed) {
+      cuda_detail::gemm_bf16(s, ta, tb, M, N, K, alpha, {A, ta ? K : M, ta ? M : K, lda, sa.outer, sa.inner},
+                             {B, tb ? N : K, tb ? K : N, ldb, sb.outer, sb.inner}, beta, C, ldc, sc, outer, inner,
+                             "gemm_batched");
+      return;
+    }
   const auto p = cuda_detail::plan_gemm(ta, tb, M, N, K, lda, ldb, ldc, "gemm_batched");
   cuda_detail::set_math_mode(ctx, s.blas, "gemm_batched");
   auto run = [&](const T* a, const T* b, T* c, int64_t stride_a, int64_t stride_b, int64_t stride_c, int64_t count) {

@@ -23,9 +23,9 @@
 // AdDropPhases/<shape>/phases/<precision> times the pieces of a step one by one with
 // std::chrono (median over a few repeats) for the cost breakdown in docs/benchmarks.md: a
 // forward, loss + full backward, the masked second forward, GA's attribution (pseudo labels +
-// input-gradient-only backward stopping at layer 0), IG's attribution (batched m = 20
-// passes of layers 0..top), the same IG with one α per pass (unbatched; small only unless
-// ADDROP_BENCH_IG_UNBATCHED=1), and the selections as the training step runs them (one
+// input-gradient-only backward stopping at layer 0), IG's attribution (m = 20 passes of
+// layers 0..top, one α per pass: the library's default), the same IG with the α passes
+// stacked under a 2 GiB cap (small only unless ADDROP_BENCH_IG_STACKED=1), and the selections as the training step runs them (one
 // fused pass: threshold, q-sampling draws, additive mask; RD's rule likewise) and the fused
 // top-p pass that also writes the 0/1 candidates and keep masks (as step_addrop does).
 // (The unfused composition the step used before, uniform + top_p_candidates + q_sample +
@@ -87,7 +87,8 @@ int env_int(const char* name, int fallback) {
 int bench_threads() { return std::max(1, env_int("ADDROP_BENCH_THREADS", 2)); }
 
 addrop::AdDropOptions options() { return {.p = 0.3, .q = 0.3, .layers = {0}, .seed = 42}; }
-attribution::IntegratedGradients ig_policy(std::size_t memory_cap_bytes = std::size_t{2} << 30) {
+// The library's default (one α per pass), or the α passes stacked under a memory cap.
+attribution::IntegratedGradients ig_policy(std::size_t memory_cap_bytes = 0) {
   return attribution::IntegratedGradients({.steps = kIgSteps, .memory_cap_bytes = memory_cap_bytes});
 }
 
@@ -214,7 +215,7 @@ using AA = addrop::AdDrop<attribution::Attention, selection::TopP, schedule::Alw
 using RD = addrop::AdDrop<attribution::None, selection::Random, schedule::Always>;
 
 // The phases of a step, each timed alone (median of `repeats`, after one untimed run).
-void BM_AdDropPhases(benchmark::State& state, StepShape s, Precision precision, int repeats, bool ig_unbatched) {
+void BM_AdDropPhases(benchmark::State& state, StepShape s, Precision precision, int repeats, bool ig_stacked) {
   const PeakRss rss;
   const auto cfg = make_config(s);
   Model model(cfg, {.threads = bench_threads(), .precision = precision});
@@ -262,7 +263,7 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, Precision precision, 
   const bool with_ig = !env_flag("ADDROP_BENCH_NO_IG");
   attribution::Gradient ga;
   const attribution::IntegratedGradients ig = ig_policy();
-  const attribution::IntegratedGradients ig1 = ig_policy(1);  // one α per pass
+  const attribution::IntegratedGradients ig_stacked = ig_policy(std::size_t{2} << 30);  // stacked, 2 GiB cap
 
   struct Phase {
     const char* name;
@@ -281,7 +282,7 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, Precision precision, 
       {"masked_forward_s", [&] { model.reset_attention_sites(); model.set_attention_mask(0, &additive); },
        [&] { model.use_workspace(0); model.forward(batch, train); }},
       {"ig_attribution_s", fwd, [&] { ig.attribute(model, batch, actx); }, with_ig},
-      {"ig_unbatched_attribution_s", fwd, [&] { ig1.attribute(model, batch, actx); }, with_ig && ig_unbatched},
+      {"ig_stacked_attribution_s", fwd, [&] { ig_stacked.attribute(model, batch, actx); }, with_ig && ig_stacked},
       {"select_random_s", [] {}, [&] { random_rule.select<Backend>(cx, args); }},
   };
   std::vector<std::vector<double>> times(phases.size());
@@ -341,11 +342,11 @@ std::vector<Precision> bench_precisions() {
 
 int main(int argc, char** argv) {
   const int iga_base = std::max(1, env_int("ADDROP_BENCH_IGA_BASE_ITERS", 2));
-  const bool unbatched_base = env_flag("ADDROP_BENCH_IG_UNBATCHED");
+  const bool stacked_base = env_flag("ADDROP_BENCH_IG_STACKED");
   struct PerShape {
     StepShape shape;
     int plain, other, iga, phase_repeats;
-    bool ig_unbatched;
+    bool ig_stacked;
   };
   const int iters = env_int("ADDROP_BENCH_ITERS", 0);  // quick runs: every case's iterations (and phase repeats at most)
   auto quick = [iters](PerShape p) {
@@ -359,7 +360,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_addrop: %s\n", e.what());
     return 2;
   }
-  for (const PerShape& p : {quick({kSmall, 12, 8, 3, 3, true}), quick({kBase, 3, 3, iga_base, 1, unbatched_base})}) {
+  for (const PerShape& p : {quick({kSmall, 12, 8, 3, 3, true}), quick({kBase, 3, 3, iga_base, 1, stacked_base})}) {
     for (const Precision prec : precisions) {
       add_step<Plain>(p.shape, "plain", prec, p.plain);
       add_step<GA>(p.shape, "ga", prec, p.other);
@@ -370,7 +371,7 @@ int main(int argc, char** argv) {
     for (const Precision prec : precisions)
       benchmark::RegisterBenchmark(
           (std::string("AdDropPhases/") + p.shape.name + "/phases/" + std::string(addrop::precision_name(prec))).c_str(),
-          [p, prec](benchmark::State& st) { BM_AdDropPhases(st, p.shape, prec, p.phase_repeats, p.ig_unbatched); })
+          [p, prec](benchmark::State& st) { BM_AdDropPhases(st, p.shape, prec, p.phase_repeats, p.ig_stacked); })
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime()
           ->Iterations(1);

@@ -326,7 +326,7 @@ if any(phases.values()):
     lines += ["", "Phases of ours (median of the repeats; seconds and in units of one forward of the same precision):", "",
               "| shape | phase | f32 s | f32 / forward | bf16 s | bf16 / forward |", "| --- | --- | --- | --- | --- | --- |"]
     order = ["forward", "loss_full_backward", "ga_attribution", "select_topp", "select_topp_masks", "masked_forward",
-             "ig_attribution", "ig_unbatched_attribution", "select_random"]
+             "ig_attribution", "ig_stacked_attribution", "select_random"]
     for sh in shapes:
         bf, bb = phases[sh, "f32"], phases[sh, "bf16"]
         if not (bf or bb):

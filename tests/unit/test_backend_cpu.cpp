@@ -252,6 +252,35 @@ BOOST_AUTO_TEST_CASE(bf16_products_match_the_reference_with_rounded_inputs) {
   BOOST_TEST(cd == 4.0 + 1.0 / 1024);
 }
 
+// Bf16FrozenOperands: inside the scope an operand in a frozen range is rounded once and
+// reused (same result as rounding it per product); after the scope a changed weight is
+// seen again (no stale copy), and operands outside the ranges are never cached.
+BOOST_AUTO_TEST_CASE(frozen_bf16_operands_give_the_same_products_and_never_go_stale) {
+  const Cpu::Context ctx{.threads = 2, .precision = addrop::Precision::Bf16Mixed};
+  const int64_t M = 8, N = 300, K = 64;
+  std::vector<float> x(M * K), w(N * K), fresh(M * N), frozen(M * N);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::cos(0.11f * static_cast<float>(i));
+  auto product = [&](std::vector<float>& out) {
+    Cpu::gemm(ctx, false, true, M, N, K, 1.0f, x.data(), K, w.data(), K, 0.0f, out.data(), N);
+  };
+  product(fresh);
+  {
+    const addrop::backend::Bf16FrozenOperands scope({{w.data(), static_cast<int64_t>(w.size())}});
+    product(frozen);
+    BOOST_TEST(frozen == fresh, boost::test_tools::per_element());
+    product(frozen);  // the kept copy
+    BOOST_TEST(frozen == fresh, boost::test_tools::per_element());
+    x[0] += 1.0f;  // x is not frozen: read afresh
+    product(frozen);
+    BOOST_TEST(frozen[0] != fresh[0]);
+    x[0] -= 1.0f;
+  }
+  for (auto& v : w) v *= 2.0f;  // after the scope: the new weights count
+  product(frozen);
+  for (std::size_t i = 0; i < fresh.size(); ++i) BOOST_TEST(frozen[i] == 2.0f * fresh[i]);
+}
+
 BOOST_AUTO_TEST_CASE(every_op_matches_the_host_reference_on_one_thread) {
   const Cpu::Context ctx{.threads = 1};
   conformance::Report report;

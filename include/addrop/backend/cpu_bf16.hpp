@@ -16,7 +16,12 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <span>
+#include <tuple>
+#include <utility>
+#include <vector>
 #include <string>
 #include <unordered_map>
 
@@ -137,6 +142,67 @@ class OnednnMatmuls {
 };
 #endif
 
+// Float ranges whose bf16 copies may be kept (Bf16FrozenOperands): while a range is
+// registered, a product operand lying wholly inside it is rounded once and its packed copy
+// reused, instead of being re-rounded at every product.
+class FrozenOperandRegistry {
+ public:
+  static FrozenOperandRegistry& get() {
+    static FrozenOperandRegistry registry;
+    return registry;
+  }
+  void add(std::span<const std::pair<const float*, int64_t>> ranges) {
+    std::lock_guard lock(mutex_);
+    for (const auto& [data, n] : ranges)
+      if (data && n > 0) ++ranges_[data].count, ranges_[data].end = data + n;
+  }
+  void remove(std::span<const std::pair<const float*, int64_t>> ranges) {
+    std::lock_guard lock(mutex_);
+    for (const auto& [data, n] : ranges) {
+      auto it = ranges_.find(data);
+      if (it == ranges_.end() || --it->second.count > 0) continue;
+      ranges_.erase(it);
+      std::erase_if(copies_, [&](const auto& kv) { return kv.first.data >= data && kv.first.data < data + n; });
+    }
+  }
+  // The packed bf16 copy of `op` (one slice) when it lies in a registered range, made by
+  // `pack` on first use; nullptr otherwise.
+  template <class Pack>
+  const uint16_t* copy_of(const StoredOperand& op, Pack&& pack) {
+    std::lock_guard lock(mutex_);
+    if (ranges_.empty()) return nullptr;
+    const float* last = op.data + (op.rows - 1) * op.ld + op.cols;
+    auto it = ranges_.upper_bound(op.data);
+    if (it == ranges_.begin()) return nullptr;
+    --it;
+    if (last > it->second.end) return nullptr;
+    const Key key{op.data, op.rows, op.cols, op.ld};
+    auto found = copies_.find(key);
+    if (found == copies_.end()) {
+      std::vector<uint16_t> packed(static_cast<std::size_t>(op.rows * op.cols));
+      pack(packed.data());
+      found = copies_.emplace(key, std::move(packed)).first;
+    }
+    return found->second.data();
+  }
+
+ private:
+  struct Range {
+    int count = 0;
+    const float* end = nullptr;
+  };
+  struct Key {
+    const float* data;
+    int64_t rows, cols, ld;
+    bool operator<(const Key& o) const {
+      return std::tie(data, rows, cols, ld) < std::tie(o.data, o.rows, o.cols, o.ld);
+    }
+  };
+  std::mutex mutex_;
+  std::map<const float*, Range> ranges_;
+  std::map<Key, std::vector<uint16_t>> copies_;
+};
+
 // C[o, i] = alpha op(A[o, i]) op(B[o, i]) + beta C[o, i] with bf16-rounded inputs, for
 // every o < n_outer, i < n_inner (n_outer = n_inner = 1: one GEMM).
 inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -156,15 +222,23 @@ inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int6
   const OnednnMatmuls::Shape shape{n_outer, n_inner, M, N, K, ta, tb, ldc, sc.outer, sc.inner,
                                    std::bit_cast<uint32_t>(alpha), std::bit_cast<uint32_t>(beta)};
   if (const dnnl::matmul* prim = OnednnMatmuls::get(shape)) {
-    uint16_t* pa = bf16_scratch<uint16_t>(0, slices * M * K);
-    uint16_t* pb = bf16_scratch<uint16_t>(1, slices * K * N);
-    pack_rounded(threads, a, n_outer, n_inner, pa);
-    pack_rounded(threads, b, n_outer, n_inner, pb);
+    // Operands in frozen ranges (weights while decoding) come packed once.
+    auto packed = [&](int which, const StoredOperand& op, int64_t size) -> const uint16_t* {
+      if (slices == 1)
+        if (const uint16_t* kept = FrozenOperandRegistry::get().copy_of(
+                op, [&](uint16_t* out) { pack_rounded(threads, op, 1, 1, out); }))
+          return kept;
+      uint16_t* out = bf16_scratch<uint16_t>(which, size);
+      pack_rounded(threads, op, n_outer, n_inner, out);
+      return out;
+    };
+    const uint16_t* pa = packed(0, a, slices * M * K);
+    const uint16_t* pb = packed(1, b, slices * K * N);
     using dt = dnnl::memory::data_type;
     auto& eng = OnednnMatmuls::engine();
     // Plain descriptors for the handles: the primitive already knows the layouts.
-    dnnl::memory ma({{slices * M * K}, dt::bf16, dnnl::memory::format_tag::a}, eng, pa);
-    dnnl::memory mb({{slices * K * N}, dt::bf16, dnnl::memory::format_tag::a}, eng, pb);
+    dnnl::memory ma({{slices * M * K}, dt::bf16, dnnl::memory::format_tag::a}, eng, const_cast<uint16_t*>(pa));
+    dnnl::memory mb({{slices * K * N}, dt::bf16, dnnl::memory::format_tag::a}, eng, const_cast<uint16_t*>(pb));
     const int64_t c_extent = (n_outer - 1) * sc.outer + (n_inner - 1) * sc.inner + (M - 1) * ldc + N;
     dnnl::memory mc({{c_extent}, dt::f32, dnnl::memory::format_tag::a}, eng, C);
     thread_local dnnl::stream stream(eng);
@@ -205,5 +279,29 @@ inline std::string bf16_matmul_engine() {
   return "emulated: inputs rounded to bf16, float32 Eigen GEMM (built without addrop::onednn)";
 #endif
 }
+
+/// While alive, the CPU backend's bf16 products round every operand that lies in one of
+/// `ranges` (float arrays: a model's weights) to bf16 once and reuse that copy, instead of
+/// re-rounding it at each product. For stretches where the weights stay fixed — decoding,
+/// evaluation — in which the rounding would cost more than a product of a few rows (a
+/// 59.5k x 512 output table). The ranges must not be written while the scope lives; scopes
+/// may nest and overlap. Does nothing for float32 products or without oneDNN.
+class Bf16FrozenOperands {
+ public:
+  Bf16FrozenOperands() = default;
+  explicit Bf16FrozenOperands(std::vector<std::pair<const float*, int64_t>> ranges) : ranges_(std::move(ranges)) {
+    cpu_detail::FrozenOperandRegistry::get().add(ranges_);
+  }
+  ~Bf16FrozenOperands() {
+    if (!ranges_.empty()) cpu_detail::FrozenOperandRegistry::get().remove(ranges_);
+  }
+  Bf16FrozenOperands(Bf16FrozenOperands&& o) noexcept : ranges_(std::move(o.ranges_)) { o.ranges_.clear(); }
+  Bf16FrozenOperands& operator=(Bf16FrozenOperands&&) = delete;
+  Bf16FrozenOperands(const Bf16FrozenOperands&) = delete;
+  Bf16FrozenOperands& operator=(const Bf16FrozenOperands&) = delete;
+
+ private:
+  std::vector<std::pair<const float*, int64_t>> ranges_;
+};
 
 }  // namespace addrop::backend

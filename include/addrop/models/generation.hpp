@@ -38,6 +38,7 @@
 #include <Eigen/Core>
 
 #include "../backend/cpu.hpp"
+#include "frozen_weights.hpp"
 #include "marian_config.hpp"
 #include "seq2seq_batch.hpp"
 
@@ -145,6 +146,7 @@ GenerationResult generate(Model& model, const Seq2SeqBatch& batch, const Generat
   const auto& c = model.config();
   const int64_t K = options.num_beams;
   if (K < 1) throw std::invalid_argument("generate: num_beams must be >= 1, got " + std::to_string(K));
+  const auto frozen = frozen_weights(model);  // bf16: round the weights once, not per step
   const int64_t max_length = options.max_new_tokens > 0 ? options.max_new_tokens + 1
                              : options.max_length > 0   ? options.max_length
                                                         : c.max_length;

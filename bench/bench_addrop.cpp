@@ -59,6 +59,7 @@
 
 #include <addrop/addrop.hpp>
 
+#include "peak_rss.hpp"  // PeakRss
 #include "step_shapes.hpp"
 
 namespace {
@@ -70,7 +71,7 @@ namespace attribution = addrop::attribution;
 namespace schedule = addrop::schedule;
 namespace selection = addrop::selection;
 
-using namespace addrop::bench;  // StepShape, kSmall, kBase, make_config, make_batch
+using namespace addrop::bench;  // StepShape, kSmall, kBase, make_config, make_batch; PeakRss
 
 constexpr int kIgSteps = 20;
 
@@ -137,41 +138,6 @@ class OtherLoad {
   }
   double busy0_, own0_;
   std::chrono::steady_clock::time_point t0_;
-};
-
-// The peak resident memory of one case (see the header): construct at the start of the
-// case, report() at its end.
-class PeakRss {
- public:
-  PeakRss() : reset_(reset_high_water_mark()), start_kib_(status_kib("VmRSS:")) {}
-  void report(benchmark::State& state) const {
-    state.counters["peak_rss_mb"] = status_kib("VmHWM:") / 1024.0;
-    state.counters["start_rss_mb"] = start_kib_ / 1024.0;
-    if (!reset_) state.counters["peak_rss_reset"] = 0;
-  }
-
- private:
-  // "5" to clear_refs sets VmHWM to the current VmRSS (fs/proc/task_mmu.c, CLEAR_REFS_MM_HIWATER_RSS).
-  static bool reset_high_water_mark() {
-    std::FILE* f = std::fopen("/proc/self/clear_refs", "w");
-    const bool ok = f && std::fputs("5", f) >= 0;
-    if (f && std::fclose(f) != 0) return false;
-    if (!ok) {
-      static bool warned = false;
-      if (!std::exchange(warned, true))
-        std::fprintf(stderr, "bench_addrop: cannot reset the peak RSS (/proc/self/clear_refs); "
-                             "peak_rss_mb is the process's peak so far\n");
-    }
-    return ok;
-  }
-  static double status_kib(const std::string& key) {  // a "Key:   123 kB" line of /proc/self/status
-    std::ifstream f("/proc/self/status");
-    for (std::string line; std::getline(f, line);)
-      if (line.rfind(key, 0) == 0) return std::atof(line.c_str() + key.size());
-    return -1;
-  }
-  bool reset_;
-  double start_kib_;
 };
 
 // One AdDrop<...>::step per iteration, after model.zero_grad(), like bench_step.
@@ -263,7 +229,7 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, Precision precision, 
   const bool with_ig = !env_flag("ADDROP_BENCH_NO_IG");
   attribution::Gradient ga;
   const attribution::IntegratedGradients ig = ig_policy();
-  const attribution::IntegratedGradients ig_stacked = ig_policy(std::size_t{2} << 30);  // stacked, 2 GiB cap
+  const attribution::IntegratedGradients ig_stacked_policy = ig_policy(std::size_t{2} << 30);  // stacked, 2 GiB cap
 
   struct Phase {
     const char* name;
@@ -282,7 +248,7 @@ void BM_AdDropPhases(benchmark::State& state, StepShape s, Precision precision, 
       {"masked_forward_s", [&] { model.reset_attention_sites(); model.set_attention_mask(0, &additive); },
        [&] { model.use_workspace(0); model.forward(batch, train); }},
       {"ig_attribution_s", fwd, [&] { ig.attribute(model, batch, actx); }, with_ig},
-      {"ig_stacked_attribution_s", fwd, [&] { ig_stacked.attribute(model, batch, actx); }, with_ig && ig_stacked},
+      {"ig_stacked_attribution_s", fwd, [&] { ig_stacked_policy.attribute(model, batch, actx); }, with_ig && ig_stacked},
       {"select_random_s", [] {}, [&] { random_rule.select<Backend>(cx, args); }},
   };
   std::vector<std::vector<double>> times(phases.size());

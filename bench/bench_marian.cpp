@@ -1,8 +1,18 @@
-// The Marian encoder-decoder (translation), float32, two shapes — the cases that
-// bench/pytorch_marian.py times in PyTorch (bench/compare_marian.sh runs both):
+// The Marian encoder-decoder (translation), two shapes, each case in both precisions of the
+// backend context — the cases that bench/pytorch_marian.py times in PyTorch
+// (bench/compare_marian.sh runs both):
 //   small = marian_preset("small", 59543, 59542, 0): OPUS-MT en-ro's shape, 6+6 layers,
 //           d_model 512, 8 heads, FFN 2048, vocabulary 59,543, tied embeddings, swish;
 //   mini  = marian_preset("mini", 8000, 7999, 0): 3+3 layers, d 256, 4 heads, FFN 1024.
+//
+// Every name ends in the precision: MarianTrain/<shape>/<case>/f32 (float32) and .../bf16
+// (Precision::Bf16Mixed: every matrix product reads bf16-rounded inputs and accumulates in
+// float32, as torch.autocast("cpu", dtype=torch.bfloat16); weights, optimizer, softmax,
+// layer norm, losses stay float32; the context stanza's bf16_matmul_engine says what computes
+// those products). ADDROP_BENCH_PRECISIONS=f32 (or bf16, or "f32,bf16", the default)
+// registers only those; --benchmark_filter='/bf16/' selects likewise. The bf16 decoding
+// cases time generate() as the library runs it (the benchmark keeps no bf16 copy of the
+// weights of its own: whatever rounding of the weights a decoder step does is measured).
 //
 // MarianTrain/<shape>/plain: one seq2seq training step, train mode (dropout 0.1 as the
 //   config says), batch 16 pairs, source and target length 32, label-smoothed CE 0.1:
@@ -20,16 +30,20 @@
 //
 // Counters: seconds_median, seconds_min, seconds_per_step (mean), other_cores (cores other
 // processes kept busy during the case; < 0.05 undisturbed), sentences_per_s (decoding: 32 /
-// median), and the phases, medians in seconds: training forward_s, loss_s, backward_s (plain)
-// or addrop_step_s (ga), adamw_s; decoding encode_s (start_decoding: encoder + cross keys and
+// median), the case's memory, peak_rss_mb and start_rss_mb (bench/peak_rss.hpp: the
+// process's resident-set high-water mark, reset when the case starts, so model construction
+// and the warm-up count; MiB), and the phases, medians in seconds: training forward_s,
+// loss_s, backward_s (plain) or addrop_step_s (ga), adamw_s; decoding encode_s (start_decoding: encoder + cross keys and
 // values), decoder_s (the decode_step calls), reorder_s (beam: reorder_cache) and search_s
 // (the rest: generate()'s host-side logits copy, log-softmax, processors, top-k and
 // hypothesis bookkeeping). The decoding phases come from a thin wrapper that forwards
-// generate()'s four model calls to MarianModel and times them.
+// generate()'s model calls to MarianModel and times the four that compute.
 //
 // Iterations are fixed, after one untimed warm-up: mini 5 each (beam 3), small 3 each
-// (beam 2); ADDROP_BENCH_MARIAN_ITERS overrides all. ADDROP_BENCH_THREADS sets the threads
-// (default 2). Run one case per process for its peak memory (compare_marian.sh does).
+// (beam 2); ADDROP_BENCH_MARIAN_ITERS (or ADDROP_BENCH_ITERS, as bench_addrop reads it)
+// overrides all, e.g. 1 for quick checks. ADDROP_BENCH_THREADS sets the threads (default 2).
+// Run one case per process for its peak memory (compare_marian.sh does: several cases in one
+// process see memory an earlier one left with the allocator).
 #include <benchmark/benchmark.h>
 
 #include <time.h>
@@ -38,19 +52,26 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <numeric>
 #include <span>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <addrop/addrop.hpp>
 
+#include "peak_rss.hpp"
+
 namespace {
 
 using Model = addrop::models::MarianModel<float>;
 using Backend = Model::backend_type;
+using addrop::Precision;
+using addrop::bench::PeakRss;
 namespace models = addrop::models;
 namespace attribution = addrop::attribution;
 namespace schedule = addrop::schedule;
@@ -76,7 +97,23 @@ int env_int(const char* name, int fallback) {
   return v && *v ? std::atoi(v) : fallback;
 }
 int bench_threads() { return std::max(1, env_int("ADDROP_BENCH_THREADS", 2)); }
-int iterations(int fallback) { return std::max(1, env_int("ADDROP_BENCH_MARIAN_ITERS", fallback)); }
+int iterations(int fallback) {
+  return std::max(1, env_int("ADDROP_BENCH_MARIAN_ITERS", env_int("ADDROP_BENCH_ITERS", fallback)));
+}
+
+// ADDROP_BENCH_PRECISIONS: "f32", "bf16" or both (comma or space separated; default both).
+std::vector<Precision> bench_precisions() {
+  const char* v = std::getenv("ADDROP_BENCH_PRECISIONS");
+  std::string text = v && *v ? v : "f32,bf16";
+  std::replace(text.begin(), text.end(), ',', ' ');
+  std::istringstream words(text);
+  std::vector<Precision> out;
+  for (std::string w; words >> w;) {
+    const Precision p = addrop::parse_precision(w, "ADDROP_BENCH_PRECISIONS");
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  return out;
+}
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -172,9 +209,10 @@ void common_counters(benchmark::State& state, const std::vector<double>& times, 
 }
 
 // ------------------------------------------------------------------ training
-void BM_Train(benchmark::State& state, MarianShape s, bool ga) {
+void BM_Train(benchmark::State& state, MarianShape s, bool ga, Precision precision) {
+  const PeakRss rss;  // before the model: its memory counts
   const models::MarianConfig c = make_config(s);
-  Model model(c, {.threads = bench_threads()});
+  Model model(c, {.threads = bench_threads(), .precision = precision});
   model.init_weights(1);
   model.set_label_smoothing(kLabelSmoothing);
   const auto batch = train_batch(c);
@@ -228,10 +266,12 @@ void BM_Train(benchmark::State& state, MarianShape s, bool ga) {
   }
   state.counters["adamw_s"] = median(t_adamw);
   state.counters["loss"] = loss;
+  rss.report(state);
 }
 
 // ------------------------------------------------------------------ decoding
-// generate()'s view of the model: forwards the four calls to MarianModel and times them.
+// generate()'s view of the model: forwards the four calls to MarianModel and times them
+// (config, context and parameters pass through, so generate() treats it as the model).
 struct TimedMarian {
   using value_type = Model::value_type;
   using backend_type = Model::backend_type;
@@ -243,6 +283,7 @@ struct TimedMarian {
 
   const models::MarianConfig& config() const { return model.config(); }
   const Model::Context& context() const { return model.context(); }
+  const auto& parameters() const { return model.parameters(); }  // generate()'s frozen_weights scope
   void start_decoding(const models::Seq2SeqBatch& sources, int64_t beams, int64_t capacity, DecoderCache& cache) {
     const auto t0 = Clock::now();
     model.start_decoding(sources, beams, capacity, cache);
@@ -262,9 +303,10 @@ struct TimedMarian {
   }
 };
 
-void BM_Decode(benchmark::State& state, MarianShape s, int64_t beams) {
+void BM_Decode(benchmark::State& state, MarianShape s, int64_t beams, Precision precision) {
+  const PeakRss rss;  // before the model: its memory counts
   const models::MarianConfig c = make_config(s);
-  Model model(c, {.threads = bench_threads()});
+  Model model(c, {.threads = bench_threads(), .precision = precision});
   model.init_weights(1);
   const auto batch = decode_batch(c);
   const models::GenerationOptions options{.num_beams = beams, .max_length = 0, .max_new_tokens = kNewTokens,
@@ -298,6 +340,7 @@ void BM_Decode(benchmark::State& state, MarianShape s, int64_t beams) {
   state.counters["search_s"] = median(t_search);
   state.counters["decoder_steps"] = *std::min_element(steps.begin(), steps.end());
   state.counters["output_length"] = static_cast<double>(width);  // start token included
+  rss.report(state);
   if (*std::min_element(steps.begin(), steps.end()) != kNewTokens)
     state.SkipWithError("a run stopped before max_new_tokens decoder steps (eos emitted)");
 }
@@ -305,21 +348,33 @@ void BM_Decode(benchmark::State& state, MarianShape s, int64_t beams) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::vector<Precision> precisions;
+  try {
+    precisions = bench_precisions();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_marian: %s\n", e.what());
+    return 2;
+  }
   for (const MarianShape& s : {kMini, kSmall}) {
     const std::string shape = s.name;
-    for (bool ga : {false, true})
-      benchmark::RegisterBenchmark(("MarianTrain/" + shape + (ga ? "/ga" : "/plain")).c_str(),
-                                   [s, ga](benchmark::State& st) { BM_Train(st, s, ga); })
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
-          ->Iterations(iterations(s.train_iters));
-    for (int64_t beams : {int64_t{1}, int64_t{4}})
-      benchmark::RegisterBenchmark(("MarianDecode/" + shape + (beams == 1 ? "/greedy" : "/beam4")).c_str(),
-                                   [s, beams](benchmark::State& st) { BM_Decode(st, s, beams); })
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
-          ->Iterations(iterations(beams == 1 ? s.decode_iters : s.beam_iters));
+    for (const Precision prec : precisions) {
+      const std::string suffix = "/" + std::string(addrop::precision_name(prec));
+      for (bool ga : {false, true})
+        benchmark::RegisterBenchmark(("MarianTrain/" + shape + (ga ? "/ga" : "/plain") + suffix).c_str(),
+                                     [s, ga, prec](benchmark::State& st) { BM_Train(st, s, ga, prec); })
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime()
+            ->Iterations(iterations(s.train_iters));
+      for (int64_t beams : {int64_t{1}, int64_t{4}})
+        benchmark::RegisterBenchmark(("MarianDecode/" + shape + (beams == 1 ? "/greedy" : "/beam4") + suffix).c_str(),
+                                     [s, beams, prec](benchmark::State& st) { BM_Decode(st, s, beams, prec); })
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime()
+            ->Iterations(iterations(beams == 1 ? s.decode_iters : s.beam_iters));
+    }
   }
+  benchmark::AddCustomContext("bf16_matmul_engine", addrop::backend::bf16_matmul_engine());
+  benchmark::AddCustomContext("threads", std::to_string(bench_threads()));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -31,10 +31,29 @@ A random model practically never emits eos, so each decoding run takes exactly 3
 steps (checked: decoder_steps), the work bench_marian.cpp does with forced_eos_token_id -1.
 Token ids come from the 64-bit LCG bench_marian.cpp uses (the same ids on both sides).
 
-    /usr/bin/python3 bench/pytorch_marian.py [--shape mini|small|all] [--case plain|ga|greedy|beam4|all]
-        [--warmup N] [--iters N] [--threads N] [--json]
+Precision (--precision): f32 runs everything in float32; bf16 runs under
+torch.autocast("cpu", dtype=torch.bfloat16) what Hugging Face's Trainer (--bf16) and
+generate() run under it: the training step's forwards with their losses (plain: forward and
+label-smoothed loss; ga: the attribution forward with its pseudo-label loss, and the masked
+second forward with its loss), not the backward passes, the attribution's selection or the
+optimizer (parameters, gradients and AdamW stay float32), and the whole decoding loop. Under
+torch 1.13's CPU autocast the matrix products (F.linear, matmul) take bf16 inputs and give
+bf16 outputs; ops outside its lists (softmax, log_softmax, layer_norm) follow their inputs'
+dtype, so some run in bf16. Parameters that do not require gradients (decoding) are cast to
+bf16 at every product (autocast caches only the casts of leaf tensors that require grad).
+bf16_matmul in the output says what computed torch's bf16 products (a oneDNN probe, as
+bench/pytorch_addrop_step.py does).
 
-Defaults: --warmup 1; --iters 5 (mini; beam4 3), 3 (small; beam4 2); --threads 2. The
+Memory: peak_rss_mb, the highest resident set of the process while the case ran (its
+parameters, optimizer state, warm-up and timed runs), and start_rss_mb, the resident set when
+it began (the interpreter and torch), in MiB: VmHWM reset through /proc/self/clear_refs at
+the start of the case (pytorch_addrop_step.PeakRss, as bench_marian.cpp does); with several
+cases in one process, run one case per process for per-case peaks (compare_marian.sh does).
+
+    /usr/bin/python3 bench/pytorch_marian.py [--shape mini|small|all] [--case plain|ga|greedy|beam4|all]
+        [--precision f32|bf16|all] [--warmup N] [--iters N] [--threads N] [--json]
+
+Defaults: --precision f32; --warmup 1; --iters 5 (mini; beam4 3), 3 (small; beam4 2); --threads 2. The
 median of the timed runs is reported, with the phases (medians, seconds): training
 forward_s, loss_s, backward_s (plain) or addrop_s (ga: everything before the optimizer),
 optimizer_s; decoding encode_s (encoder + cross keys/values), decoder_s (decoder_step calls),
@@ -77,6 +96,7 @@ SHAPES = {
     "small": dict(vocab=59543, d=512, layers=6, heads=8, ffn=2048, iters=3, beam_iters=2),
 }
 CASES = ("plain", "ga", "greedy", "beam4")
+PRECISIONS = ("f32", "bf16")
 TRAIN_BATCH, SOURCE_LEN, TARGET_LEN = 16, 32, 32
 DECODE_SOURCES, DECODE_LEN, NEW_TOKENS = 32, 24, 32
 LABEL_SMOOTHING, P_RATE, Q_RATE = 0.1, 0.2, 0.2
@@ -160,7 +180,12 @@ def other_load():
     return lambda: max(0.0, (busy() - b0) - (time.process_time() - o0)) / (time.perf_counter() - t0)
 
 
-def bench_train(shape: str, case: str, warmup: int, iters: int):
+def autocast(precision: str):
+    """bf16: torch.autocast("cpu", dtype=torch.bfloat16); f32: a no-op context."""
+    return torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def bench_train(shape: str, case: str, warmup: int, iters: int, precision: str = "f32"):
     cfg = make_config(shape)
     torch.manual_seed(0)
     P, buf = make_model(cfg, True)
@@ -182,9 +207,11 @@ def bench_train(shape: str, case: str, warmup: int, iters: int):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         if case == "plain":
-            out = fwd()
+            with autocast(precision):
+                out = fwd()
             t1 = time.perf_counter()
-            loss = mm.label_smoothed_loss(out["logits"], labels, LABEL_SMOOTHING)
+            with autocast(precision):
+                loss = mm.label_smoothed_loss(out["logits"], labels, LABEL_SMOOTHING)
             t2 = time.perf_counter()
             loss.backward()
             t3 = time.perf_counter()
@@ -192,15 +219,17 @@ def bench_train(shape: str, case: str, warmup: int, iters: int):
             ph["loss_s"].append(t2 - t1)
             ph["backward_s"].append(t3 - t2)
         else:
-            out = fwd()  # its graph stays alive through the step, as in the reference
-            logits = out["logits"]
-            A = [out["attention_probs"][s] for s in sites]
-            pseudo = logits.argmax(-1).masked_fill(labels == -100, -100)
-            F_ = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), pseudo.reshape(-1), ignore_index=-100)
+            with autocast(precision):
+                out = fwd()  # its graph stays alive through the step, as in the reference
+                logits = out["logits"]
+                A = [out["attention_probs"][s] for s in sites]
+                pseudo = logits.argmax(-1).masked_fill(labels == -100, -100)
+                F_ = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), pseudo.reshape(-1), ignore_index=-100)
             grads = torch.autograd.grad(F_, A, retain_graph=True)
             extra = {s: pas.mask_high(g, attention_mask, P_RATE, Q_RATE) for s, g in zip(sites, grads)}
-            out_b = fwd(extra)
-            loss = mm.label_smoothed_loss(out_b["logits"], labels, LABEL_SMOOTHING)
+            with autocast(precision):
+                out_b = fwd(extra)
+                loss = mm.label_smoothed_loss(out_b["logits"], labels, LABEL_SMOOTHING)
             loss.backward()
             del out, A, grads
             t3 = time.perf_counter()
@@ -224,7 +253,18 @@ def bench_train(shape: str, case: str, warmup: int, iters: int):
     return r
 
 
-def bench_decode(shape: str, case: str, warmup: int, iters: int):
+def with_memory(fn, shape: str, case: str, warmup: int, iters: int, precision: str):
+    """Runs a case between the peak-memory marks: the oneDNN probe (a child process) first."""
+    engine = pas.bf16_matmul_engine("cpu") if precision == "bf16" else None
+    rss = pas.PeakRss()  # before the parameters: their memory counts
+    r = fn(shape, case, warmup, iters, precision)
+    r.update(rss.result())
+    if engine:
+        r["bf16_matmul"] = engine
+    return r
+
+
+def bench_decode(shape: str, case: str, warmup: int, iters: int, precision: str = "f32"):
     cfg = make_config(shape)
     P, buf = make_model(cfg, False)
     ids = Ids(DECODE_SEED)
@@ -238,14 +278,15 @@ def bench_decode(shape: str, case: str, warmup: int, iters: int):
                                          early_stopping=True, forced_eos=False)
         run = lambda: mm.beam_search(cfg, P, buf, src, attention_mask, settings)[0]  # noqa: E731
     for _ in range(warmup):
-        run()
+        with torch.no_grad(), autocast(precision):
+            run()
     times, phases, steps = [], {k: [] for k in ("encode_s", "decoder_s", "reorder_s", "search_s")}, []
     width = 0
     load = other_load()
     for _ in range(iters):
         _PH.update(decoder=0.0, reorder=0.0, encode=0.0, steps=0)
         t0 = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision):
             seqs = run()
         t = time.perf_counter() - t0
         times.append(t)
@@ -268,31 +309,40 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=list(SHAPES) + ["all"], default="all")
     ap.add_argument("--case", choices=list(CASES) + ["all"], default="all")
+    ap.add_argument("--precision", choices=list(PRECISIONS) + ["all"], default="f32",
+                    help="f32: float32; bf16: forwards, losses and decoding under torch.autocast(bfloat16); all: both")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=None, help="timed runs (default: see above); median reported")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true", help="one JSON line per (shape, case)")
+    ap.add_argument("--json", action="store_true", help="one JSON line per (shape, case, precision)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     shapes = list(SHAPES) if args.shape == "all" else [args.shape]
     cases = list(CASES) if args.case == "all" else [args.case]
+    precisions = list(PRECISIONS) if args.precision == "all" else [args.precision]
     blas = ps.blas_info()
     for sh in shapes:
         for case in cases:
             default = SHAPES[sh]["beam_iters"] if case == "beam4" else SHAPES[sh]["iters"]
             iters = args.iters if args.iters is not None else default
             fn = bench_train if case in ("plain", "ga") else bench_decode
-            r = {"shape": sh, "case": case, **fn(sh, case, args.warmup, iters), "iters": iters,
-                 "warmup": args.warmup, "torch": torch.__version__, "threads": torch.get_num_threads(), "blas": blas}
-            if args.json:
-                print(json.dumps(r), flush=True)
-            else:
-                extra = (f", {r['sentences_per_s']:.1f} sentences/s, {r['decoder_steps']} decoder steps"
-                         if "sentences_per_s" in r else f", loss {r['loss']:.4f}")
-                phases = " ".join(f"{k}={v:.4f}" for k, v in r.items() if k.endswith("_s") and k != "seconds_per_step")
-                print(f"{sh} {case}: {r['seconds_per_step'] * 1e3:.1f} ms (median of {iters}, min "
-                      f"{r['seconds_min'] * 1e3:.1f}){extra}; {phases}; other cores {r['other_cores']:.2f}; "
-                      f"torch {r['torch']}, threads {r['threads']}", flush=True)
+            for prec in precisions:
+                r = {"shape": sh, "case": case, "precision": prec,
+                     **with_memory(fn, sh, case, args.warmup, iters, prec), "iters": iters,
+                     "warmup": args.warmup, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                     "blas": blas}
+                if args.json:
+                    print(json.dumps(r), flush=True)
+                else:
+                    extra = (f", {r['sentences_per_s']:.1f} sentences/s, {r['decoder_steps']} decoder steps"
+                             if "sentences_per_s" in r else f", loss {r['loss']:.4f}")
+                    phases = " ".join(f"{k}={v:.4f}" for k, v in r.items()
+                                      if k.endswith("_s") and k != "seconds_per_step")
+                    print(f"{sh} {case} {prec}: {r['seconds_per_step'] * 1e3:.1f} ms (median of {iters}, min "
+                          f"{r['seconds_min'] * 1e3:.1f}){extra}; {phases}; peak RSS {r['peak_rss_mb']:.0f} MiB "
+                          f"(start {r['start_rss_mb']:.0f}); other cores {r['other_cores']:.2f}; "
+                          f"torch {r['torch']}, threads {r['threads']}"
+                          + (f"; bf16 matmul {r['bf16_matmul']}" if "bf16_matmul" in r else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ struct AdDropOptions {
   /// alpha passes, AA): unset runs them in the model context's precision; set (e.g. F32
   /// under a Bf16Mixed model) runs them in this one, and the masked second pass stays in
   /// the model's. Needs a model with set_context and a context with a precision member.
-  std::optional<Precision> attribution_precision;
+  std::optional<Precision> attribution_precision = std::nullopt;
 };
 
 /// Uniform draws supplied by the caller instead of the generator, per target site in

@@ -35,7 +35,7 @@ measure() {
 for kind in default portable; do
   b=$default_build; [ $kind = portable ] && b=$portable_build
   measure "builds_${kind}_step" "$b/bench/bench_step" --benchmark_format=json
-  measure "builds_${kind}_addrop" "$b/bench/bench_addrop" --benchmark_filter='AdDropStep/small/(plain|ga)/' --benchmark_format=json
+  measure "builds_${kind}_addrop" "$b/bench/bench_addrop" --benchmark_filter='AdDropStep/small/(plain|ga)/f32' --benchmark_format=json
 done
 best=(env OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184
       MALLOC_TOP_PAD_=1073741824)
@@ -48,7 +48,7 @@ done
 import json, re, subprocess, sys
 out = sys.argv[1]
 # "BM_TrainingStep/small/min_time:3.000/real_time" -> "TrainingStep/small"
-case_name = lambda n: re.sub(r"/(iterations|min_time):[^/]*|/real_time", "", n).replace("BM_", "")
+case_name = lambda n: re.sub(r"/f32$", "", re.sub(r"/(iterations|min_time):[^/]*|/real_time", "", n)).replace("BM_", "")
 rss = lambda name: int(open(f"{out}/{name}.rss").read().split()[-1]) / 1024  # MiB
 rows = {}  # (case) -> {side: (seconds, MiB)}
 for kind in ("default", "portable"):

@@ -456,8 +456,9 @@ BOOST_AUTO_TEST_CASE(integrated_gradients_chunks_give_the_same_attribution) {
   models::init_weights(model, 7, 0.3);
   const auto batch = small_batch();
   using IG = attribution::IntegratedGradients;
-  AdDrop<IG, selection::TopP, schedule::Always> whole({.layers = {1}}, IG({.steps = 7}));
-  AdDrop<IG, selection::TopP, schedule::Always> pieces({.layers = {1}}, IG({.steps = 7, .memory_cap_bytes = 1}));  // one α step at a time
+  AdDrop<IG, selection::TopP, schedule::Always> whole({.layers = {1}},
+                                                      IG({.steps = 7, .memory_cap_bytes = std::size_t{2} << 30}));
+  AdDrop<IG, selection::TopP, schedule::Always> pieces({.layers = {1}}, IG({.steps = 7}));  // the default: one α at a time
   BOOST_TEST(pieces.attribution_policy().chunk_steps(model, batch, 1) == 1);
   BOOST_TEST(whole.attribution_policy().chunk_steps(model, batch, 1) == 7);
   const auto a = host(*whole.step_addrop(model, batch, nullptr, false).attributions[0]);

@@ -59,6 +59,7 @@
 
 #include <addrop/addrop.hpp>
 
+#include "bench_env.hpp"
 #include "peak_rss.hpp"  // PeakRss
 #include "step_shapes.hpp"
 
@@ -71,21 +72,10 @@ namespace attribution = addrop::attribution;
 namespace schedule = addrop::schedule;
 namespace selection = addrop::selection;
 
-using namespace addrop::bench;  // StepShape, kSmall, kBase, make_config, make_batch; PeakRss
+using namespace addrop::bench;  // StepShape, kSmall, kBase, make_config, make_batch; PeakRss; bench_env.hpp
 
 constexpr int kIgSteps = 20;
 
-bool env_flag(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v && std::string(v) != "0";
-}
-
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoi(v) : fallback;
-}
-
-int bench_threads() { return std::max(1, env_int("ADDROP_BENCH_THREADS", 2)); }
 
 addrop::AdDropOptions options() { return {.p = 0.3, .q = 0.3, .layers = {0}, .seed = 42}; }
 // The library's default (one α per pass), or the α passes stacked under a memory cap.
@@ -290,19 +280,6 @@ void add_step(const StepShape& s, const char* variant, Precision precision, int 
       ->Iterations(iterations);
 }
 
-// ADDROP_BENCH_PRECISIONS: "f32", "bf16" or both (comma or space separated; default both).
-std::vector<Precision> bench_precisions() {
-  const char* v = std::getenv("ADDROP_BENCH_PRECISIONS");
-  std::string text = v && *v ? v : "f32,bf16";
-  std::replace(text.begin(), text.end(), ',', ' ');
-  std::istringstream words(text);
-  std::vector<Precision> out;
-  for (std::string w; words >> w;) {
-    const Precision p = addrop::parse_precision(w, "ADDROP_BENCH_PRECISIONS");
-    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -342,11 +319,5 @@ int main(int argc, char** argv) {
           ->UseRealTime()
           ->Iterations(1);
   }
-  benchmark::AddCustomContext("bf16_matmul_engine", addrop::backend::bf16_matmul_engine());
-  benchmark::AddCustomContext("threads", std::to_string(bench_threads()));
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return run_benchmarks(argc, argv);
 }

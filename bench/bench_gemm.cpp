@@ -33,15 +33,15 @@
 
 #include <addrop/addrop.hpp>
 
+#include "bench_env.hpp"
+
 namespace {
+
+using namespace addrop::bench;  // bench_threads, run_benchmarks
 
 using addrop::Precision;
 using Cpu = addrop::backend::Cpu;
 
-int bench_threads() {
-  const char* v = std::getenv("ADDROP_BENCH_THREADS");
-  return std::max(1, v && *v ? std::atoi(v) : 2);
-}
 
 void BM_Gemm(benchmark::State& state, int64_t M, int64_t N, int64_t K, Precision precision) {
   const Cpu::Context ctx{.threads = bench_threads(), .precision = precision};
@@ -162,11 +162,5 @@ void register_all() {
 
 int main(int argc, char** argv) {
   register_all();
-  benchmark::AddCustomContext("bf16_matmul_engine", addrop::backend::bf16_matmul_engine());
-  benchmark::AddCustomContext("threads", std::to_string(bench_threads()));
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return run_benchmarks(argc, argv);
 }

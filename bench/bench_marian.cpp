@@ -64,6 +64,7 @@
 
 #include <addrop/addrop.hpp>
 
+#include "bench_env.hpp"
 #include "peak_rss.hpp"
 
 namespace {
@@ -71,7 +72,7 @@ namespace {
 using Model = addrop::models::MarianModel<float>;
 using Backend = Model::backend_type;
 using addrop::Precision;
-using addrop::bench::PeakRss;
+using namespace addrop::bench;  // PeakRss, env_int, bench_threads, bench_precisions, run_benchmarks
 namespace models = addrop::models;
 namespace attribution = addrop::attribution;
 namespace schedule = addrop::schedule;
@@ -92,28 +93,10 @@ constexpr int64_t kDecodeSources = 32, kDecodeLength = 24, kNewTokens = 32;
 constexpr double kLabelSmoothing = 0.1, kP = 0.2, kQ = 0.2;
 constexpr uint64_t kTrainSeed = 1, kDecodeSeed = 2;
 
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoi(v) : fallback;
-}
-int bench_threads() { return std::max(1, env_int("ADDROP_BENCH_THREADS", 2)); }
 int iterations(int fallback) {
   return std::max(1, env_int("ADDROP_BENCH_MARIAN_ITERS", env_int("ADDROP_BENCH_ITERS", fallback)));
 }
 
-// ADDROP_BENCH_PRECISIONS: "f32", "bf16" or both (comma or space separated; default both).
-std::vector<Precision> bench_precisions() {
-  const char* v = std::getenv("ADDROP_BENCH_PRECISIONS");
-  std::string text = v && *v ? v : "f32,bf16";
-  std::replace(text.begin(), text.end(), ',', ' ');
-  std::istringstream words(text);
-  std::vector<Precision> out;
-  for (std::string w; words >> w;) {
-    const Precision p = addrop::parse_precision(w, "ADDROP_BENCH_PRECISIONS");
-    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
-  }
-  return out;
-}
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -373,11 +356,5 @@ int main(int argc, char** argv) {
             ->Iterations(iterations(beams == 1 ? s.decode_iters : s.beam_iters));
     }
   }
-  benchmark::AddCustomContext("bf16_matmul_engine", addrop::backend::bf16_matmul_engine());
-  benchmark::AddCustomContext("threads", std::to_string(bench_threads()));
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return run_benchmarks(argc, argv);
 }

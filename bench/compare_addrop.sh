@@ -24,8 +24,9 @@
 # 0.3 MiB; PyTorch ~9 MiB more, which Python's shutdown after the case adds under the
 # malloc settings: with os._exit right after the case the two agree).
 #
-# Writes the raw per-run outputs to $OUT_DIR/addrop_<arg>/ (default OUT_DIR=bench/results),
-# merged ones to addrop_<arg>_ours.json (Google Benchmark's JSON, all cases) and
+# Writes the raw per-run outputs to $OUT_DIR/addrop_<arg>/ (default OUT_DIR=bench/results; the
+# previous invocation's are removed first; loadavg: the load average before and after the
+# runs), merged ones to addrop_<arg>_ours.json (Google Benchmark's JSON, all cases) and
 # addrop_<arg>_pytorch.jsonl, and the summary (addrop_<arg>_summary.md): per shape and case
 # the four s/step with their peak MiB, the bf16 speedup of ours (ours f32 / ours bf16) and
 # ours bf16 against PyTorch bf16 (PyTorch bf16 / ours bf16; f32 likewise), each side's
@@ -51,52 +52,24 @@
 # iterations, default 2; ADDROP_BENCH_ITERS=N: every case's, for quick checks;
 # ADDROP_BENCH_NO_IG=1: no IG phases); ADDROP_BENCH_BUILD_DIR (default build-bench);
 # ADDROP_BENCH_NO_BUILD=1 skips installing, configuring and building and runs the
-# bench_addrop already in that directory.
+# bench_addrop already in that directory. SUMMARY_ONLY=1 builds and runs nothing and removes
+# nothing: it rewrites the merged outputs and the summary from the raw outputs already in
+# $OUT_DIR/addrop_<arg>/ (give PRECISIONS, CASES, PHASES, OURS_ENV and DISTURBED as for the
+# run that wrote them; without a loadavg there the load average reads "not recorded").
+#
+# What this script shares with compare_marian.sh is in bench/compare_common.sh (checking
+# the arguments, building, the list of runs, running them, waiting for an idle machine,
+# re-running disturbed cases) and bench/compare_common.py (the summary's reading of the raw
+# outputs, the merged outputs, its header lines with the peak check, the main table's header,
+# rows and common cells).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-shape=${1:-small}
-case "$shape" in small|base|all) ;; *) echo "usage: $0 [small|base|all]" >&2; exit 2 ;; esac
-out=${OUT_DIR:-bench/results}
-build=${ADDROP_BENCH_BUILD_DIR:-build-bench}
-retries=${RETRIES:-1}
-disturbed_at=${DISTURBED:-0.1}
-read -r -a precisions <<< "${PRECISIONS:-f32 bf16}"
-read -r -a cases <<< "${CASES:-plain ga iga aa rd}"
-for p in "${precisions[@]}"; do
-  case "$p" in f32|bf16) ;; *) echo "compare_addrop: PRECISIONS: '$p' is not f32 or bf16" >&2; exit 2 ;; esac
-done
-for c in "${cases[@]}"; do
-  case "$c" in plain|ga|iga|aa|rd) ;; *) echo "compare_addrop: CASES: '$c' is not plain, ga, iga, aa or rd" >&2; exit 2 ;; esac
-done
-raw="$out/addrop_$shape"
-mkdir -p "$raw"
-rm -f "$raw"/*.json "$raw"/*.rss "$raw"/*.runs "$raw"/*.load  # results of an earlier invocation
-
-if [ -z "${ADDROP_BENCH_NO_BUILD:-}" ]; then
-  bash cmake/install_deps.sh --with-torch
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DADDROP_NATIVE=ON \
-    -DADDROP_BUILD_TESTS=OFF -DADDROP_BUILD_EXAMPLES=OFF -DADDROP_BUILD_BENCH=ON -DADDROP_WITH_CUDA=OFF >/dev/null
-  cmake --build "$build" --target bench_addrop --parallel 2 >/dev/null
-fi
-[ -x "$build/bench/bench_addrop" ] || { echo "compare_addrop: no $build/bench/bench_addrop" >&2; exit 1; }
+name=compare_addrop shape=${1:-small}
+# shellcheck source=bench/compare_common.sh
+source bench/compare_common.sh  # out, build, retries, precisions, ...; check_args, run_all, summarize
+check_args "small base" "plain ga iga aa rd"
+prepare "$out/addrop_$shape" bench_addrop
 export OMP_NUM_THREADS=2
-unset ADDROP_BENCH_PRECISIONS  # the filter picks the precision; every one must be registered
-best=(env OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184
-      MALLOC_TOP_PAD_=1073741824)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-# Waits (at most WAIT_IDLE seconds) until no more than 0.1 core was busy for 5 seconds.
-wait_idle() {
-  local limit=${WAIT_IDLE:-0} waited=0 a b
-  while [ "$waited" -lt "$limit" ]; do
-    a=$(awk 'NR==1{print $2+$3+$4+$7+$8+$9}' /proc/stat); sleep 5; waited=$((waited + 5))
-    b=$(awk 'NR==1{print $2+$3+$4+$7+$8+$9}' /proc/stat)
-    [ $((b - a)) -le $((5 * $(getconf CLK_TCK) / 10)) ] && return 0
-  done
-  [ "$limit" -gt 0 ] && echo "compare_addrop: machine still busy after ${limit}s; running anyway" >&2
-  return 0
-}
 
 # monitor PID: once a second, the cores other processes kept busy: (busy time of the machine
 # in /proc/stat - CPU time of PID and its descendants) / wall time. The tree's CPU time counts
@@ -141,23 +114,18 @@ PY
 
 # run SIDE SHAPE CASE PRECISION PREFIX: one case (CASE = phases: ours' phases) in its own
 # process; PREFIX.json (ours: Google Benchmark's JSON; PyTorch: one JSON line, other_cores
-# added) and PREFIX.rss (GNU time's maximum resident set, KiB). Fails if the program does.
+# added, and PREFIX.load, the monitor's samples) and PREFIX.rss (GNU time's maximum resident
+# set, KiB). Fails if the program does.
 run() {
   local side=$1 sh=$2 c=$3 prec=$4 prefix=$5
-  wait_idle
   if [ "$side" = ours ]; then
     local filter="^AdDropStep/$sh/$c/$prec/"
     [ "$c" = phases ] && filter="^AdDropPhases/$sh/phases/$prec/"
-    # shellcheck disable=SC2086
-    /usr/bin/time -f %M -o "$prefix.rss" env ${OURS_ENV:-} "$build/bench/bench_addrop" \
-      --benchmark_filter="$filter" --benchmark_format=json > "$prefix.json" || return 1
-    grep -q '"name"' "$prefix.json" || { echo "compare_addrop: no case matched $filter" >&2; return 1; }
+    run_ours bench_addrop "$filter" "$prefix"
   else
-    local py_args=(--shape "$sh" --case "$c" --precision "$prec" --json) pid rc=0
-    [ -n "${PYTORCH_ITERS:-}" ] && py_args+=(--iters "$PYTORCH_ITERS")
-    [ -n "${PYTORCH_WARMUP:-}" ] && py_args+=(--warmup "$PYTORCH_WARMUP")
-    /usr/bin/time -f %M -o "$prefix.rss" "${best[@]}" /usr/bin/python3 bench/pytorch_addrop_step.py \
-      "${py_args[@]}" > "$tmp/py.jsonl" &
+    local pid rc=0
+    pytorch_command "$prefix" pytorch_addrop_step.py --shape "$sh" --case "$c" --precision "$prec" --json
+    "${pytorch_cmd[@]}" > "$tmp/py.jsonl" &
     pid=$!
     monitor "$pid" > "$prefix.load"
     wait "$pid" || rc=$?
@@ -172,146 +140,30 @@ PY
   fi
 }
 
-# other_cores PREFIX: the run's other_cores (0 where the run failed: it is not re-run)
-other_cores() {
-  /usr/bin/python3 - "$1.json" <<'PY'
-import json, sys
-try:
-    r = json.load(open(sys.argv[1]))
-    r = r["benchmarks"][0] if "benchmarks" in r else r
-    print(r.get("other_cores", 0))
-except (OSError, ValueError, KeyError, IndexError):
-    print(0)
-PY
-}
+if [ "${PHASES:-1}" != 0 ]; then
+  make_runs "$shape" "small base" phases
+else
+  make_runs "$shape" "small base"
+fi
 
-shapes=(small base)
-[ "$shape" = all ] || shapes=("$shape")
-runs=()  # "side shape case precision"
-for sh in "${shapes[@]}"; do
-  for c in "${cases[@]}"; do
-    for side in ours pytorch; do
-      for p in "${precisions[@]}"; do runs+=("$side $sh $c $p"); done
-    done
-  done
-  if [ "${PHASES:-1}" != 0 ]; then
-    for p in "${precisions[@]}"; do runs+=("ours $sh phases $p"); done
-  fi
-done
+[ -n "${SUMMARY_ONLY:-}" ] || run_all
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-start=$(date +%s)
-for item in "${runs[@]}"; do
-  read -r side sh c p <<< "$item"
-  run "$side" "$sh" "$c" "$p" "$raw/${sh}_${c}_${side}_$p" ||
-    echo "compare_addrop: FAILED: $side $sh $c $p (see above)" >&2
-  echo "compare_addrop: $side $sh $c $p done ($(( $(date +%s) - start )) s)" >&2
-done
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-
-# Re-runs of disturbed cases; the less disturbed run is kept (runs counted in PREFIX.runs).
-for ((attempt = 1; attempt <= retries; attempt++)); do
-  again=0
-  for item in "${runs[@]}"; do
-    read -r side sh c p <<< "$item"
-    prefix="$raw/${sh}_${c}_${side}_$p"
-    old=$(other_cores "$prefix")
-    /usr/bin/python3 -c "import sys; sys.exit(0 if float('$old') > float('$disturbed_at') else 1)" || continue
-    again=1
-    echo "compare_addrop: re-running disturbed case ($old other cores): $side $sh $c $p" >&2
-    runs_so_far=$(( $(cat "$prefix.runs" 2>/dev/null || echo 1) + 1 ))
-    echo "$runs_so_far" > "$prefix.runs"
-    run "$side" "$sh" "$c" "$p" "$tmp/rerun" || { echo "compare_addrop: re-run FAILED" >&2; continue; }
-    new=$(other_cores "$tmp/rerun")
-    if /usr/bin/python3 -c "import sys; sys.exit(0 if float('$new') < float('$old') else 1)"; then
-      cp "$tmp/rerun.json" "$prefix.json"; cp "$tmp/rerun.rss" "$prefix.rss"
-    fi
-  done
-  [ "$again" = 1 ] || break
-done
-
-/usr/bin/python3 - "$raw" "$out" "$shape" "$load_before" "$load_after" "${OURS_ENV:-}" "${runs[@]}" <<'PY'
-import json, os, subprocess, sys
-raw, out, arg, load_before, load_after, ours_env, *run_list = sys.argv[1:]
+summarize "$shape" <<'PY'
+from compare_common import PRECS, finish, header_lines, ratio, start, table_head, table_row, write_merged
+raw, out, arg, ours_env, results = start()
 CASES = ["plain", "ga", "iga", "aa", "rd"]
-PRECS = ["f32", "bf16"]
-context, ours_all, pytorch_all, problems = None, [], [], []
-res = {}  # (side, shape, case, precision) -> dict with seconds, mib, other_cores, runs
-
-for item in run_list:
-    side, sh, c, p = item.split()
-    prefix = f"{raw}/{sh}_{c}_{side}_{p}"
-    try:
-        text = open(prefix + ".json").read()
-        if side == "ours":
-            doc = json.loads(text)
-            context = context or doc.get("context")
-            r = doc["benchmarks"][0]
-            if r.get("error_occurred"):
-                raise ValueError(r.get("error_message", "error"))
-        else:
-            r = json.loads(text.splitlines()[0])
-        r["gnu_time_maxrss_mb"] = round(int(open(prefix + ".rss").read().split()[-1]) / 1024, 1)
-    except (OSError, ValueError, KeyError, IndexError) as e:
-        problems.append(f"{side} {sh} {c} {p}: missing ({type(e).__name__}: {e})")
-        continue
-    r["runs"] = int(open(prefix + ".runs").read()) if os.path.exists(prefix + ".runs") else 1
-    (ours_all if side == "ours" else pytorch_all).append(r)
-    r["seconds"] = r.get("seconds_median") if side == "ours" else r.get("seconds_per_step")
-    res[side, sh, c, p] = r
-
-json.dump({"context": context or {}, "benchmarks": ours_all}, open(f"{out}/addrop_{arg}_ours.json", "w"), indent=1)
-open(f"{out}/addrop_{arg}_pytorch.jsonl", "w").write("".join(json.dumps(r) + "\n" for r in pytorch_all))
-
-# in-process peak (peak_rss_mb) against GNU time's maximum resident set of the same process
-diffs = {side: [r["gnu_time_maxrss_mb"] - r["peak_rss_mb"] for r in rs if "peak_rss_mb" in r]
-         for side, rs in (("ours", ours_all), ("PyTorch", pytorch_all))}
-not_reset = [r for r in ours_all + pytorch_all if r.get("peak_rss_reset") in (0, False)]
-
-cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
-                     capture_output=True, text=True).stdout.strip()
-engine_ours = (context or {}).get("bf16_matmul_engine", "?")
-engine_pt = next((r["bf16_matmul"] for r in pytorch_all if "bf16_matmul" in r), "?")
-torch_v = next((r["torch"] for r in pytorch_all), "?")
-start_pt = sorted(r["start_rss_mb"] for r in pytorch_all if "start_rss_mb" in r)
-start_ours = sorted(r["start_rss_mb"] for r in ours_all if "start_rss_mb" in r)
-span = lambda v: f"{v[0]:.0f}" if round(v[0]) == round(v[-1]) else f"{v[0]:.0f}-{v[-1]:.0f}"
-lines = [f"CPU: {cpu}; 2 threads each; load average (1/5/15 min) before {load_before}, after {load_after}",
-         f"bf16 matrix products: ours {engine_ours}; PyTorch {torch_v} autocast: {engine_pt}",
-         f"ours run with {ours_env or 'the plain environment'}; PyTorch with OMP_WAIT_POLICY=PASSIVE "
-         "MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824",
-         "each cell: median s/step, peak resident set of the case's own process in MiB (peak_rss_mb; before the "
-         "case began the process held "
-         + (f"{span(start_ours)} MiB (ours), " if start_ours else "")
-         + (f"{span(start_pt)} MiB (PyTorch: interpreter and torch)" if start_pt else "")
-         + "); speedups are time ratios (> 1: the second named is faster); other cores = cores other processes "
-         f"kept busy during the kept run (above {float(os.environ.get('DISTURBED', '0.1')):g} it was disturbed), "
-         "order ours f32 / ours bf16 / PyTorch f32 / PyTorch bf16, likewise runs", ""]
-if any(diffs.values()):
-    lines.insert(3, "peak check, GNU time's maximum resident set of the process - its in-process peak_rss_mb: "
-                 + "; ".join(f"{side} {min(d):+.1f} to {max(d):+.1f} MiB over {len(d)} runs"
-                             for side, d in diffs.items() if d)
-                 + " (PyTorch's interpreter shutdown, after the case, adds ~9 MiB under the malloc settings)")
-if not_reset:
-    lines.insert(3, f"WARNING: {len(not_reset)} runs could not reset the peak mark (peak_rss_reset = 0)")
+write_merged(results, f"{out}/addrop_{arg}_ours.json", f"{out}/addrop_{arg}_pytorch.jsonl")
+lines = header_lines(results, raw, 2, ours_env, "median s/step", "second",
+                     " (PyTorch's interpreter shutdown, after the case, adds ~9 MiB under the malloc settings)")
 
 fmt = lambda r: "—" if r is None else f"{r['seconds']:.3f} s, {r['peak_rss_mb']:.0f} MiB"
-ratio = lambda a, b: "—" if a is None or b is None else f"{a['seconds'] / b['seconds']:.2f}"
-cores = lambda rs: " / ".join("—" if r is None else f"{r['other_cores']:.2f}" for r in rs)
-nruns = lambda rs: " / ".join("—" if r is None else str(r["runs"]) for r in rs)
-lines += ["| shape | case | ours f32 | ours bf16 | PyTorch f32 | PyTorch bf16 | bf16 speedup ours (f32 / bf16) "
-          "| ours bf16 vs PyTorch bf16 (PyTorch / ours) | ours f32 vs PyTorch f32 (PyTorch / ours) "
-          "| other cores | runs |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-shapes = [s for s in ("small", "base") if any(k[1] == s for k in res)]
-get = lambda side, sh, c, p: res.get((side, sh, c, p))
-for sh in shapes:
-    for c in CASES:
-        of, ob, pf, pb = (get(s, sh, c, p) for s in ("ours", "pytorch") for p in PRECS)
-        if not any((of, ob, pf, pb)):
-            continue
-        lines.append(f"| {sh} | {c} | {fmt(of)} | {fmt(ob)} | {fmt(pf)} | {fmt(pb)} | {ratio(of, ob)} | {ratio(pb, ob)} "
-                     f"| {ratio(pf, of)} | {cores((of, ob, pf, pb))} | {nruns((of, ob, pf, pb))} |")
+lines += table_head(["bf16 speedup ours (f32 / bf16)", "ours bf16 vs PyTorch bf16 (PyTorch / ours)",
+                      "ours f32 vs PyTorch f32 (PyTorch / ours)"])
+shapes = results.shapes(("small", "base"))
+get = results.get
+for sh, c, four in results.rows(shapes, CASES):
+    of, ob, pf, pb = four
+    lines.append(table_row(sh, c, four, fmt, [ratio(of, ob), ratio(pb, ob), ratio(pf, of)]))
 rel = []
 for sh in shapes:
     for c in CASES[1:]:
@@ -339,9 +191,5 @@ if any(phases.values()):
         pk = lambda b: "—" if not b else f"{b['peak_rss_mb']:.0f}"
         oc = lambda b: "—" if not b else f"{b['other_cores']:.2f}"
         lines.append(f"| {sh} | (peak MiB; other cores) | {pk(bf)}; {oc(bf)} | | {pk(bb)}; {oc(bb)} | |")
-if problems:
-    lines += ["", "Missing runs:"] + [f"- {x}" for x in problems]
-text = "\n".join(lines)
-open(f"{out}/addrop_{arg}_summary.md", "w").write(text + "\n")
-print(text)
+finish(lines, results, f"{out}/addrop_{arg}_summary.md")
 PY

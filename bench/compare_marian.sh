@@ -25,7 +25,8 @@
 # of the differences).
 #
 # Writes the raw per-run outputs to $OUT_DIR/marian/ (default OUT_DIR=bench/results; the
-# previous invocation's are removed first), merged ones to marian_ours.json (Google
+# previous invocation's are removed first; loadavg: the load average before and after the
+# runs), merged ones to marian_ours.json (Google
 # Benchmark's JSON, all cases) and marian_pytorch.jsonl, and the summary (marian_summary.md):
 # per shape and case the four times with their peak MiB, and the speedups (time ratios, > 1:
 # the first named is faster) ours bf16 vs PyTorch f32 (the issue's target, "at least 2x
@@ -53,54 +54,26 @@
 # small 3, beam 2; one warm-up); OURS_ENV="VAR=VALUE ..." runs ours with those variables too
 # (e.g. OMP_WAIT_POLICY=PASSIVE on a busy machine; by default ours runs in the plain
 # environment); ADDROP_BENCH_BUILD_DIR (default build-bench); ADDROP_BENCH_NO_BUILD=1 skips
-# installing, configuring and building and runs the bench_marian already in that directory.
+# installing, configuring and building and runs the bench_marian already in that directory;
+# SUMMARY_ONLY=1 builds and runs nothing and removes nothing: it rewrites the merged outputs
+# and the summary from the raw outputs already in $OUT_DIR/marian/ (give THREADS,
+# PRECISIONS, CASES, OURS_ENV and DISTURBED as for the run that wrote them; without a loadavg
+# there the load average reads "not recorded").
+#
+# What this script shares with compare_addrop.sh is in bench/compare_common.sh (checking
+# the arguments, building, the list of runs, running them, waiting for an idle machine,
+# re-running disturbed cases) and bench/compare_common.py (the summary's reading of the raw
+# outputs, the merged outputs, its header lines with the peak check, the main table's header,
+# rows and common cells).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-shape=${1:-all}
-case "$shape" in mini|small|all) ;; *) echo "usage: $0 [mini|small|all]" >&2; exit 2 ;; esac
-out=${OUT_DIR:-bench/results}
-build=${ADDROP_BENCH_BUILD_DIR:-build-bench}
+name=compare_marian shape=${1:-all}
+# shellcheck source=bench/compare_common.sh
+source bench/compare_common.sh  # out, build, retries, precisions, ...; check_args, run_all, summarize
 threads=${THREADS:-2}
-retries=${RETRIES:-1}
-disturbed_at=${DISTURBED:-0.1}
-read -r -a precisions <<< "${PRECISIONS:-f32 bf16}"
-read -r -a cases <<< "${CASES:-plain ga greedy beam4}"
-for p in "${precisions[@]}"; do
-  case "$p" in f32|bf16) ;; *) echo "compare_marian: PRECISIONS: '$p' is not f32 or bf16" >&2; exit 2 ;; esac
-done
-for c in "${cases[@]}"; do
-  case "$c" in plain|ga|greedy|beam4) ;; *) echo "compare_marian: CASES: '$c' is not plain, ga, greedy or beam4" >&2; exit 2 ;; esac
-done
-raw="$out/marian"
-mkdir -p "$raw"
-rm -f "$raw"/*.json "$raw"/*.rss "$raw"/*.runs  # results of an earlier invocation
-
-if [ -z "${ADDROP_BENCH_NO_BUILD:-}" ]; then
-  bash cmake/install_deps.sh --with-torch >/dev/null
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DADDROP_NATIVE=ON \
-    -DADDROP_BUILD_TESTS=OFF -DADDROP_BUILD_EXAMPLES=OFF -DADDROP_BUILD_BENCH=ON -DADDROP_WITH_CUDA=OFF >/dev/null
-  cmake --build "$build" --target bench_marian --parallel 2 >/dev/null
-fi
-[ -x "$build/bench/bench_marian" ] || { echo "compare_marian: no $build/bench/bench_marian" >&2; exit 1; }
-
+check_args "mini small" "plain ga greedy beam4"
+prepare "$out/marian" bench_marian quiet
 export OMP_NUM_THREADS=$threads ADDROP_BENCH_THREADS=$threads
-unset ADDROP_BENCH_PRECISIONS  # the filter picks the precision; every one must be registered
-best=(env OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184
-      MALLOC_TOP_PAD_=1073741824)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-# Waits (at most WAIT_IDLE seconds) until no more than 0.1 core was busy for 5 seconds.
-wait_idle() {
-  local limit=${WAIT_IDLE:-0} waited=0 a b
-  while [ "$waited" -lt "$limit" ]; do
-    a=$(awk 'NR==1{print $2+$3+$4+$7+$8+$9}' /proc/stat); sleep 5; waited=$((waited + 5))
-    b=$(awk 'NR==1{print $2+$3+$4+$7+$8+$9}' /proc/stat)
-    [ $((b - a)) -le $((5 * $(getconf CLK_TCK) / 10)) ] && return 0
-  done
-  [ "$limit" -gt 0 ] && echo "compare_marian: machine still busy after ${limit}s; running anyway" >&2
-  return 0
-}
 
 # run SIDE SHAPE CASE PRECISION PREFIX: one case in its own process; PREFIX.json (ours:
 # Google Benchmark's JSON; PyTorch: one JSON line) and PREFIX.rss (GNU time's maximum
@@ -108,169 +81,44 @@ wait_idle() {
 run() {
   local side=$1 sh=$2 c=$3 prec=$4 prefix=$5 kind=MarianTrain
   case "$c" in greedy|beam4) kind=MarianDecode ;; esac
-  wait_idle
   if [ "$side" = ours ]; then
-    local filter="^$kind/$sh/$c/$prec/"
-    # shellcheck disable=SC2086
-    /usr/bin/time -f %M -o "$prefix.rss" env ${OURS_ENV:-} "$build/bench/bench_marian" \
-      --benchmark_filter="$filter" --benchmark_format=json > "$prefix.json" || return 1
-    grep -q '"name"' "$prefix.json" || { echo "compare_marian: no case matched $filter" >&2; return 1; }
+    run_ours bench_marian "^$kind/$sh/$c/$prec/" "$prefix"
   else
-    local py_args=(--shape "$sh" --case "$c" --precision "$prec" --threads "$threads" --json)
-    [ -n "${PYTORCH_ITERS:-}" ] && py_args+=(--iters "$PYTORCH_ITERS")
-    [ -n "${PYTORCH_WARMUP:-}" ] && py_args+=(--warmup "$PYTORCH_WARMUP")
-    /usr/bin/time -f %M -o "$prefix.rss" "${best[@]}" /usr/bin/python3 bench/pytorch_marian.py \
-      "${py_args[@]}" > "$prefix.json" || return 1
+    pytorch_command "$prefix" pytorch_marian.py --shape "$sh" --case "$c" --precision "$prec" --threads "$threads" --json
+    "${pytorch_cmd[@]}" > "$prefix.json" || return 1
   fi
 }
 
-# other_cores PREFIX: the run's other_cores from either side's output (0 where the run
-# failed: it is not re-run)
-other_cores() {
-  /usr/bin/python3 - "$1.json" <<'PY'
-import json, sys
-try:
-    r = json.load(open(sys.argv[1]))  # ours: Google Benchmark's JSON; PyTorch: its one line
-    r = r["benchmarks"][0] if "benchmarks" in r else r
-    print(r.get("other_cores", 0))
-except (OSError, ValueError, KeyError, IndexError):
-    print(0)
-PY
-}
+make_runs "$shape" "mini small"
 
-shapes=(mini small)
-[ "$shape" = all ] || shapes=("$shape")
-runs=()  # "side shape case precision"
-for sh in "${shapes[@]}"; do
-  for c in "${cases[@]}"; do
-    for side in ours pytorch; do
-      for p in "${precisions[@]}"; do runs+=("$side $sh $c $p"); done
-    done
-  done
-done
+[ -n "${SUMMARY_ONLY:-}" ] || run_all
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-start=$(date +%s)
-for item in "${runs[@]}"; do
-  read -r side sh c p <<< "$item"
-  run "$side" "$sh" "$c" "$p" "$raw/${sh}_${c}_${side}_$p" ||
-    echo "compare_marian: FAILED: $side $sh $c $p (see above)" >&2
-  echo "compare_marian: $side $sh $c $p done ($(( $(date +%s) - start )) s)" >&2
-done
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-
-# Re-runs of disturbed cases; the less disturbed run is kept (runs counted in PREFIX.runs).
-for ((attempt = 1; attempt <= retries; attempt++)); do
-  again=0
-  for item in "${runs[@]}"; do
-    read -r side sh c p <<< "$item"
-    prefix="$raw/${sh}_${c}_${side}_$p"
-    old=$(other_cores "$prefix")
-    /usr/bin/python3 -c "import sys; sys.exit(0 if float('$old') > float('$disturbed_at') else 1)" || continue
-    again=1
-    echo "compare_marian: re-running disturbed case ($old other cores): $side $sh $c $p" >&2
-    runs_so_far=$(( $(cat "$prefix.runs" 2>/dev/null || echo 1) + 1 ))
-    echo "$runs_so_far" > "$prefix.runs"
-    run "$side" "$sh" "$c" "$p" "$tmp/rerun" || { echo "compare_marian: re-run FAILED" >&2; continue; }
-    new=$(other_cores "$tmp/rerun")
-    if /usr/bin/python3 -c "import sys; sys.exit(0 if float('$new') < float('$old') else 1)"; then
-      cp "$tmp/rerun.json" "$prefix.json"; cp "$tmp/rerun.rss" "$prefix.rss"
-    fi
-  done
-  [ "$again" = 1 ] || break
-done
-
-/usr/bin/python3 - "$raw" "$out" "$threads" "$load_before" "$load_after" "${OURS_ENV:-}" "${runs[@]}" <<'PY'
-import json, os, subprocess, sys
-raw, out, threads, load_before, load_after, ours_env, *run_list = sys.argv[1:]
+summarize "$threads" <<'PY'
+from compare_common import PRECS, finish, header_lines, ratio, start, table_head, table_row, write_merged
+raw, out, threads, ours_env, results = start(tag=True)
 CASES = ["plain", "ga", "greedy", "beam4"]
-PRECS = ["f32", "bf16"]
-context, ours_all, pytorch_all, problems = None, [], [], []
-res = {}  # (side, shape, case, precision) -> the run's record, with seconds, mib, runs
-
-for item in run_list:
-    side, sh, c, p = item.split()
-    prefix = f"{raw}/{sh}_{c}_{side}_{p}"
-    try:
-        text = open(prefix + ".json").read()
-        if side == "ours":
-            doc = json.loads(text)
-            context = context or doc.get("context")
-            r = doc["benchmarks"][0]
-            if r.get("error_occurred"):
-                raise ValueError(r.get("error_message", "error"))
-        else:
-            r = json.loads(text.splitlines()[0])
-        r["gnu_time_maxrss_mb"] = round(int(open(prefix + ".rss").read().split()[-1]) / 1024, 1)
-    except (OSError, ValueError, KeyError, IndexError) as e:
-        problems.append(f"{side} {sh} {c} {p}: missing ({type(e).__name__}: {e})")
-        continue
-    r["runs"] = int(open(prefix + ".runs").read()) if os.path.exists(prefix + ".runs") else 1
-    r["side"], r["precision"] = side, p
-    (ours_all if side == "ours" else pytorch_all).append(r)
-    r["seconds"] = r["seconds_median"] if side == "ours" else r["seconds_per_step"]
+for r in results.res.values():
     r["mib"] = r.get("peak_rss_mb", r["gnu_time_maxrss_mb"])
-    res[side, sh, c, p] = r
-
-json.dump({"context": context or {}, "benchmarks": ours_all}, open(f"{out}/marian_ours.json", "w"), indent=1)
-open(f"{out}/marian_pytorch.jsonl", "w").write("".join(json.dumps(r) + "\n" for r in pytorch_all))
-
-# in-process peak (peak_rss_mb) against GNU time's maximum resident set of the same process
-diffs = {side: [r["gnu_time_maxrss_mb"] - r["peak_rss_mb"] for r in rs if "peak_rss_mb" in r]
-         for side, rs in (("ours", ours_all), ("PyTorch", pytorch_all))}
-not_reset = [r for r in ours_all + pytorch_all if r.get("peak_rss_reset") in (0, False)]
-
-cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
-                     capture_output=True, text=True).stdout.strip()
-engine_ours = (context or {}).get("bf16_matmul_engine", "?")
-engine_pt = next((r["bf16_matmul"] for r in pytorch_all if "bf16_matmul" in r), "?")
-torch_v = next((r["torch"] for r in pytorch_all), "?")
-start_pt = sorted(r["start_rss_mb"] for r in pytorch_all if "start_rss_mb" in r)
-start_ours = sorted(r["start_rss_mb"] for r in ours_all if "start_rss_mb" in r)
-span = lambda v: f"{v[0]:.0f}" if round(v[0]) == round(v[-1]) else f"{v[0]:.0f}-{v[-1]:.0f}"
-lines = [f"CPU: {cpu}; {threads} threads each; load average (1/5/15 min) before {load_before}, after {load_after}",
-         f"bf16 matrix products: ours {engine_ours}; PyTorch {torch_v} autocast: {engine_pt}",
-         f"ours run with {ours_env or 'the plain environment'}; PyTorch with OMP_WAIT_POLICY=PASSIVE "
-         "MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824",
-         "each cell: median of the timed runs (training: seconds per step, AdamW update included; decoding: seconds "
-         "per generate() call of 32 sources, 32 new tokens, and sentences/s), peak resident set of the case's own "
-         "process in MiB (peak_rss_mb; before the case began the process held "
-         + (f"{span(start_ours)} MiB (ours), " if start_ours else "")
-         + (f"{span(start_pt)} MiB (PyTorch: interpreter and torch)" if start_pt else "")
-         + "); speedups are time ratios (> 1: the first named is faster); other cores = cores other processes "
-         f"kept busy during the kept run (above {float(os.environ.get('DISTURBED', '0.1')):g} it was disturbed), "
-         "order ours f32 / ours bf16 / PyTorch f32 / PyTorch bf16, likewise runs", ""]
-if any(diffs.values()):
-    lines.insert(3, "peak check, GNU time's maximum resident set of the process - its in-process peak_rss_mb: "
-                 + "; ".join(f"{side} {min(d):+.1f} to {max(d):+.1f} MiB over {len(d)} runs"
-                             for side, d in diffs.items() if d))
-if not_reset:
-    lines.insert(3, f"WARNING: {len(not_reset)} runs could not reset the peak mark (peak_rss_reset = 0)")
+write_merged(results, f"{out}/marian_ours.json", f"{out}/marian_pytorch.jsonl")
+lines = header_lines(results, raw, threads, ours_env,
+                     "median of the timed runs (training: seconds per step, AdamW update included; decoding: seconds "
+                     "per generate() call of 32 sources, 32 new tokens, and sentences/s)", "first")
 
 def fmt(r):
     if r is None:
         return "—"
     rate = f", {r['sentences_per_s']:.2f} sent/s" if "sentences_per_s" in r else ""
     return f"{r['seconds']:.3f} s{rate}, {r['mib']:.0f} MiB"
-ratio = lambda slow, fast: "—" if slow is None or fast is None else f"{slow['seconds'] / fast['seconds']:.2f}"
-cores = lambda rs: " / ".join("—" if r is None else f"{r['other_cores']:.2f}" for r in rs)
-nruns = lambda rs: " / ".join("—" if r is None else str(r["runs"]) for r in rs)
-lines += ["| shape | case | ours f32 | ours bf16 | PyTorch f32 | PyTorch bf16 "
-          "| ours bf16 vs PyTorch f32 (PyTorch f32 / ours bf16; target ≥ 2) | ours bf16 vs PyTorch bf16 "
-          "| ours f32 vs PyTorch f32 | ours bf16 vs ours f32 (bf16 speedup) | other cores | runs |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-shapes = [s for s in ("mini", "small") if any(k[1] == s for k in res)]
-get = lambda side, sh, c, p: res.get((side, sh, c, p))
+lines += table_head(["ours bf16 vs PyTorch f32 (PyTorch f32 / ours bf16; target ≥ 2)", "ours bf16 vs PyTorch bf16",
+                      "ours f32 vs PyTorch f32", "ours bf16 vs ours f32 (bf16 speedup)"])
+shapes = results.shapes(("mini", "small"))
+get = results.get
 targets = []
-for sh in shapes:
-    for c in CASES:
-        of, ob, pf, pb = (get(s, sh, c, p) for s in ("ours", "pytorch") for p in PRECS)
-        if not any((of, ob, pf, pb)):
-            continue
-        lines.append(f"| {sh} | {c} | {fmt(of)} | {fmt(ob)} | {fmt(pf)} | {fmt(pb)} | {ratio(pf, ob)} | {ratio(pb, ob)} "
-                     f"| {ratio(pf, of)} | {ratio(of, ob)} | {cores((of, ob, pf, pb))} | {nruns((of, ob, pf, pb))} |")
-        if ob and pf:
-            targets.append((sh, c, pf["seconds"] / ob["seconds"]))
+for sh, c, four in results.rows(shapes, CASES):
+    of, ob, pf, pb = four
+    lines.append(table_row(sh, c, four, fmt, [ratio(pf, ob), ratio(pb, ob), ratio(pf, of), ratio(of, ob)]))
+    if ob and pf:
+        targets.append((sh, c, pf["seconds"] / ob["seconds"]))
 
 lines += ["", "Phases (medians, seconds). Training: forward, loss, backward (plain) or the whole AD-DROP step "
           "before the optimizer (ga), optimizer update. Decoding: encode (encoder + cross-attention keys/values), "
@@ -288,7 +136,7 @@ for sh in shapes:
             if a or t:
                 lines.append(f"| {sh} | {c} | {p} | {phase(a)} | {phase(t)} |")
 
-steps = {f"{r['side']} {r['precision']} {sh} {c}": r.get("decoder_steps") for (side, sh, c, p), r in res.items()
+steps = {f"{r['side']} {r['precision']} {sh} {c}": r.get("decoder_steps") for (side, sh, c, p), r in results.res.items()
          if c in ("greedy", "beam4")}
 bad = {k: v for k, v in steps.items() if v != 32}
 if steps:
@@ -297,9 +145,5 @@ if targets:
     met = [t for t in targets if t[2] >= 2]
     lines += ["", f"Issue's target, ours bf16 at least 2x faster than PyTorch f32: met in {len(met)} of {len(targets)} "
               "cases (" + ", ".join(f"{sh} {c} {x:.2f}x" for sh, c, x in targets) + ")"]
-if problems:
-    lines += ["", "Missing runs:"] + [f"- {x}" for x in problems]
-text = "\n".join(lines)
-open(f"{out}/marian_summary.md", "w").write(text + "\n")
-print(text)
+finish(lines, results, f"{out}/marian_summary.md")
 PY

@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 int main() {
   std::printf("addrop %d.%d.%d via %s\n", addrop::version_major, addrop::version_minor,
@@ -34,6 +35,20 @@ int main() {
     std::printf("addrop consumer: FAILED\n");
     return 1;
   }
+
+#ifdef ADDROP_WITH_ONEDNN
+  // addrop::onednn: a bf16 product on oneDNN; 1 + 2^-10 rounds to 1 as a bf16 input.
+  const std::string engine = addrop::backend::bf16_matmul_engine();
+  const float x[2] = {1.0f + 1.0f / 1024, 3.0f}, y[2] = {1.0f, 1.0f};
+  float product = 0;
+  addrop::backend::Cpu::gemm(addrop::backend::Cpu::Context{.precision = addrop::Precision::Bf16Mixed}, false, false, 1,
+                             1, 2, 1.0f, x, 2, y, 1, 0.0f, &product, 1);
+  std::printf("bf16 products: %s; 1.0009765625 * 1 + 3 * 1 = %g\n", engine.c_str(), product);
+  if (engine.find("oneDNN") == std::string::npos || product != 4.0f) {
+    std::printf("addrop consumer: FAILED (bf16 through addrop::onednn)\n");
+    return 1;
+  }
+#endif
 
 #ifdef ADDROP_WITH_CUDA
   int runtime = 0;

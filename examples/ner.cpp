@@ -123,7 +123,7 @@ std::vector<std::string> checkpoint_labels(const fs::path& model_dir) {
     labels[id] = value.get<std::string>();
   }
   for (const auto& l : labels)
-    if (l.rfind("LABEL_", 0) == 0) return {};  // Hugging Face's placeholder names
+    if (l.rfind("LABEL_", 0) == 0) return {};  // Hugging Face's generic default names (LABEL_0, LABEL_1, ...): no real label list
   data::check_label_list(labels, file.string() + " (id2label)");
   return labels;
 }

@@ -295,6 +295,7 @@ class AdDrop {
       args.seed = options_.seed;
       args.stream = uniform_stream(static_cast<int64_t>(s), l, 0);
       args.stream2 = uniform_stream(static_cast<int64_t>(s), l, 1);
+      args.first_draw = site.first_example * site.heads * site.queries * site.keys;
       if (ext) args.uniforms = given_draws(w.draws[i], ext->draws);
       if (ext && !ext->second_draws.empty()) args.uniforms2 = given_draws(w.second_draws[i], ext->second_draws);
       args.additive = w.additive[i].data();

@@ -569,6 +569,174 @@ void test_top_p_rank_variant() {
   }
 }
 
+// A shard of a batch split across processes passes the draw index of its first element
+// (uniform and dropout's `first`, selection's `first_draw`) and the whole batch's count
+// (cross_entropy's and mse's `denominator`): the CUDA results equal the CPU's for the same
+// arguments, offsets that are not multiples of four (a Philox block straddling the
+// shard's start) included. Draws, keep patterns and masks bit for bit; losses and
+// gradients to rounding (1e-5 float, 1e-12 double, as the op conformance checks).
+template <class T> constexpr double op_tol() { return sizeof(T) == 4 ? 1e-5 : 1e-12; }
+
+template <class T>
+void test_shard_draws_vs_cpu() {
+  const uint64_t seed = 1234, stream = 7;
+  for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{4}, int64_t{5}, int64_t{1000}, int64_t{4099}}) {
+    for (int64_t first : {int64_t{5}, int64_t{8}, int64_t{0}, int64_t{1}, int64_t{2}, int64_t{3}, int64_t{7},
+                          (int64_t{1} << 34) + 3}) {
+      const std::string at = std::string(type_name<T>()) + " n=" + std::to_string(n) + " first=" + std::to_string(first);
+      std::vector<T> want(static_cast<std::size_t>(n));
+      Cpu::uniform(cpu, n, seed, stream, want.data(), first);
+      DevT<T> du({n});
+      Cuda::fill(gpu, n, T(5), du.data());
+      Cuda::uniform(gpu, n, seed, stream, du.data(), first);
+      check_same("uniform " + at, down(du), want);
+      if (first > 0 && first < 16) {  // draw first + i of a shard is draw first + i of the whole
+        DevT<T> whole({first + n});
+        Cuda::uniform(gpu, first + n, seed, stream, whole.data());
+        check_same("uniform is the whole's tail " + at, down(du), down(whole.data() + first, n));
+      }
+    }
+  }
+  const float p = 0.3f;
+  for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{1000}, int64_t{4099}}) {
+    for (int64_t first : {int64_t{7}, int64_t{5}, int64_t{8}}) {
+      const std::string at = std::string(type_name<T>()) + " n=" + std::to_string(n) + " first=" + std::to_string(first);
+      const auto x = random_vec<T>(n, 0.05, 1.0), dy = random_vec<T>(n, 0.05, 1.0), acc = random_vec<T>(n);
+      auto dx_ = up(x), ddy = up(dy);
+      std::vector<T> y(static_cast<std::size_t>(n));
+      Cpu::dropout_forward(cpu, n, p, seed, stream, x.data(), y.data(), first);
+      DevT<T> dout({n});
+      Cuda::dropout_forward(gpu, n, p, seed, stream, dx_.data(), dout.data(), first);
+      check_same("dropout_forward " + at, down(dout), y);
+      std::vector<T> dx(static_cast<std::size_t>(n));
+      Cpu::dropout_backward(cpu, n, p, seed, stream, dy.data(), dx.data(), false, first);
+      Cuda::dropout_backward(gpu, n, p, seed, stream, ddy.data(), dout.data(), false, first);
+      check_same("dropout_backward " + at, down(dout), dx);
+      std::vector<T> dx_acc(acc);
+      Cpu::dropout_backward(cpu, n, p, seed, stream, dy.data(), dx_acc.data(), true, first);
+      auto dacc = up(acc);
+      Cuda::dropout_backward(gpu, n, p, seed, stream, ddy.data(), dacc.data(), true, first);
+      check_close("dropout_backward accumulated " + at, down(dacc), dx_acc, op_tol<T>());
+    }
+  }
+}
+
+template <class T>
+void test_shard_selection_vs_cpu() {
+  struct Case { int64_t batch, H, Lq, Lk; };
+  const T dropped = T(-10000);
+  for (const Case c : {Case{1, 1, 1, 1}, Case{3, 2, 9, 9}, Case{3, 2, 5, 13}, Case{4, 3, 11, 4}, Case{4, 1, 3, 700}}) {
+    const int64_t B = c.batch, H = c.H, Lq = c.Lq, Lk = c.Lk, n = B * H * Lq * Lk, per_example = H * Lq * Lk;
+    std::vector<int64_t> lengths;
+    const std::vector<int32_t> mask = testing::reference::key_mask_cases(B, Lk, lengths);
+    auto dmask = up(mask);
+    const auto scores = random_vec<T>(n);
+    auto dscores = up(scores);
+    const auto u = random_vec<float>(n, 0.0, 1.0);
+    auto du = up(u);
+    DevT<T> da({n}), dc({n}), dk({n});
+    // The shard would start at example 3 of the whole batch, then a few elements further
+    // (not a multiple of four for most shapes).
+    for (int64_t extra : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{0}}) {
+      const int64_t first_draw = 3 * per_example + extra;
+      for (bool high : {true, false}) {
+        for (bool given : {false, true}) {
+          const std::string at = std::string(type_name<T>()) + " B,H,Lq,Lk=" + shape_str({B, H, Lq, Lk}) +
+                                 " first_draw=" + std::to_string(first_draw) + (high ? " high" : " low") +
+                                 (given ? " given draws" : " generated draws");
+          std::vector<int64_t> k(static_cast<std::size_t>(B));
+          for (int64_t b = 0; b < B; ++b)
+            k[b] = selection::threshold_index(high ? Side::High : Side::Low, 0.3, lengths[b]);
+          auto dkk = up(k);
+          std::vector<T> a(static_cast<std::size_t>(n), T(5)), cand(a), keep(a);
+          Cpu::select_top_p(cpu, B, H, Lq, Lk, scores.data(), mask.data(), k.data(), high, given ? u.data() : nullptr,
+                            21, 22, 0.7f, dropped, a.data(), cand.data(), keep.data(), first_draw);
+          for (auto* t : {&da, &dc, &dk}) Cuda::fill(gpu, n, T(5), t->data());
+          Cuda::select_top_p(gpu, B, H, Lq, Lk, dscores.data(), dmask.data(), dkk.data(), high,
+                             given ? du.data() : nullptr, 21, 22, 0.7f, dropped, da.data(), dc.data(), dk.data(),
+                             first_draw);
+          check_same("select_top_p candidates " + at, down(dc), cand);
+          check_same("select_top_p keep " + at, down(dk), keep);
+          check_same("select_top_p additive " + at, down(da), a);
+          Cuda::fill(gpu, n, T(5), da.data());  // the training step's call: additive alone
+          Cuda::select_top_p(gpu, B, H, Lq, Lk, dscores.data(), dmask.data(), dkk.data(), high,
+                             given ? du.data() : nullptr, 21, 22, 0.7f, dropped, da.data(), static_cast<T*>(nullptr),
+                             static_cast<T*>(nullptr), first_draw);
+          check_same("select_top_p additive alone " + at, down(da), a);
+          if (!given) {  // generated draws are uniform(n, seed, stream, u, first_draw)
+            DevT<float> dg({n});
+            Cuda::uniform(gpu, n, 21, 22, dg.data(), first_draw);
+            Cuda::fill(gpu, n, T(5), da.data());
+            Cuda::select_top_p(gpu, B, H, Lq, Lk, dscores.data(), dmask.data(), dkk.data(), high, dg.data(), 21, 22,
+                               0.7f, dropped, da.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+            check_same("select_top_p with the shard's uniforms given " + at, down(da), a);
+          }
+        }
+      }
+      // RD's rule: both draws generated, the first given and the second generated
+      for (bool given1 : {false, true}) {
+        const std::string at = std::string(type_name<T>()) + " B,H,Lq,Lk=" + shape_str({B, H, Lq, Lk}) +
+                               " first_draw=" + std::to_string(first_draw) + (given1 ? " u1 given" : " u1 generated");
+        std::vector<T> a(static_cast<std::size_t>(n), T(5)), cand(a), keep(a);
+        Cpu::select_random(cpu, B, H, Lq, Lk, mask.data(), given1 ? u.data() : nullptr, 3, 1, 0.7f, nullptr, 2, 0.6f,
+                           dropped, a.data(), cand.data(), keep.data(), first_draw);
+        for (auto* t : {&da, &dc, &dk}) Cuda::fill(gpu, n, T(5), t->data());
+        Cuda::select_random(gpu, B, H, Lq, Lk, dmask.data(), given1 ? du.data() : nullptr, 3, 1, 0.7f, nullptr, 2,
+                            0.6f, dropped, da.data(), dc.data(), dk.data(), first_draw);
+        check_same("select_random candidates " + at, down(dc), cand);
+        check_same("select_random keep " + at, down(dk), keep);
+        check_same("select_random additive " + at, down(da), a);
+      }
+    }
+  }
+}
+
+template <class T>
+void test_shard_losses_vs_cpu() {
+  const int32_t ignore = -100;
+  for (auto [rows, classes] : {std::array<int64_t, 2>{1, 5}, std::array<int64_t, 2>{37, 50},
+                               std::array<int64_t, 2>{300, 1000}}) {
+    auto labels = random_ints(rows, 0, static_cast<int32_t>(classes - 1));
+    for (int64_t r = 1; r < rows; r += 3) labels[r] = ignore;  // every third row from the second ignored
+    int64_t counted = 0;
+    for (auto l : labels) counted += l != ignore;
+    const int64_t denominator = 2 * counted;
+    const auto logits = random_vec<T>(rows * classes, -3, 3);
+    auto dl = up(logits);
+    auto dlab = up(labels);
+    DevT<T> dgrad({rows * classes});
+    for (T eps : {T(0), T(0.1)}) {
+      const std::string at = std::string(type_name<T>()) + " rows,classes=" + shape_str({rows, classes}) +
+                             " eps=" + std::to_string(static_cast<double>(eps)) +
+                             " denominator=" + std::to_string(denominator);
+      std::vector<T> grad(static_cast<std::size_t>(rows * classes));
+      const double want =
+          Cpu::cross_entropy(cpu, rows, classes, logits.data(), labels.data(), ignore, eps, grad.data(), denominator);
+      const double got = Cuda::cross_entropy(gpu, rows, classes, dl.data(), dlab.data(), ignore, eps, dgrad.data(),
+                                             denominator);
+      check_scalar("cross_entropy " + at, got, want, op_tol<T>());
+      check_close("cross_entropy dlogits " + at, down(dgrad), grad, op_tol<T>());
+      const double natural = Cuda::cross_entropy(gpu, rows, classes, dl.data(), dlab.data(), ignore, eps,
+                                                 static_cast<T*>(nullptr));
+      check_scalar("cross_entropy with twice the count is half the mean " + at, got, natural / 2, op_tol<T>());
+    }
+  }
+  for (int64_t n : {int64_t{1}, int64_t{1000}, int64_t{100003}}) {
+    const int64_t denominator = 2 * n;
+    const std::string at =
+        std::string(type_name<T>()) + " n=" + std::to_string(n) + " denominator=" + std::to_string(denominator);
+    const auto pred = random_vec<T>(n), target = random_vec<T>(n);
+    auto dp = up(pred), dt = up(target);
+    std::vector<T> grad(static_cast<std::size_t>(n));
+    const double want = Cpu::mse(cpu, n, pred.data(), target.data(), grad.data(), denominator);
+    DevT<T> dd({n});
+    check_scalar("mse " + at, Cuda::mse(gpu, n, dp.data(), dt.data(), dd.data(), denominator), want, op_tol<T>());
+    check_close("mse dpred " + at, down(dd), grad, op_tol<T>());
+    check_scalar("mse without dpred " + at,
+                 Cuda::mse(gpu, n, dp.data(), dt.data(), static_cast<T*>(nullptr), denominator), want, op_tol<T>());
+  }
+}
+
 void test_infrastructure() {
   // Buffers grow only, and count their allocations.
   const auto before = backend::cuda_allocation_count().load();
@@ -1074,6 +1242,12 @@ int main(int argc, char** argv) {
   section("embedding_backward repeats double", test_embedding_backward_repeats<double>);
   section("top-p rank variant float", test_top_p_rank_variant<float>);
   section("top-p rank variant double", test_top_p_rank_variant<double>);
+  section("shard draws (uniform, dropout) vs cpu float", test_shard_draws_vs_cpu<float>);
+  section("shard draws (uniform, dropout) vs cpu double", test_shard_draws_vs_cpu<double>);
+  section("shard selection vs cpu float", test_shard_selection_vs_cpu<float>);
+  section("shard selection vs cpu double", test_shard_selection_vs_cpu<double>);
+  section("shard losses (denominator) vs cpu float", test_shard_losses_vs_cpu<float>);
+  section("shard losses (denominator) vs cpu double", test_shard_losses_vs_cpu<double>);
 
   for (const char* name : {"bert_seqcls", "roberta_seqcls", "bert_regression", "bert_token", "electra_seqcls",
                            "electra_token"}) {

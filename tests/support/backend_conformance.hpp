@@ -720,6 +720,28 @@ void check_dropout(const typename B::Context& ctx, Report& r) {
         B::dropout_backward(ctx, n, p, seed, stream, dx.data(), dacc.data(), true);
         close(r, "dropout_backward accumulated" + pa, down<B>(ctx, dacc), want_acc, tolerance<T>());
       }
+      // A shard: elements [first, n) drawn with first as the draw index of element 0 are
+      // the whole tensor's elements first.. (any first, aligned to a Philox block or not).
+      for (int64_t first : {int64_t{1}, int64_t{4}, int64_t{7}}) {
+        if (first >= n) continue;
+        const int64_t m = n - first;
+        const std::string fa = at + " first=" + std::to_string(first);
+        auto su = empty<B, float>(m);
+        B::uniform(ctx, m, seed, stream, su.data(), first);
+        same(r, "uniform of a shard" + fa, down<B>(ctx, su), std::vector<float>(draws.begin() + first, draws.end()));
+        const float p = 0.5f;
+        auto whole = empty<B, T>(n);
+        B::dropout_forward(ctx, n, p, seed, stream, dx.data(), whole.data());
+        const auto whole_y = down<B>(ctx, whole);
+        auto part_x = up<B>(ctx, std::vector<T>(x.begin() + first, x.end()));
+        auto part_y = empty<B, T>(m);
+        B::dropout_forward(ctx, m, p, seed, stream, part_x.data(), part_y.data(), first);
+        same(r, "dropout_forward of a shard" + fa, down<B>(ctx, part_y),
+             std::vector<T>(whole_y.begin() + first, whole_y.end()));
+        B::dropout_backward(ctx, m, p, seed, stream, part_x.data(), part_y.data(), false, first);
+        same(r, "dropout_backward of a shard" + fa, down<B>(ctx, part_y),
+             std::vector<T>(whole_y.begin() + first, whole_y.end()));
+      }
     }
   }
 }
@@ -808,6 +830,20 @@ void check_losses(const typename B::Context& ctx, Report& r) {
              B::cross_entropy(ctx, rows, classes, dl.data(), dlab.data(), ignore, eps, static_cast<T*>(nullptr)),
              want, tolerance<T>());
     }
+    {  // a shard divides by the whole batch's count: the loss and dlogits scale by counted / denominator
+      const int64_t denominator = 3 * counted + 1;
+      const double mean = B::cross_entropy(ctx, rows, classes, dl.data(), dlab.data(), ignore, T(0), dgrad.data());
+      const auto g_mean = down<B>(ctx, dgrad);
+      const double share =
+          B::cross_entropy(ctx, rows, classes, dl.data(), dlab.data(), ignore, T(0), dgrad.data(), denominator);
+      const R f = R(counted) / R(denominator);
+      scalar(r, "cross_entropy with the whole batch's denominator" + at, share, mean * static_cast<double>(f),
+             tolerance<T>());
+      std::vector<R> g_want(g_mean.begin(), g_mean.end());
+      for (auto& v : g_want) v *= f;
+      close(r, "cross_entropy dlogits with the whole batch's denominator" + at, down<B>(ctx, dgrad), g_want,
+            tolerance<T>());
+    }
     auto dnone = up<B>(ctx, std::vector<int32_t>(static_cast<std::size_t>(rows), ignore));
     scalar(r, "cross_entropy every row ignored" + at,
            B::cross_entropy(ctx, rows, classes, dl.data(), dnone.data(), ignore, T(0), dgrad.data()), 0.0, 0.0);
@@ -832,6 +868,14 @@ void check_losses(const typename B::Context& ctx, Report& r) {
     close(r, "mse dpred" + at, down<B>(ctx, dd), dpred, tolerance<T>());
     scalar(r, "mse without dpred" + at, B::mse(ctx, n, dp.data(), dt.data(), static_cast<T*>(nullptr)),
            static_cast<double>(total / R(n)), tolerance<T>());
+    {  // a shard's share of a whole batch of 2n + 1
+      const int64_t whole = 2 * n + 1;
+      std::vector<R> dshare(dpred.begin(), dpred.end());
+      for (auto& v : dshare) v = v * R(n) / R(whole);
+      scalar(r, "mse with the whole batch's denominator" + at, B::mse(ctx, n, dp.data(), dt.data(), dd.data(), whole),
+             static_cast<double>(total / R(whole)), tolerance<T>());
+      close(r, "mse dpred with the whole batch's denominator" + at, down<B>(ctx, dd), dshare, tolerance<T>());
+    }
     scalar(r, "sum_squares" + at, B::sum_squares(ctx, n, dp.data()), static_cast<double>(squares),
            kSumSquaresTolerance);
   }
@@ -920,6 +964,36 @@ void check_selection(const typename B::Context& ctx, Report& r) {
                        given2 ? du2.data() : nullptr, 2, 0.6f, dropped, da.data(), static_cast<T*>(nullptr),
                        static_cast<T*>(nullptr));
       same(r, "select_random additive alone" + at, down<B>(ctx, da), want.additive);
+    }
+    // A shard: examples [1, B) run alone with first_draw at example 1 draw what the whole
+    // batch draws for them (generated draws; a data-parallel rank's call).
+    if (Bn > 1) {
+      const int64_t per = H * Lq * Lk, m = (Bn - 1) * per;
+      const std::string at = std::string(" ") + type_name<T>() + " B,H,Lq,Lk=" + dims({Bn, H, Lq, Lk}) + " shard";
+      const auto scores = in.reals<T>(n);
+      std::vector<int64_t> k(static_cast<std::size_t>(Bn));
+      for (int64_t b = 0; b < Bn; ++b) k[b] = static_cast<int64_t>(0.7f * static_cast<float>(lengths[b]));
+      auto dscores = up<B>(ctx, scores);
+      auto dkk = up<B>(ctx, k);
+      B::select_top_p(ctx, Bn, H, Lq, Lk, dscores.data(), dmask.data(), dkk.data(), true, static_cast<const float*>(nullptr),
+                      21, 22, 0.7f, dropped, da.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+      const auto whole_top = down<B>(ctx, da);
+      B::select_random(ctx, Bn, H, Lq, Lk, dmask.data(), static_cast<const float*>(nullptr), 3, 1, 0.7f,
+                       static_cast<const float*>(nullptr), 2, 0.6f, dropped, dk.data(), static_cast<T*>(nullptr),
+                       static_cast<T*>(nullptr));
+      const auto whole_rd = down<B>(ctx, dk);
+      auto part_scores = up<B>(ctx, std::vector<T>(scores.begin() + per, scores.end()));
+      auto part_mask = up<B>(ctx, std::vector<int32_t>(mask.begin() + Lk, mask.end()));
+      auto part_k = up<B>(ctx, std::vector<int64_t>(k.begin() + 1, k.end()));
+      auto part = empty<B, T>(m);
+      B::select_top_p(ctx, Bn - 1, H, Lq, Lk, part_scores.data(), part_mask.data(), part_k.data(), true,
+                      static_cast<const float*>(nullptr), 21, 22, 0.7f, dropped, part.data(), static_cast<T*>(nullptr),
+                      static_cast<T*>(nullptr), per);
+      same(r, "select_top_p of a shard" + at, down<B>(ctx, part), std::vector<T>(whole_top.begin() + per, whole_top.end()));
+      B::select_random(ctx, Bn - 1, H, Lq, Lk, part_mask.data(), static_cast<const float*>(nullptr), 3, 1, 0.7f,
+                       static_cast<const float*>(nullptr), 2, 0.6f, dropped, part.data(), static_cast<T*>(nullptr),
+                       static_cast<T*>(nullptr), per);
+      same(r, "select_random of a shard" + at, down<B>(ctx, part), std::vector<T>(whole_rd.begin() + per, whole_rd.end()));
     }
   }
 }

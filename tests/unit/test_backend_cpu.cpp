@@ -53,10 +53,11 @@ struct WrongCpu : Cpu {
   template <class T>
   static void select_random(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t*,
                             const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
-                            uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep) {
+                            uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep,
+                            int64_t first_draw = 0) {
     const std::vector<int32_t> no_pads(static_cast<std::size_t>(B * Lk), 1);
     Cpu::select_random(ctx, B, H, Lq, Lk, no_pads.data(), u1, seed, stream1, keep_p, u2, stream2, keep_q,
-                       dropped_value, additive, candidates, keep);
+                       dropped_value, additive, candidates, keep, first_draw);
   }
 };
 static_assert(backend::Backend<WrongCpu>);
@@ -119,16 +120,17 @@ struct ConceptOnly {
     Cpu::softmax_backward(c, rows, L, scale, p, dp, ds);
   }
   template <class T>
-  static void dropout_forward(const Context& c, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y) {
-    Cpu::dropout_forward(c, n, p, seed, stream, x, y);
+  static void dropout_forward(const Context& c, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y,
+                              int64_t first = 0) {
+    Cpu::dropout_forward(c, n, p, seed, stream, x, y, first);
   }
   template <class T>
   static void dropout_backward(const Context& c, int64_t n, float p, uint64_t seed, uint64_t stream, const T* dy,
-                               T* dx, bool acc = false) {
-    Cpu::dropout_backward(c, n, p, seed, stream, dy, dx, acc);
+                               T* dx, bool acc = false, int64_t first = 0) {
+    Cpu::dropout_backward(c, n, p, seed, stream, dy, dx, acc, first);
   }
-  static void uniform(const Context& c, int64_t n, uint64_t seed, uint64_t stream, float* out) {
-    Cpu::uniform(c, n, seed, stream, out);
+  static void uniform(const Context& c, int64_t n, uint64_t seed, uint64_t stream, float* out, int64_t first = 0) {
+    Cpu::uniform(c, n, seed, stream, out, first);
   }
   template <class T>
   static void embedding_forward(const Context& c, int64_t tokens, int64_t dim, const int32_t* ids, const T* table,
@@ -142,12 +144,12 @@ struct ConceptOnly {
   }
   template <class T>
   static double cross_entropy(const Context& c, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                              int32_t ignore_index, T eps, T* dlogits) {
-    return Cpu::cross_entropy(c, rows, classes, logits, labels, ignore_index, eps, dlogits);
+                              int32_t ignore_index, T eps, T* dlogits, int64_t denominator = 0) {
+    return Cpu::cross_entropy(c, rows, classes, logits, labels, ignore_index, eps, dlogits, denominator);
   }
   template <class T>
-  static double mse(const Context& c, int64_t n, const T* pred, const T* target, T* dpred) {
-    return Cpu::mse(c, n, pred, target, dpred);
+  static double mse(const Context& c, int64_t n, const T* pred, const T* target, T* dpred, int64_t denominator = 0) {
+    return Cpu::mse(c, n, pred, target, dpred, denominator);
   }
   template <class T> static double sum_squares(const Context& c, int64_t n, const T* x) { return Cpu::sum_squares(c, n, x); }
   template <class T> static void scale(const Context& c, int64_t n, T a, T* x) { Cpu::scale(c, n, a, x); }
@@ -155,16 +157,18 @@ struct ConceptOnly {
   template <class T>
   static void select_top_p(const Context& c, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
                            const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
-                           uint64_t stream, float keep_below, T dropped, T* additive, T* candidates, T* keep) {
+                           uint64_t stream, float keep_below, T dropped, T* additive, T* candidates, T* keep,
+                           int64_t first_draw = 0) {
     Cpu::select_top_p(c, B, H, Lq, Lk, scores, key_mask, k, high, u, seed, stream, keep_below, dropped, additive,
-                      candidates, keep);
+                      candidates, keep, first_draw);
   }
   template <class T>
   static void select_random(const Context& c, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t* key_mask,
                             const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
-                            uint64_t stream2, float keep_q, T dropped, T* additive, T* candidates, T* keep) {
+                            uint64_t stream2, float keep_q, T dropped, T* additive, T* candidates, T* keep,
+                            int64_t first_draw = 0) {
     Cpu::select_random(c, B, H, Lq, Lk, key_mask, u1, seed, stream1, keep_p, u2, stream2, keep_q, dropped, additive,
-                       candidates, keep);
+                       candidates, keep, first_draw);
   }
   template <class T>
   static void adamw_update(const Context& c, int64_t n, T* param, const T* grad, T* m, T* v, double lr, double b1,

@@ -29,9 +29,10 @@ void argmax_rows(std::span<const T> logits, int64_t rows, int64_t classes, std::
 template <class T>
 void pseudo_label_cross_entropy_grad(std::span<const T> logits, int64_t rows, int64_t classes,
                                      std::span<const int32_t> pseudo, std::span<const int32_t> row_mask,
-                                     std::span<T> dlogits) {
+                                     std::span<T> dlogits, int64_t denominator = 0) {
   int64_t count = 0;
   for (int64_t r = 0; r < rows; ++r) count += row_mask[r] != 0;
+  if (denominator > 0 && count > 0) count = denominator;  // a shard: the whole batch's count
   for (int64_t r = 0; r < rows; ++r) {
     const T* z = logits.data() + r * classes;
     T* d = dlogits.data() + r * classes;
@@ -68,7 +69,8 @@ void objective_grad(const models::AttributionTarget& target, std::span<const T> 
     if (target.kind == Kind::Regression) {
       if (target.gold.size() != static_cast<std::size_t>(rows))
         throw std::invalid_argument("regression attribution needs the gold scores (one per row)");
-      for (int64_t r = 0; r < rows; ++r) d[r] = -T(2) * (z[r] - static_cast<T>(target.gold[r])) / static_cast<T>(rows);
+      const int64_t count = target.denominator > 0 ? target.denominator : rows;
+      for (int64_t r = 0; r < rows; ++r) d[r] = -T(2) * (z[r] - static_cast<T>(target.gold[r])) / static_cast<T>(count);
       continue;
     }
     std::span<const int32_t> labels = pseudo;
@@ -77,7 +79,7 @@ void objective_grad(const models::AttributionTarget& target, std::span<const T> 
       labels = std::span<const int32_t>(scratch_labels.data(), static_cast<std::size_t>(rows));
     }
     if (target.kind == Kind::TokenClasses) {
-      pseudo_label_cross_entropy_grad<T>(z, rows, C, labels, target.row_mask, d);
+      pseudo_label_cross_entropy_grad<T>(z, rows, C, labels, target.row_mask, d, target.denominator);
     } else {
       std::fill(d.begin(), d.end(), T(0));
       for (int64_t r = 0; r < rows; ++r) d[r * C + labels[r]] = T(1);

@@ -92,9 +92,9 @@ concept BackendFor =
       // Dropout with regenerated masks (nn/dropout.hpp), and the generator's draws
       // themselves: what AD-DROP's generated draws are defined as (selection.hpp) and what a
       // caller makes to supply them (ExternalUniforms).
-      B::dropout_forward(ctx, n, p, seed, seed, x, y);
-      B::dropout_backward(ctx, n, p, seed, seed, x, y, flag);
-      B::uniform(ctx, n, seed, seed, f32_out);
+      B::dropout_forward(ctx, n, p, seed, seed, x, y, n);  // n: the draw index of element 0
+      B::dropout_backward(ctx, n, p, seed, seed, x, y, flag, n);
+      B::uniform(ctx, n, seed, seed, f32_out, n);
 
       // Embeddings: word, position and token-type lookups and their gradients.
       B::embedding_forward(ctx, n, n, i32, x, y, flag);
@@ -104,16 +104,16 @@ concept BackendFor =
       // cross-entropy with label smoothing),
       // gradient norms for clipping (grad_clip.hpp); scale for clipping, IG's 1/m and
       // per-example attention scales; mul for IG's A ⊙ mean gradient.
-      { B::cross_entropy(ctx, n, n, x, i32, int32_t{}, a, y) } -> std::same_as<double>;
-      { B::mse(ctx, n, x, x, y) } -> std::same_as<double>;
+      { B::cross_entropy(ctx, n, n, x, i32, int32_t{}, a, y, n) } -> std::same_as<double>;  // n: the denominator
+      { B::mse(ctx, n, x, x, y, n) } -> std::same_as<double>;
       { B::sum_squares(ctx, n, x) } -> std::same_as<double>;
       B::scale(ctx, n, a, y);
       B::mul(ctx, n, x, x, y);
 
       // AD-DROP selection (selection.hpp), over [B, H, Lq, Lk] attention sites: the top-p
       // candidate region, q-sampling and the additive mask in one pass, and RD's rule.
-      B::select_top_p(ctx, n, n, n, n, x, i32, i64, flag, u, seed, seed, p, a, y, y, y);
-      B::select_random(ctx, n, n, n, n, i32, u, seed, seed, p, u, seed, p, a, y, y, y);
+      B::select_top_p(ctx, n, n, n, n, x, i32, i64, flag, u, seed, seed, p, a, y, y, y, n);  // n: the first draw
+      B::select_random(ctx, n, n, n, n, i32, u, seed, seed, p, u, seed, p, a, y, y, y, n);
 
       // Optimizer: one AdamW step (train/adamw.hpp), Hugging Face's or torch's variant.
       B::adamw_update(ctx, n, y, x, y, y, double{}, double{}, double{}, double{}, double{}, n, flag);

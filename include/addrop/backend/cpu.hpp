@@ -149,18 +149,22 @@ struct Cpu {
                                T* dscores);
 
   // ---------------------------------------------------------------- dropout
-  /// Inverted dropout: y = x * keep / (1 - p), keep iff uniform(seed, stream, i) >= p.
-  /// The mask is never stored: the backward regenerates it from (seed, stream).
+  /// Inverted dropout: y = x * keep / (1 - p), keep iff uniform(seed, stream, first + i) >= p.
+  /// The mask is never stored: the backward regenerates it from (seed, stream, first).
+  /// `first` is the draw index of element 0: a shard of a batch split across processes
+  /// passes its offset in the whole batch, so it draws what one process would.
   template <class T>
-  static void dropout_forward(const Context&, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y);
+  static void dropout_forward(const Context&, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y,
+                              int64_t first = 0);
   /// dx = dy * keep / (1 - p); accumulate adds instead of writing.
   template <class T>
   static void dropout_backward(const Context&, int64_t n, float p, uint64_t seed, uint64_t stream, const T* dy,
-                               T* dx, bool accumulate = false);
-  /// The draws themselves: out[i] = draw i of (seed, stream), a float in [0, 1) (Philox4x32-10,
-  /// random::uniform). AD-DROP's generated draws are these (select_top_p, select_random).
+                               T* dx, bool accumulate = false, int64_t first = 0);
+  /// The draws themselves: out[i] = draw first + i of (seed, stream), a float in [0, 1)
+  /// (Philox4x32-10, random::uniform). AD-DROP's generated draws are these (select_top_p,
+  /// select_random).
   template <class T>
-  static void uniform(const Context&, int64_t n, uint64_t seed, uint64_t stream, T* out);
+  static void uniform(const Context&, int64_t n, uint64_t seed, uint64_t stream, T* out, int64_t first = 0);
 
   // ---------------------------------------------------------------- embeddings
   /// out[t, :] (+)= table[ids[t], :], out [tokens, dim], table [rows, dim]
@@ -178,12 +182,15 @@ struct Cpu {
   ///   loss_r = (1 - eps) * -log p[label] + eps * mean_c -log p[c].
   /// Writes dlogits = d(mean)/dlogits = (p - (1 - eps) onehot - eps / classes) / counted (zero
   /// rows for ignored labels) when dlogits is not null. Returns the loss (host value).
+  /// denominator > 0 replaces `counted` (the sum over these rows divided by the count of a
+  /// whole batch that other processes share: train/distributed.hpp).
   template <class T>
   static double cross_entropy(const Context&, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                              int32_t ignore_index, T label_smoothing, T* dlogits);
+                              int32_t ignore_index, T label_smoothing, T* dlogits, int64_t denominator = 0);
   /// Mean squared error of pred [n] against target [n]; dpred = 2 (pred - target) / n.
+  /// denominator > 0 replaces n, as for cross_entropy.
   template <class T>
-  static double mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred);
+  static double mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred, int64_t denominator = 0);
   /// sum x[i]^2 in double (gradient norms)
   template <class T> static double sum_squares(const Context&, int64_t n, const T* x);
   /// x *= a
@@ -196,8 +203,9 @@ struct Cpu {
   // Attention sites are [B, H, Lq, Lk] (queries x keys: Lq == Lk for self-attention, not
   // for an encoder-decoder's cross-attention), row-major: row r < B*H*Lq of Lk keys belongs
   // to example b = r / (H*Lq); element e = r*Lk + j. key_mask is [B, Lk] (!= 0: a real key,
-  // 0: a pad key); k is [B]. Generated draws are keyed by e: element e takes draw e of
-  // (seed, stream), what uniform(B*H*Lq*Lk, seed, stream, u) writes at u[e].
+  // 0: a pad key); k is [B]. Generated draws are keyed by e: element e takes draw
+  // first_draw + e of (seed, stream), what uniform(B*H*Lq*Lk, seed, stream, u, first_draw)
+  // writes at u[e] (first_draw: the offset of a shard's first element in the whole batch).
   // additive, candidates and keep [B,H,Lq,Lk] are each written only when not null (the
   // training step asks for additive alone).
 
@@ -212,7 +220,8 @@ struct Cpu {
   template <class T>
   static void select_top_p(const Context&, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
                            const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
-                           uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep);
+                           uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep,
+                           int64_t first_draw = 0);
   /// RD's rule fused the same way: every non-pad key is a candidate, kept iff
   /// d1 < keep_p or d2 < keep_q (d1 = u1[e] or generated from (seed, stream1), d2 = u2[e]
   /// or generated from (seed, stream2); d2 is read or drawn only where d1 does not already
@@ -220,7 +229,8 @@ struct Cpu {
   template <class T>
   static void select_random(const Context&, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t* key_mask,
                             const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
-                            uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep);
+                            uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep,
+                            int64_t first_draw = 0);
 
   // ---------------------------------------------------------------- optimizer
   /// One AdamW update of param [n] from grad [n] with moments m, v [n], at step t (1-based).

@@ -408,54 +408,52 @@ void Cpu::softmax_backward(const Context& ctx, int64_t rows, int64_t L, T scale,
   });
 }
 
-template <class T>
-void Cpu::uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream, T* out) {
-  const int64_t groups = (n + 3) / 4;
-  cpu_detail::parallel_chunks(ctx.num_threads(), groups, [&](int64_t g0, int64_t g1) {
+namespace cpu_detail {
+// f(i, draw first + i of (seed, stream)) for i in [0, n), over the threads in whole
+// Philox blocks (four draws each); `first` need not be a multiple of four.
+template <class F>
+void for_each_draw(const Cpu::Context& ctx, int64_t n, uint64_t seed, uint64_t stream, int64_t first, F&& f) {
+  if (n <= 0) return;
+  const int64_t g_first = first >> 2, g_last = (first + n - 1) >> 2;
+  parallel_chunks(ctx.num_threads(), g_last - g_first + 1, [&](int64_t c0, int64_t c1) {
     uint32_t w[4];
-    for (int64_t g = g0; g < g1; ++g) {
+    for (int64_t g = g_first + c0; g < g_first + c1; ++g) {
       random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
-      for (int k = 0; k < 4 && g * 4 + k < n; ++k) out[g * 4 + k] = static_cast<T>(random::to_unit_float(w[k]));
-    }
-  });
-}
-
-template <class T>
-void Cpu::dropout_forward(const Context& ctx, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y) {
-  if (p <= 0.0f) { copy(ctx, n, x, y); return; }
-  const T keep_scale = T(1) / (T(1) - T(p));
-  const int64_t groups = (n + 3) / 4;
-  cpu_detail::parallel_chunks(ctx.num_threads(), groups, [&](int64_t g0, int64_t g1) {
-    uint32_t w[4];
-    for (int64_t g = g0; g < g1; ++g) {
-      random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
-      for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
-        const int64_t i = g * 4 + k;
-        y[i] = random::to_unit_float(w[k]) >= p ? x[i] * keep_scale : T(0);
+      for (int k = 0; k < 4; ++k) {
+        const int64_t i = g * 4 + k - first;
+        if (i >= 0 && i < n) f(i, random::to_unit_float(w[k]));
       }
     }
   });
 }
+}  // namespace cpu_detail
+
+template <class T>
+void Cpu::uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream, T* out, int64_t first) {
+  cpu_detail::for_each_draw(ctx, n, seed, stream, first,
+                            [&](int64_t i, float u) { out[i] = static_cast<T>(u); });
+}
+
+template <class T>
+void Cpu::dropout_forward(const Context& ctx, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y,
+                          int64_t first) {
+  if (p <= 0.0f) { copy(ctx, n, x, y); return; }
+  const T keep_scale = T(1) / (T(1) - T(p));
+  cpu_detail::for_each_draw(ctx, n, seed, stream, first,
+                            [&](int64_t i, float u) { y[i] = u >= p ? x[i] * keep_scale : T(0); });
+}
 
 template <class T>
 void Cpu::dropout_backward(const Context& ctx, int64_t n, float p, uint64_t seed, uint64_t stream, const T* dy,
-                           T* dx, bool accumulate) {
+                           T* dx, bool accumulate, int64_t first) {
   if (p <= 0.0f) {
     if (accumulate) axpby(ctx, n, T(1), dy, T(1), dx); else copy(ctx, n, dy, dx);
     return;
   }
   const T keep_scale = T(1) / (T(1) - T(p));
-  const int64_t groups = (n + 3) / 4;
-  cpu_detail::parallel_chunks(ctx.num_threads(), groups, [&](int64_t g0, int64_t g1) {
-    uint32_t w[4];
-    for (int64_t g = g0; g < g1; ++g) {
-      random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
-      for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
-        const int64_t i = g * 4 + k;
-        const T v = random::to_unit_float(w[k]) >= p ? dy[i] * keep_scale : T(0);
-        dx[i] = accumulate ? dx[i] + v : v;
-      }
-    }
+  cpu_detail::for_each_draw(ctx, n, seed, stream, first, [&](int64_t i, float u) {
+    const T v = u >= p ? dy[i] * keep_scale : T(0);
+    dx[i] = accumulate ? dx[i] + v : v;
   });
 }
 
@@ -487,9 +485,10 @@ void Cpu::embedding_backward(const Context& ctx, int64_t tokens, int64_t dim, co
 
 template <class T>
 double Cpu::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                          int32_t ignore_index, T label_smoothing, T* dlogits) {
+                          int32_t ignore_index, T label_smoothing, T* dlogits, int64_t denominator) {
   int64_t counted = 0;
   for (int64_t r = 0; r < rows; ++r) counted += labels[r] != ignore_index;
+  if (denominator > 0) counted = denominator;
   const T eps = label_smoothing, uniform_weight = label_smoothing / static_cast<T>(classes);
   // Per-row losses summed afterwards in row order (the same total for any thread count);
   // the buffer only grows, so a training step allocates nothing once it has seen its shape.
@@ -529,14 +528,15 @@ double Cpu::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, con
 }
 
 template <class T>
-double Cpu::mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred) {
+double Cpu::mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred, int64_t denominator) {
+  const int64_t count = denominator > 0 ? denominator : n;
   double total = 0;
   for (int64_t i = 0; i < n; ++i) {
     const T d = pred[i] - target[i];
     total += static_cast<double>(d) * static_cast<double>(d);
-    if (dpred) dpred[i] = T(2) * d / T(n);
+    if (dpred) dpred[i] = T(2) * d / T(count);
   }
-  return n ? total / static_cast<double>(n) : 0.0;
+  return count ? total / static_cast<double>(count) : 0.0;
 }
 
 namespace cpu_detail {
@@ -706,7 +706,8 @@ inline void write_row(int64_t L, Candidate cand, const float* d, float keep_belo
 template <class T>
 void Cpu::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
                        const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
-                       uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep) {
+                       uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep,
+                       int64_t first_draw) {
   using I = typename cpu_detail::OrderedKey<T>::type;
   if (B <= 0 || H <= 0 || Lq <= 0 || Lk <= 0) return;
   const int64_t rows_per_example = H * Lq;
@@ -735,7 +736,7 @@ void Cpu::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int
       for (int64_t j = 0; j < Lk; ++j) cpu_detail::put_selection(j, false, true, dropped_value, a, c, kp);
       return;
     }
-    const float* d = u ? u + base : cpu_detail::row_draws(seed, stream, base, Lk, scratch.draws(0));
+    const float* d = u ? u + base : cpu_detail::row_draws(seed, stream, first_draw + base, Lk, scratch.draws(0));
     if (!have_threshold) {
       cpu_detail::write_row(Lk, [&](int64_t j) { return mask[j] != 0; }, d, keep_below, dropped_value, a, c, kp);
       return;
@@ -754,15 +755,16 @@ void Cpu::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int
 template <class T>
 void Cpu::select_random(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t* key_mask,
                         const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
-                        uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep) {
+                        uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep,
+                        int64_t first_draw) {
   if (B <= 0 || H <= 0 || Lq <= 0 || Lk <= 0) return;
   const int64_t rows_per_example = H * Lq;
   cpu_detail::parallel_for(ctx.num_threads(), B * rows_per_example, Lk * 16, [&](int64_t row) {
     const int64_t base = row * Lk;
     const int32_t* mask = key_mask + (row / rows_per_example) * Lk;
     cpu_detail::RowScratch<int32_t> scratch(Lk);
-    const float* d1 = u1 ? u1 + base : cpu_detail::row_draws(seed, stream1, base, Lk, scratch.draws(0));
-    const float* d2 = u2 ? u2 + base : cpu_detail::row_draws(seed, stream2, base, Lk, scratch.draws(1));
+    const float* d1 = u1 ? u1 + base : cpu_detail::row_draws(seed, stream1, first_draw + base, Lk, scratch.draws(0));
+    const float* d2 = u2 ? u2 + base : cpu_detail::row_draws(seed, stream2, first_draw + base, Lk, scratch.draws(1));
     T* a = additive ? additive + base : nullptr;
     T* c = candidates ? candidates + base : nullptr;
     T* kp = keep ? keep + base : nullptr;

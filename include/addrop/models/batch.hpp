@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "batch_shard.hpp"
 #include "concepts.hpp"
 #include "config.hpp"
 
@@ -19,6 +20,7 @@ struct Batch {
   std::vector<int32_t> token_type_ids;  ///< [B, L]; empty = all zeros
   std::vector<int32_t> labels;          ///< [B] (sequence) or [B, L] (token, -100 = ignored)
   std::vector<double> targets;          ///< [B] regression scores
+  BatchShard shard;                     ///< where these rows sit in a batch split across processes
 
   int64_t tokens() const { return size * length; }
   /// Non-pad tokens of example b (n_b in docs/algorithm.md).
@@ -71,17 +73,59 @@ inline AttributionTarget attribution_target(const ModelConfig& c, const Batch& b
       t.kind = AttributionTarget::Kind::TokenClasses;
       t.rows = batch.tokens();
       t.row_mask = batch.attention_mask;
+      t.denominator = batch.shard.objective_count;
       break;
     case Task::Regression:
       t.kind = AttributionTarget::Kind::Regression;
       t.rows = batch.size;
       t.gold = batch.targets;
+      t.denominator = batch.shard.objective_count;
       break;
     default:
       t.kind = AttributionTarget::Kind::SequenceClasses;
       t.rows = batch.size;
   }
   return t;
+}
+
+/// Rows [begin, end) of `whole`, as one of several processes trains on them: the same
+/// padded length, and the shard facts (models/batch_shard.hpp) that make its dropout, its
+/// AD-DROP draws and its share of the mean loss those of `whole`.
+inline Batch shard_rows(const Batch& whole, int64_t begin, int64_t end) {
+  if (begin < 0 || end > whole.size || begin >= end)
+    throw std::invalid_argument("shard_rows: rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                ") of a batch of " + std::to_string(whole.size));
+  const int64_t L = whole.length;
+  auto rows = [&](const std::vector<int32_t>& v, int64_t per_row) {
+    if (v.empty()) return std::vector<int32_t>{};
+    return std::vector<int32_t>(v.begin() + begin * per_row, v.begin() + end * per_row);
+  };
+  const bool token_labels = L > 1 && static_cast<int64_t>(whole.labels.size()) == whole.size * L;
+  Batch out;
+  out.size = end - begin;
+  out.length = L;
+  out.input_ids = rows(whole.input_ids, L);
+  out.attention_mask = rows(whole.attention_mask, L);
+  out.token_type_ids = rows(whole.token_type_ids, L);
+  out.labels = rows(whole.labels, token_labels ? L : 1);
+  if (!whole.targets.empty()) out.targets.assign(whole.targets.begin() + begin, whole.targets.begin() + end);
+  out.shard.first_example = whole.shard.first_example + begin;
+  if (!whole.targets.empty()) {
+    out.shard.loss_count = whole.size;
+  } else {
+    out.shard.loss_count = 0;
+    for (int32_t l : whole.labels) out.shard.loss_count += l != -100;
+  }
+  if (token_labels) {
+    out.shard.objective_count = 0;
+    for (int32_t m : whole.attention_mask) out.shard.objective_count += m != 0;
+  } else {
+    out.shard.objective_count = whole.size;
+  }
+  // A shard of a shard keeps the counts of the outermost batch.
+  if (whole.shard.loss_count) out.shard.loss_count = whole.shard.loss_count;
+  if (whole.shard.objective_count) out.shard.objective_count = whole.shard.objective_count;
+  return out;
 }
 
 /// `copies` copies of batch's inputs one after another along the batch axis (labels are
@@ -97,6 +141,7 @@ inline void stack_batch(const Batch& batch, int64_t copies, Batch& out) {
   repeat(batch.input_ids, out.input_ids);
   repeat(batch.attention_mask, out.attention_mask);
   repeat(batch.token_type_ids, out.token_type_ids);
+  out.shard = batch.shard;
 }
 
 }  // namespace addrop::models

@@ -30,6 +30,9 @@ namespace addrop::models {
 struct AttentionSite {
   int64_t batch = 0, heads = 0, queries = 0, keys = 0;
   std::span<const int32_t> key_mask;
+  /// The whole batch's index of row 0 when the batch is a shard (models/batch_shard.hpp):
+  /// AD-DROP's draws for this site start at element first_example * heads * queries * keys.
+  int64_t first_example = 0;
   Shape shape() const { return {batch, heads, queries, keys}; }
   /// Non-pad keys of example b (n_b of docs/algorithm.md step 4).
   int64_t key_length(int64_t b) const {
@@ -51,6 +54,9 @@ struct AttributionTarget {
   int64_t rows = 0, classes = 0;
   std::span<const int32_t> row_mask;  ///< TokenClasses: [rows]
   std::span<const double> gold;       ///< Regression: [rows]
+  /// What the mean of TokenClasses and Regression divides by: 0 = these rows' own count;
+  /// a shard sets the whole batch's (models/batch_shard.hpp).
+  int64_t denominator = 0;
 };
 
 namespace contract {

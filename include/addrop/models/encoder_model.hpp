@@ -93,7 +93,7 @@ class EncoderModel {
       throw std::invalid_argument("attention site " + std::to_string(layer) + ": the model has " +
                                   std::to_string(num_layers()) + " layers");
     return {.batch = batch.size, .heads = config_.num_attention_heads, .queries = batch.length,
-            .keys = batch.length, .key_mask = batch.attention_mask};
+            .keys = batch.length, .key_mask = batch.attention_mask, .first_example = batch.shard.first_example};
   }
   /// The attribution target F of this model's head on `batch`.
   AttributionTarget attribution_target(const Batch& batch) const { return models::attribution_target(config_, batch); }
@@ -145,7 +145,7 @@ class EncoderModel {
   const TensorT& forward(const Batch& batch, const PassOptions& pass = {}) {
     batch.validate(config_, false);
     prepare(batch);
-    const nn::DropoutPlan plan = dropout_plan(pass);
+    const nn::DropoutPlan plan = dropout_plan(pass, batch);
     acts().embeddings.dropout = plan.site(plan.hidden_p, layers_.size(), nn::DropoutKind::Embedding);
     const T* x = embeddings_.forward(ctx_, batch.tokens(), acts().ids.data(), acts().positions.data(),
                                      acts().types.data(), acts().embeddings);
@@ -160,7 +160,7 @@ class EncoderModel {
     if (layers < 0 || layers >= num_layers()) throw std::invalid_argument("forward_prefix: " + std::to_string(layers) + " layers");
     batch.validate(config_, false);
     prepare(batch);
-    const nn::DropoutPlan plan = dropout_plan(pass);
+    const nn::DropoutPlan plan = dropout_plan(pass, batch);
     acts().embeddings.dropout = plan.site(plan.hidden_p, layers_.size(), nn::DropoutKind::Embedding);
     const T* x = embeddings_.forward(ctx_, batch.tokens(), acts().ids.data(), acts().positions.data(),
                                      acts().types.data(), acts().embeddings);
@@ -177,7 +177,7 @@ class EncoderModel {
     prepare(batch);
     acts().first_layer = first_layer;
     acts().first_input = input;
-    return run_layers(first_layer, input, dropout_plan(pass));
+    return run_layers(first_layer, input, dropout_plan(pass, batch));
   }
 
   /// The gold loss of the last forward (CE, MSE for regression, token CE ignoring -100);
@@ -191,13 +191,13 @@ class EncoderModel {
       host.assign(batch.targets.begin(), batch.targets.end());
       Backend::to_device(ctx_, batch.size, host.data(), acts().targets.data());
       return nn::mean_squared_error<Backend>(ctx_, batch.size, acts().head.logits.data(), acts().targets.data(),
-                                            acts().head.dlogits.data());
+                                            acts().head.dlogits.data(), batch.shard.loss_count);
     }
     const int64_t rows = static_cast<int64_t>(batch.labels.size());
     acts().labels.resize({rows});
     Backend::to_device(ctx_, rows, batch.labels.data(), acts().labels.data());
     return nn::cross_entropy<Backend>(ctx_, rows, C, acts().head.logits.data(), acts().labels.data(),
-                                      acts().head.dlogits.data());
+                                      acts().head.dlogits.data(), T(0), batch.shard.loss_count);
   }
 
   /// d(objective)/d(logits): set by loss(), or written by the caller (AD-DROP's pseudo-label objective).
@@ -260,9 +260,10 @@ class EncoderModel {
     TensorT dinner, grad_a, grad_b, demb;
   };
 
-  nn::DropoutPlan dropout_plan(const PassOptions& pass) const {
+  nn::DropoutPlan dropout_plan(const PassOptions& pass, const Batch& batch) const {
     return nn::DropoutPlan{pass.train, pass.seed, pass.step, config_.hidden_dropout_prob,
-                           config_.attention_probs_dropout_prob, config_.head_dropout()};
+                           config_.attention_probs_dropout_prob, config_.head_dropout(), batch.shard.first_example,
+                           batch.size};
   }
 
   // Layers first..end-1 (end < 0: all, then the head).

@@ -210,13 +210,13 @@ class MarianModel {
     switch (ref.kind) {
       case SiteKind::EncoderSelf:
         return {.batch = batch.size, .heads = config_.encoder_attention_heads, .queries = batch.source_length,
-                .keys = batch.source_length, .key_mask = batch.attention_mask};
+                .keys = batch.source_length, .key_mask = batch.attention_mask, .first_example = batch.shard.first_example};
       case SiteKind::DecoderSelf:  // keys are target positions: the start token and the target's tokens are real
         return {.batch = batch.size, .heads = config_.decoder_attention_heads, .queries = batch.target_length,
-                .keys = batch.target_length, .key_mask = batch.target_mask};
+                .keys = batch.target_length, .key_mask = batch.target_mask, .first_example = batch.shard.first_example};
       case SiteKind::DecoderCross:
         return {.batch = batch.size, .heads = config_.decoder_attention_heads, .queries = batch.target_length,
-                .keys = batch.source_length, .key_mask = batch.attention_mask};
+                .keys = batch.source_length, .key_mask = batch.attention_mask, .first_example = batch.shard.first_example};
     }
     return {};
   }
@@ -224,7 +224,8 @@ class MarianModel {
   /// rows of real (non-pad) target tokens counted.
   AttributionTarget attribution_target(const Seq2SeqBatch& batch) const {
     return {.kind = AttributionTarget::Kind::TokenClasses, .rows = batch.size * batch.target_length,
-            .classes = config_.target_vocab_size(), .row_mask = batch.target_mask, .gold = {}};
+            .classes = config_.target_vocab_size(), .row_mask = batch.target_mask, .gold = {},
+            .denominator = batch.shard.objective_count};
   }
   void stack_batch(const Seq2SeqBatch& batch, int64_t copies, Seq2SeqBatch& out) const {
     stack_seq2seq_batch(batch, copies, out);
@@ -277,7 +278,7 @@ class MarianModel {
   /// Teacher-forced forward; returns the logits [B*Lt, Vt].
   const TensorT& forward(const Seq2SeqBatch& batch, const PassOptions& pass = {}) {
     prepare(batch, false);
-    const nn::DropoutPlan plan = dropout_plan(pass);
+    const nn::DropoutPlan plan = dropout_plan(pass, batch.shard.first_example, batch.size);
     embed(plan, true);
     acts().first_layer = 0;
     run_encoder(0, acts().encoder_embedded.data(), plan, num_encoder_layers());
@@ -288,7 +289,7 @@ class MarianModel {
     if (layers < 0 || layers >= num_encoder_layers())
       throw std::invalid_argument("forward_prefix: " + std::to_string(layers) + " is not an encoder site");
     prepare(batch, false);
-    const nn::DropoutPlan plan = dropout_plan(pass);
+    const nn::DropoutPlan plan = dropout_plan(pass, batch.shard.first_example, batch.size);
     embed(plan, false);
     acts().first_layer = 0;
     run_encoder(0, acts().encoder_embedded.data(), plan, layers);
@@ -299,7 +300,7 @@ class MarianModel {
     if (first < 0 || first >= num_encoder_layers())
       throw std::invalid_argument("forward_from: " + std::to_string(first) + " is not an encoder site");
     prepare(batch, false);
-    const nn::DropoutPlan plan = dropout_plan(pass);
+    const nn::DropoutPlan plan = dropout_plan(pass, batch.shard.first_example, batch.size);
     embed_target(plan);
     acts().first_layer = first;
     acts().first_input = input;
@@ -318,7 +319,7 @@ class MarianModel {
     w.labels.resize({rows});
     Backend::to_device(ctx_, rows, batch.labels.data(), w.labels.data());
     return nn::cross_entropy<Backend>(ctx_, rows, config_.target_vocab_size(), w.logits.data(), w.labels.data(),
-                                      w.dlogits.data(), label_smoothing_);
+                                      w.dlogits.data(), label_smoothing_, batch.shard.loss_count);
   }
   TensorT& logits_grad() { return acts().dlogits; }
   const TensorT& logits() const { return acts().logits; }
@@ -541,8 +542,9 @@ class MarianModel {
   ParameterT& decoder_table() { return config_.share_encoder_decoder_embeddings ? shared_.weight : decoder_embed_.weight; }
   ParameterT& output_table() { return config_.tie_word_embeddings ? decoder_table() : lm_head_; }
 
-  nn::DropoutPlan dropout_plan(const PassOptions& pass) const {
-    return nn::DropoutPlan{pass.train, pass.seed, pass.step, config_.dropout, config_.attention_dropout, 0.0f};
+  nn::DropoutPlan dropout_plan(const PassOptions& pass, int64_t first_example = 0, int64_t examples = 1) const {
+    return nn::DropoutPlan{pass.train, pass.seed, pass.step, config_.dropout, config_.attention_dropout, 0.0f,
+                           first_example, examples};
   }
   // Dropout slots: encoder layers 0..Le-1, decoder layers Le..Le+Ld-1, the two embeddings above.
   uint64_t decoder_slot(std::size_t j) const { return encoder_.size() + j; }

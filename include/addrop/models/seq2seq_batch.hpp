@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "batch_shard.hpp"
+
 namespace addrop::models {
 
 struct Seq2SeqBatch {
@@ -18,6 +20,7 @@ struct Seq2SeqBatch {
   std::vector<int32_t> decoder_input_ids;          ///< [size, target_length]
   std::vector<int32_t> labels;                     ///< [size, target_length], -100 at pads (empty: no targets)
   std::vector<int32_t> target_mask;                ///< [size, target_length], 1 where labels are real
+  BatchShard shard;                                ///< where these rows sit in a batch split across processes
 
   /// Throws std::invalid_argument naming the inconsistent field.
   void validate(int64_t vocab, int64_t target_vocab, bool needs_labels) const {
@@ -81,6 +84,35 @@ inline Seq2SeqBatch make_seq2seq_batch(std::span<const std::vector<int32_t>> sou
   return b;
 }
 
+/// Rows [begin, end) of `whole` as one of several processes trains on them (the padded
+/// lengths of `whole`; models/batch_shard.hpp).
+inline Seq2SeqBatch shard_rows(const Seq2SeqBatch& whole, int64_t begin, int64_t end) {
+  if (begin < 0 || end > whole.size || begin >= end)
+    throw std::invalid_argument("shard_rows: rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                ") of a batch of " + std::to_string(whole.size));
+  auto rows = [&](const std::vector<int32_t>& v, int64_t per_row) {
+    if (v.empty()) return std::vector<int32_t>{};
+    return std::vector<int32_t>(v.begin() + begin * per_row, v.begin() + end * per_row);
+  };
+  Seq2SeqBatch out;
+  out.size = end - begin;
+  out.source_length = whole.source_length;
+  out.target_length = whole.target_length;
+  out.input_ids = rows(whole.input_ids, whole.source_length);
+  out.attention_mask = rows(whole.attention_mask, whole.source_length);
+  out.decoder_input_ids = rows(whole.decoder_input_ids, whole.target_length);
+  out.labels = rows(whole.labels, whole.target_length);
+  out.target_mask = rows(whole.target_mask, whole.target_length);
+  out.shard.first_example = whole.shard.first_example + begin;
+  out.shard.loss_count = whole.shard.loss_count;
+  if (!out.shard.loss_count)
+    for (int32_t l : whole.labels) out.shard.loss_count += l != -100;
+  out.shard.objective_count = whole.shard.objective_count;
+  if (!out.shard.objective_count)
+    for (int32_t m : whole.target_mask) out.shard.objective_count += m != 0;
+  return out;
+}
+
 /// `copies` copies of a batch, one after the other (integrated gradients' stacked passes).
 inline void stack_seq2seq_batch(const Seq2SeqBatch& batch, int64_t copies, Seq2SeqBatch& out) {
   auto repeat = [&](const std::vector<int32_t>& v, std::vector<int32_t>& o) {
@@ -96,6 +128,7 @@ inline void stack_seq2seq_batch(const Seq2SeqBatch& batch, int64_t copies, Seq2S
   repeat(batch.decoder_input_ids, out.decoder_input_ids);
   repeat(batch.labels, out.labels);
   repeat(batch.target_mask, out.target_mask);
+  out.shard = batch.shard;
 }
 
 }  // namespace addrop::models

@@ -47,6 +47,7 @@ struct SelectionArgs {
   const float* uniforms2 = nullptr;   ///< RD's second draw; null: generated
   uint64_t seed = 0;                  ///< generator seed, when the draws are generated
   uint64_t stream = 0, stream2 = 0;   ///< generator streams of the first and RD's second draw
+  int64_t first_draw = 0;             ///< generated draws start here: a shard's offset in the whole batch
   T* additive = nullptr;              ///< out: 0 where kept, dropped_value where dropped
   T dropped_value = T(-10000);        ///< the reference's additive value for a dropped (or pad) key
   T* candidates = nullptr;            ///< out 0/1
@@ -107,7 +108,7 @@ class TopP {
     Backend::to_device(ctx, a.batch, k.data(), a.threshold_indices);
     Backend::select_top_p(ctx, a.batch, a.heads, a.queries, a.keys, a.attribution, a.key_mask, a.threshold_indices,
                           side_ == Side::High, a.uniforms, a.seed, a.stream, static_cast<float>(1.0 - a.q),
-                          a.dropped_value, a.additive, a.candidates, a.keep);
+                          a.dropped_value, a.additive, a.candidates, a.keep, a.first_draw);
   }
 
  private:
@@ -125,7 +126,7 @@ struct Random {
     detail::check_common(a, "AD-DROP selection (random)");
     Backend::select_random(ctx, a.batch, a.heads, a.queries, a.keys, a.key_mask, a.uniforms, a.seed, a.stream,
                            static_cast<float>(1.0 - a.p), a.uniforms2, a.stream2, static_cast<float>(1.0 - a.q),
-                           a.dropped_value, a.additive, a.candidates, a.keep);
+                           a.dropped_value, a.additive, a.candidates, a.keep, a.first_draw);
   }
 };
 

@@ -9,6 +9,13 @@
 // (StopReason::NonFiniteLoss); the best checkpoint written so far stays as it was.
 // Callbacks (train/callbacks.hpp) see every step, evaluation, epoch end and checkpoint.
 //
+// Data parallel (docs/distributed.md): given a communicator (dist/communicator.hpp), every
+// rank reads the same global batches, trains on its rows of each (shard_rows), and the
+// gradients are summed over the ranks before clipping and the optimizer step, so every rank
+// holds the same weights; evaluation is the evaluate function's (it shards and reduces:
+// train/evaluate.hpp). Rank 0 alone writes checkpoints, metrics.jsonl and the progress bar,
+// and alone calls the callbacks.
+//
 //   train::Trainer trainer(model, regulariser, options);
 //   data::SequenceBatches source(train_features, sampler, pad_id, regression);
 //   auto result = trainer.fit(source, [&](auto& m) { return evaluate_dev(m); }, callbacks...);
@@ -31,10 +38,12 @@
 #include <nlohmann/json.hpp>
 
 #include "../data/batching.hpp"  // data::SequenceBatches, the source most callers want
+#include "../dist/communicator.hpp"
 #include "../io/checkpoint.hpp"
 #include "adamw.hpp"
 #include "batch_source.hpp"
 #include "callbacks.hpp"
+#include "distributed.hpp"
 #include "early_stopping.hpp"
 #include "eval_record.hpp"
 #include "grad_clip.hpp"
@@ -116,19 +125,28 @@ concept Checkpointable = requires(Model& m, const std::string& name) {
 };
 }  // namespace trainer_detail
 
-template <class Model, class Regulariser>
+template <class Model, class Regulariser, dist::Communicator Comm = dist::Local>
 class Trainer {
  public:
   using T = typename Model::value_type;
   using Backend = typename Model::backend_type;
   using Evaluate = std::function<EvalResult(Model&)>;
 
+  /// One process.
   Trainer(Model& model, Regulariser& regulariser, TrainerOptions options)
-      : model_(model), reg_(regulariser), options_(std::move(options)),
-        optimizer_(model.parameters(), options_.optimizer, model.context()) {
+    requires std::same_as<Comm, dist::Local>
+      : Trainer(model, regulariser, std::move(options), local_comm()) {}
+
+  /// One rank of a data-parallel job (`comm` outlives the trainer).
+  Trainer(Model& model, Regulariser& regulariser, TrainerOptions options, Comm& comm)
+      : model_(model), reg_(regulariser), options_(std::move(options)), comm_(comm),
+        optimizer_(model.parameters(), options_.optimizer, model.context()),
+        reducer_(model.parameters(), model.context()) {
     if (options_.epochs <= 0)
       throw std::invalid_argument("TrainerOptions::epochs must be positive, got " + std::to_string(options_.epochs));
   }
+
+  Comm& communicator() { return comm_; }
 
   AdamW<T, Backend>& optimizer() { return optimizer_; }
 
@@ -150,10 +168,18 @@ class Trainer {
                   "on_evaluate(const EvaluateInfo&), on_epoch_end(const EpochEndInfo&), "
                   "on_checkpoint(const CheckpointInfo&) (train/callbacks.hpp)");
     check_checkpoints();
+    if constexpr (!ShardableBatch<batch_t<S>>)
+      if (comm_.size() > 1)
+        throw std::invalid_argument("Trainer::fit: " + std::to_string(comm_.size()) +
+                                    " ranks, but the batch type has no shard_rows(batch, begin, end) "
+                                    "(train/distributed.hpp)");
     const Evaluate eval = std::ref(evaluate);
     Run run(make_scheduler(total_steps(source)), make_stopper());
-    (run.callbacks.add(callbacks), ...);
+    if (writes()) (run.callbacks.add(callbacks), ...);
     if (options_.resume) restore(run);
+    // Every rank starts from rank 0's weights (and, resumed, its optimizer state).
+    broadcast_parameters(model_.parameters(), comm_);
+    if (options_.resume) broadcast_optimizer(optimizer_, comm_);
     if (run.next_epoch >= options_.epochs) return finish(run);  // a resumed run with nothing left to do
     start(run);
     for (int epoch = run.next_epoch; epoch < options_.epochs && !run.stopped(); ++epoch) {
@@ -249,17 +275,34 @@ class Trainer {
   void restore(Run& run) {
     if constexpr (trainer_detail::Checkpointable<Model>) restore_checkpoint(run);
   }
+  // Rank 0 reads output/last and sends the trainer state to the others (the weights and
+  // moments follow in fit(): a node without the files still resumes).
   void restore_checkpoint(Run& run) {
     namespace fs = std::filesystem;
     if (options_.output.empty())
       throw std::runtime_error("TrainerOptions::resume is set but TrainerOptions::output is empty");
     const fs::path dir = options_.output / "last";
-    if (!fs::exists(dir / "trainer_state.json"))
-      throw std::runtime_error("TrainerOptions::resume is set but " + dir.string() +
-                               " holds no saved state (no trainer_state.json)");
-    const nlohmann::json state = nlohmann::json::parse(read_file(dir / "trainer_state.json"));
-    io::load_weights(model_, io::SafeTensors::load(dir / "model.safetensors"), true);
-    load_optimizer_state(optimizer_, dir / "optimizer.safetensors", &run.scheduler);
+    std::string text;
+    if (writes()) {
+      if (!fs::exists(dir / "trainer_state.json"))
+        throw std::runtime_error("TrainerOptions::resume is set but " + dir.string() +
+                                 " holds no saved state (no trainer_state.json)");
+      text = read_file(dir / "trainer_state.json");
+    }
+    comm_.host_broadcast(text, 0);
+    const nlohmann::json state = nlohmann::json::parse(text);
+    const int saved_world = state.value("world_size", 1);
+    if (saved_world != comm_.size())
+      throw std::runtime_error("TrainerOptions::resume: " + (dir / "trainer_state.json").string() +
+                               " was saved by a run of " + std::to_string(saved_world) + " process(es), this run has " +
+                               std::to_string(comm_.size()) + "; resume with " + std::to_string(saved_world));
+    if (writes()) {
+      io::load_weights(model_, io::SafeTensors::load(dir / "model.safetensors"), true);
+      load_optimizer_state(optimizer_, dir / "optimizer.safetensors", &run.scheduler);
+    } else {
+      optimizer_.set_steps(state.at("step").get<int64_t>());
+      run.scheduler.set_step_count(state.at("step").get<int64_t>());
+    }
     run.next_epoch = state.at("next_epoch").get<int>();
     run.step = state.at("step").get<int64_t>();
     run.time_offset = state.at("seconds").get<double>();
@@ -274,7 +317,7 @@ class Trainer {
   /// Starts the clock and metrics.jsonl, which holds exactly the evaluations of the
   /// history (a resumed run drops any line written after its last saved state).
   void start(Run& run) {
-    if (!options_.output.empty()) {
+    if (!options_.output.empty() && writes()) {
       run.log.emplace(options_.output / "metrics.jsonl", MetricsLog::Mode::Truncate);
       for (const auto& r : run.result.history) run.log->append(to_json(r, options_.run_name));
     }
@@ -290,7 +333,7 @@ class Trainer {
     if constexpr (std::ranges::sized_range<decltype(batches)>)
       check_batch_count(static_cast<int64_t>(std::ranges::size(batches)), expected, epoch);
     std::optional<Progress> bar;
-    if (options_.progress)
+    if (options_.progress && writes())
       bar.emplace(expected, options_.run_name + " epoch " + std::to_string(epoch + 1) + "/" +
                                 std::to_string(options_.epochs));
     run.epoch_loss = {};
@@ -318,7 +361,29 @@ class Trainer {
   template <class Batch>
   bool train_step(const Batch& batch, int epoch, int64_t index, int64_t batches, Run& run) {
     model_.zero_grad();
-    const auto out = reg_.step(model_, batch, epoch);
+    double loss = 0, used_addrop = 0;
+    if (comm_.size() == 1) {
+      const auto out = reg_.step(model_, batch, epoch);
+      loss = out.loss;
+      used_addrop = out.used_addrop;
+    } else if constexpr (ShardableBatch<Batch>) {
+      // This rank's rows; a rank with none adds nothing but keeps the step count (the
+      // draws of later steps are keyed by it).
+      const dist::RowRange rows = dist::row_range(static_cast<int64_t>(batch.size), comm_.rank(), comm_.size());
+      if (rows.size() > 0) {
+        const auto out = reg_.step(model_, shard_rows(batch, rows.begin, rows.end), epoch);
+        loss = out.loss;
+        used_addrop = out.used_addrop;
+      } else {
+        reg_.set_step_count(reg_.step_count() + 1);
+      }
+      reducer_.reduce(comm_);
+      double sums[2] = {loss, used_addrop};
+      comm_.host_all_reduce_sum(sums);
+      loss = sums[0];
+      used_addrop = sums[1];
+    }
+    const struct { double loss; bool used_addrop; } out{loss, used_addrop > 0};
     if (!std::isfinite(out.loss)) {
       stop(run, StopReason::NonFiniteLoss,
            "the training loss became " + std::string(std::isnan(out.loss) ? "NaN" : "infinite") + " at epoch " +
@@ -353,7 +418,7 @@ class Trainer {
     const bool improved = run.stopper.update(epoch, rec.dev.main).improved;
     if (improved) {
       run.result.best_index = index;
-      if (!options_.output.empty() && options_.save_best) save_best(epoch, run);
+      if (!options_.output.empty() && options_.save_best && writes()) save_best(epoch, run);
     }
     if (run.log) run.log->append(to_json(rec, options_.run_name));
     if (run.stopper.should_stop())
@@ -372,7 +437,7 @@ class Trainer {
 
   /// output/last after `epoch`, for resuming (when TrainerOptions::save_last).
   void save_last(int epoch, Run& run) {
-    if (options_.output.empty() || !options_.save_last) return;
+    if (options_.output.empty() || !options_.save_last || !writes()) return;
     if constexpr (trainer_detail::Checkpointable<Model>) {
       save_state(epoch + 1, run.elapsed(), run.result, run.scheduler);
       run.callbacks.on_checkpoint({options_.output / "last", CheckpointKind::Last, epoch, run.step});
@@ -411,6 +476,7 @@ class Trainer {
                          {"seconds", seconds},
                          {"regulariser_steps", reg_.step_count()},
                          {"best_index", result.best_index},
+                         {"world_size", comm_.size()},
                          {"finished", next_epoch >= options_.epochs}};
     state["history"] = nlohmann::json::array();
     for (const auto& r : result.history) state["history"].push_back(to_json(r, options_.run_name));
@@ -418,10 +484,19 @@ class Trainer {
     replace_directory(tmp, dir);
   }
 
+  /// Whether this rank writes files and calls the callbacks.
+  bool writes() const { return comm_.rank() == 0; }
+  static dist::Local& local_comm() {
+    static dist::Local local;
+    return local;
+  }
+
   Model& model_;
   Regulariser& reg_;
   TrainerOptions options_;
+  Comm& comm_;
   AdamW<T, Backend> optimizer_;
+  GradientReducer<T, Backend> reducer_;
 };
 
 }  // namespace addrop::train

@@ -323,13 +323,15 @@ struct Cuda {
                                T* dscores);
 
   // ---------------------------------------------------------------- dropout
+  // first: the draw index of element 0 (any value >= 0, not only multiples of four), as Cpu.
   template <class T>
-  static void dropout_forward(const Context&, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y);
+  static void dropout_forward(const Context&, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y,
+                              int64_t first = 0);
   template <class T>
   static void dropout_backward(const Context&, int64_t n, float p, uint64_t seed, uint64_t stream, const T* dy,
-                               T* dx, bool accumulate = false);
+                               T* dx, bool accumulate = false, int64_t first = 0);
   template <class T>
-  static void uniform(const Context&, int64_t n, uint64_t seed, uint64_t stream, T* out);
+  static void uniform(const Context&, int64_t n, uint64_t seed, uint64_t stream, T* out, int64_t first = 0);
 
   // ---------------------------------------------------------------- embeddings
   template <class T>
@@ -340,11 +342,12 @@ struct Cuda {
                                  T* dtable, int64_t padding_idx);
 
   // ---------------------------------------------------------------- losses and reductions
+  // denominator > 0 replaces the count of non-ignored labels (cross_entropy) or n (mse), as Cpu.
   template <class T>
   static double cross_entropy(const Context&, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                              int32_t ignore_index, T label_smoothing, T* dlogits);
+                              int32_t ignore_index, T label_smoothing, T* dlogits, int64_t denominator = 0);
   template <class T>
-  static double mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred);
+  static double mse(const Context&, int64_t n, const T* pred, const T* target, T* dpred, int64_t denominator = 0);
   template <class T> static double sum_squares(const Context&, int64_t n, const T* x);
   template <class T> static void scale(const Context&, int64_t n, T a, T* x);
   template <class T> static void mul(const Context&, int64_t n, const T* a, const T* b, T* out);
@@ -353,16 +356,19 @@ struct Cuda {
   /// As Cpu::select_top_p (identical outputs) over [B, H, Lq, Lk]; key_mask [B*Lk] and
   /// k [B] are device buffers. The candidates of every row go into the first output that
   /// is given (candidates, else additive, else keep), then one elementwise pass draws (or
-  /// reads u), q-samples and writes the outputs in place.
+  /// reads u), q-samples and writes the outputs in place. Element e's generated draw is
+  /// draw first_draw + e (u, when given, is still read at u[e]).
   template <class T>
   static void select_top_p(const Context&, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
                            const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
-                           uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep);
+                           uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep,
+                           int64_t first_draw = 0);
   /// As Cpu::select_random (identical outputs) over [B, H, Lq, Lk], one elementwise pass.
   template <class T>
   static void select_random(const Context&, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t* key_mask,
                             const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
-                            uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep);
+                            uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep,
+                            int64_t first_draw = 0);
 
   // ---------------------------------------------------------------- optimizer
   template <class T>

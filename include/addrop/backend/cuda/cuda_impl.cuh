@@ -321,37 +321,52 @@ __global__ void softmax_backward_kernel(int64_t rows, int64_t L, T scale, const 
 }
 
 // ---------------------------------------------------------------- randomness (a thread per Philox block)
+// Element i takes draw first + i: word (first + i) % 4 of Philox block (first + i) / 4 (the
+// CPU's cpu_detail::for_each_draw). The n draws lie in blocks first / 4 .. (first + n - 1) / 4
+// (n > 0), a thread each; word k of block g is element g * 4 + k - first when that is in
+// [0, n). With first % 4 == 0 every block holds four consecutive elements (bar the last), as
+// before `first` existed; otherwise the first and last blocks are partly outside.
+__host__ __device__ inline int64_t draw_group_count(int64_t n, int64_t first) {
+  return ((first + n - 1) >> 2) - (first >> 2) + 1;
+}
 template <class T>
-__global__ void uniform_kernel(int64_t n, uint64_t seed, uint64_t stream, T* out) {
-  const int64_t groups = (n + 3) / 4;
+__global__ void uniform_kernel(int64_t n, uint64_t seed, uint64_t stream, T* out, int64_t first) {
+  const int64_t g0 = first >> 2, groups = draw_group_count(n, first);
   ADDROP_CUDA_GRID_STRIDE(g, groups) {
     uint32_t w[4];
-    random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
-    for (int k = 0; k < 4 && g * 4 + k < n; ++k) out[g * 4 + k] = static_cast<T>(random::to_unit_float(w[k]));
+    random::Philox4x32::generate(seed, static_cast<uint64_t>(g0 + g), stream, w);
+    const int64_t i0 = (g0 + g) * 4 - first;  // the element of word 0 (negative in a partial first block)
+    for (int k = 0; k < 4; ++k) {
+      const int64_t i = i0 + k;
+      if (i >= 0 && i < n) out[i] = static_cast<T>(random::to_unit_float(w[k]));
+    }
   }
 }
 template <class T>
 __global__ void dropout_forward_kernel(int64_t n, float p, uint64_t seed, uint64_t stream, T keep_scale, const T* x,
-                                       T* y) {
-  const int64_t groups = (n + 3) / 4;
+                                       T* y, int64_t first) {
+  const int64_t g0 = first >> 2, groups = draw_group_count(n, first);
   ADDROP_CUDA_GRID_STRIDE(g, groups) {
     uint32_t w[4];
-    random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
-    for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
-      const int64_t i = g * 4 + k;
-      y[i] = random::to_unit_float(w[k]) >= p ? x[i] * keep_scale : T(0);
+    random::Philox4x32::generate(seed, static_cast<uint64_t>(g0 + g), stream, w);
+    const int64_t i0 = (g0 + g) * 4 - first;
+    for (int k = 0; k < 4; ++k) {
+      const int64_t i = i0 + k;
+      if (i >= 0 && i < n) y[i] = random::to_unit_float(w[k]) >= p ? x[i] * keep_scale : T(0);
     }
   }
 }
 template <class T>
 __global__ void dropout_backward_kernel(int64_t n, float p, uint64_t seed, uint64_t stream, T keep_scale, const T* dy,
-                                        T* dx, bool accumulate) {
-  const int64_t groups = (n + 3) / 4;
+                                        T* dx, bool accumulate, int64_t first) {
+  const int64_t g0 = first >> 2, groups = draw_group_count(n, first);
   ADDROP_CUDA_GRID_STRIDE(g, groups) {
     uint32_t w[4];
-    random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
-    for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
-      const int64_t i = g * 4 + k;
+    random::Philox4x32::generate(seed, static_cast<uint64_t>(g0 + g), stream, w);
+    const int64_t i0 = (g0 + g) * 4 - first;
+    for (int k = 0; k < 4; ++k) {
+      const int64_t i = i0 + k;
+      if (i < 0 || i >= n) continue;
       const T v = random::to_unit_float(w[k]) >= p ? dy[i] * keep_scale : T(0);
       dx[i] = accumulate ? dx[i] + v : v;
     }
@@ -451,13 +466,14 @@ __global__ void reduce_finish_kernel(int64_t count, const double* partial, doubl
   acc = block_sum(acc);
   if (threadIdx.x == 0) out[0] = acc;
 }
-// d = pred - target; dpred = 2 d / n (when asked); sq[i] = d^2 in double.
+// d = pred - target; dpred = 2 d / count (when asked; count: n, or the caller's denominator);
+// sq[i] = d^2 in double.
 template <class T>
-__global__ void mse_kernel(int64_t n, const T* pred, const T* target, T* dpred, double* sq) {
+__global__ void mse_kernel(int64_t n, int64_t count, const T* pred, const T* target, T* dpred, double* sq) {
   ADDROP_CUDA_GRID_STRIDE(i, n) {
     const T d = pred[i] - target[i];
     sq[i] = static_cast<double>(d) * static_cast<double>(d);
-    if (dpred) dpred[i] = T(2) * d / T(n);
+    if (dpred) dpred[i] = T(2) * d / T(count);
   }
 }
 // out[0] = number of labels != ignore_index (one block).
@@ -471,12 +487,15 @@ __global__ void count_labels_kernel(int64_t rows, const int32_t* labels, int32_t
   if (threadIdx.x == 0) out[0] = static_cast<double>(count);
 }
 // A warp per row: losses[r] = log_z - z[label], with label smoothing eps
-// (1 - eps) (log_z - z[label]) + eps (log_z - mean z) (0 for ignored rows); dlogits as the CPU.
+// (1 - eps) (log_z - z[label]) + eps (log_z - mean z) (0 for ignored rows); dlogits as the CPU,
+// divided by denominator when it is > 0, else by counted[0] (count_labels_kernel's count,
+// not read otherwise).
 template <class T>
 __global__ void cross_entropy_kernel(int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                                     int32_t ignore_index, T eps, T* dlogits, const double* counted, double* losses) {
+                                     int32_t ignore_index, T eps, T* dlogits, const double* counted, double* losses,
+                                     int64_t denominator) {
   const int lane = threadIdx.x & 31;
-  const T inv = T(1) / T(static_cast<int64_t>(counted[0]));
+  const T inv = T(1) / T(denominator > 0 ? denominator : static_cast<int64_t>(counted[0]));
   const T uniform_weight = eps / T(classes);
   ADDROP_CUDA_WARP_ROWS(r, rows) {
     const T* z = logits + r * classes;
@@ -615,20 +634,23 @@ __global__ void top_p_rank_kernel(int64_t rows, int64_t rows_per_example, int64_
     __syncthreads();
   }
 }
-// Fused q-sampling (Cuda::select_top_p), a thread per Philox block of four elements:
+// Fused q-sampling (Cuda::select_top_p), a thread per Philox block of four draws:
 // `flags` holds the 0/1 candidates (the top-p kernels' output; it may be one of the outputs,
-// each element is read before it is written). Draw e is u[e], or word e % 4 of Philox block
-// e / 4 of (seed, stream): the draws of uniform_kernel. Elementwise over the n elements:
-// the site's shape does not matter here.
+// each element is read before it is written). Element i's draw is u[i], or draw first + i
+// of (seed, stream): the draws of uniform_kernel (blocked the same way, also when u is
+// given). Elementwise over the n elements: the site's shape does not matter here.
 template <class T>
 __global__ void q_sample_fused_kernel(int64_t n, const T* flags, const float* u, uint64_t seed, uint64_t stream,
-                                      float keep_below, T dropped_value, T* additive, T* candidates, T* keep) {
-  const int64_t groups = (n + 3) / 4;
+                                      float keep_below, T dropped_value, T* additive, T* candidates, T* keep,
+                                      int64_t first) {
+  const int64_t g0 = first >> 2, groups = draw_group_count(n, first);
   ADDROP_CUDA_GRID_STRIDE(g, groups) {
     uint32_t w[4] = {0, 0, 0, 0};
-    if (!u) random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream, w);
-    for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
-      const int64_t i = g * 4 + k;
+    if (!u) random::Philox4x32::generate(seed, static_cast<uint64_t>(g0 + g), stream, w);
+    const int64_t i0 = (g0 + g) * 4 - first;
+    for (int k = 0; k < 4; ++k) {
+      const int64_t i = i0 + k;
+      if (i < 0 || i >= n) continue;
       const bool candidate = flags[i] != T(0);
       const float draw = u ? u[i] : random::to_unit_float(w[k]);
       const bool kept = !candidate || draw < keep_below;
@@ -638,20 +660,22 @@ __global__ void q_sample_fused_kernel(int64_t n, const T* flags, const float* u,
     }
   }
 }
-// Fused RD rule (Cuda::select_random), a thread per Philox block of four elements: element
-// i is key j = i % Lk of row i / Lk.
+// Fused RD rule (Cuda::select_random), a thread per Philox block of four draws as
+// q_sample_fused_kernel: element i is key j = i % Lk of row i / Lk.
 template <class T>
 __global__ void random_select_kernel(int64_t n, int64_t rows_per_example, int64_t Lk, const int32_t* key_mask,
                                      const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
                                      uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates,
-                                     T* keep) {
-  const int64_t groups = (n + 3) / 4;
+                                     T* keep, int64_t first) {
+  const int64_t g0 = first >> 2, groups = draw_group_count(n, first);
   ADDROP_CUDA_GRID_STRIDE(g, groups) {
     uint32_t w1[4] = {0, 0, 0, 0}, w2[4] = {0, 0, 0, 0};
-    if (!u1) random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream1, w1);
-    if (!u2) random::Philox4x32::generate(seed, static_cast<uint64_t>(g), stream2, w2);
-    for (int k = 0; k < 4 && g * 4 + k < n; ++k) {
-      const int64_t i = g * 4 + k;
+    if (!u1) random::Philox4x32::generate(seed, static_cast<uint64_t>(g0 + g), stream1, w1);
+    if (!u2) random::Philox4x32::generate(seed, static_cast<uint64_t>(g0 + g), stream2, w2);
+    const int64_t i0 = (g0 + g) * 4 - first;
+    for (int k = 0; k < 4; ++k) {
+      const int64_t i = i0 + k;
+      if (i < 0 || i >= n) continue;
       const int64_t row = i / Lk, j = i % Lk;
       const bool candidate = key_mask[(row / rows_per_example) * Lk + j] != 0;
       const float d1 = u1 ? u1[i] : random::to_unit_float(w1[k]);
@@ -1260,31 +1284,33 @@ void Cuda::softmax_backward(const Context& ctx, int64_t rows, int64_t L, T scale
 }
 
 template <class T>
-void Cuda::uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream, T* out) {
+void Cuda::uniform(const Context& ctx, int64_t n, uint64_t seed, uint64_t stream, T* out, int64_t first) {
   if (n <= 0) return;
   auto& s = ctx.state();
   cuda_detail::activate(s, "uniform");
-  cuda_detail::uniform_kernel<T><<<cuda_detail::blocks_for((n + 3) / 4), cuda_detail::kThreads, 0, s.stream>>>(
-      n, seed, stream, out);
+  cuda_detail::uniform_kernel<T>
+      <<<cuda_detail::blocks_for(cuda_detail::draw_group_count(n, first)), cuda_detail::kThreads, 0, s.stream>>>(
+          n, seed, stream, out, first);
   cuda_detail::check_launch("uniform");
 }
 
 template <class T>
-void Cuda::dropout_forward(const Context& ctx, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y) {
+void Cuda::dropout_forward(const Context& ctx, int64_t n, float p, uint64_t seed, uint64_t stream, const T* x, T* y,
+                           int64_t first) {
   if (p <= 0.0f) { copy(ctx, n, x, y); return; }
   if (n <= 0) return;
   auto& s = ctx.state();
   cuda_detail::activate(s, "dropout_forward");
   const T keep_scale = T(1) / (T(1) - T(p));
   cuda_detail::dropout_forward_kernel<T>
-      <<<cuda_detail::blocks_for((n + 3) / 4), cuda_detail::kThreads, 0, s.stream>>>(n, p, seed, stream, keep_scale,
-                                                                                      x, y);
+      <<<cuda_detail::blocks_for(cuda_detail::draw_group_count(n, first)), cuda_detail::kThreads, 0, s.stream>>>(
+          n, p, seed, stream, keep_scale, x, y, first);
   cuda_detail::check_launch("dropout_forward");
 }
 
 template <class T>
 void Cuda::dropout_backward(const Context& ctx, int64_t n, float p, uint64_t seed, uint64_t stream, const T* dy, T* dx,
-                            bool accumulate) {
+                            bool accumulate, int64_t first) {
   if (p <= 0.0f) {
     if (accumulate) axpby(ctx, n, T(1), dy, T(1), dx); else copy(ctx, n, dy, dx);
     return;
@@ -1294,8 +1320,8 @@ void Cuda::dropout_backward(const Context& ctx, int64_t n, float p, uint64_t see
   cuda_detail::activate(s, "dropout_backward");
   const T keep_scale = T(1) / (T(1) - T(p));
   cuda_detail::dropout_backward_kernel<T>
-      <<<cuda_detail::blocks_for((n + 3) / 4), cuda_detail::kThreads, 0, s.stream>>>(n, p, seed, stream, keep_scale,
-                                                                                      dy, dx, accumulate);
+      <<<cuda_detail::blocks_for(cuda_detail::draw_group_count(n, first)), cuda_detail::kThreads, 0, s.stream>>>(
+          n, p, seed, stream, keep_scale, dy, dx, accumulate, first);
   cuda_detail::check_launch("dropout_backward");
 }
 
@@ -1332,43 +1358,48 @@ void Cuda::embedding_backward(const Context& ctx, int64_t tokens, int64_t dim, c
 
 template <class T>
 double Cuda::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, const T* logits, const int32_t* labels,
-                           int32_t ignore_index, T label_smoothing, T* dlogits) {
+                           int32_t ignore_index, T label_smoothing, T* dlogits, int64_t denominator) {
   if (rows <= 0) return 0.0;
   auto& s = ctx.state();
   cuda_detail::activate(s, "cross_entropy");
-  // scratch: [counted][losses per row]
+  // scratch: [counted (only without a denominator)][losses per row]
   auto* scratch = static_cast<double*>(s.workspace(static_cast<std::size_t>(rows + 1) * sizeof(double), "cross_entropy"));
-  cuda_detail::count_labels_kernel<><<<1, cuda_detail::kThreads, 0, s.stream>>>(rows, labels, ignore_index, scratch);
-  cuda_detail::check_launch("cross_entropy");
+  if (denominator <= 0) {
+    cuda_detail::count_labels_kernel<><<<1, cuda_detail::kThreads, 0, s.stream>>>(rows, labels, ignore_index, scratch);
+    cuda_detail::check_launch("cross_entropy");
+  }
   cuda_detail::cross_entropy_kernel<T>
       <<<cuda_detail::blocks_for(rows, cuda_detail::kWarpsPerBlock), cuda_detail::kThreads, 0, s.stream>>>(
-          rows, classes, logits, labels, ignore_index, label_smoothing, dlogits, scratch, scratch + 1);
+          rows, classes, logits, labels, ignore_index, label_smoothing, dlogits, scratch, scratch + 1, denominator);
   cuda_detail::check_launch("cross_entropy");
   s.host.resize(std::max(s.host.size(), static_cast<std::size_t>(rows + 1)));
-  cuda_detail::check(cudaMemcpyAsync(s.host.data(), scratch, static_cast<std::size_t>(rows + 1) * sizeof(double),
+  const int64_t skip = denominator > 0 ? 1 : 0;  // scratch[0] holds no count then: not read
+  cuda_detail::check(cudaMemcpyAsync(s.host.data() + skip, scratch + skip,
+                                     static_cast<std::size_t>(rows + 1 - skip) * sizeof(double),
                                      cudaMemcpyDeviceToHost, s.stream),
                      "cross_entropy");
   cuda_detail::check(cudaStreamSynchronize(s.stream), "cross_entropy");
   // The rows' losses summed on the host in row order, as the CPU does (ignored rows add 0).
-  const auto counted = static_cast<int64_t>(s.host[0]);
+  const auto counted = denominator > 0 ? denominator : static_cast<int64_t>(s.host[0]);
   double total = 0;
   for (int64_t r = 0; r < rows; ++r) total += s.host[static_cast<std::size_t>(r + 1)];
   return counted ? total / static_cast<double>(counted) : 0.0;
 }
 
 template <class T>
-double Cuda::mse(const Context& ctx, int64_t n, const T* pred, const T* target, T* dpred) {
+double Cuda::mse(const Context& ctx, int64_t n, const T* pred, const T* target, T* dpred, int64_t denominator) {
   if (n <= 0) return 0.0;
   auto& s = ctx.state();
   cuda_detail::activate(s, "mse");
   auto* scratch = static_cast<double*>(
       s.workspace(static_cast<std::size_t>(n + cuda_detail::kReduceSlots) * sizeof(double), "mse"));
   double* sq = scratch + cuda_detail::kReduceSlots;
-  cuda_detail::mse_kernel<T><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, s.stream>>>(n, pred, target,
-                                                                                                dpred, sq);
+  const int64_t count = denominator > 0 ? denominator : n;
+  cuda_detail::mse_kernel<T><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, s.stream>>>(n, count, pred,
+                                                                                                target, dpred, sq);
   cuda_detail::check_launch("mse");
   cuda_detail::reduce_to_device<double, false>(s, n, sq, scratch, scratch + 1024, "mse");
-  return cuda_detail::fetch_double(s, scratch + 1024, "mse") / static_cast<double>(n);
+  return cuda_detail::fetch_double(s, scratch + 1024, "mse") / static_cast<double>(count);
 }
 
 template <class T>
@@ -1420,7 +1451,8 @@ void top_p_candidates(const State& s, int64_t B, int64_t H, int64_t Lq, int64_t 
 template <class T>
 void Cuda::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const T* scores,
                         const int32_t* key_mask, const int64_t* k, bool high, const float* u, uint64_t seed,
-                        uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep) {
+                        uint64_t stream, float keep_below, T dropped_value, T* additive, T* candidates, T* keep,
+                        int64_t first_draw) {
   if (B <= 0 || H <= 0 || Lq <= 0 || Lk <= 0) return;
   const int64_t n = B * H * Lq * Lk;
   T* flags = candidates ? candidates : additive ? additive : keep;
@@ -1428,22 +1460,25 @@ void Cuda::select_top_p(const Context& ctx, int64_t B, int64_t H, int64_t Lq, in
   auto& s = ctx.state();
   cuda_detail::activate(s, "select_top_p");
   cuda_detail::top_p_candidates(s, B, H, Lq, Lk, scores, key_mask, k, high, flags);
-  cuda_detail::q_sample_fused_kernel<T><<<cuda_detail::blocks_for((n + 3) / 4), cuda_detail::kThreads, 0, s.stream>>>(
-      n, flags, u, seed, stream, keep_below, dropped_value, additive, candidates, keep);
+  cuda_detail::q_sample_fused_kernel<T>
+      <<<cuda_detail::blocks_for(cuda_detail::draw_group_count(n, first_draw)), cuda_detail::kThreads, 0, s.stream>>>(
+          n, flags, u, seed, stream, keep_below, dropped_value, additive, candidates, keep, first_draw);
   cuda_detail::check_launch("select_top_p");
 }
 
 template <class T>
 void Cuda::select_random(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, const int32_t* key_mask,
                          const float* u1, uint64_t seed, uint64_t stream1, float keep_p, const float* u2,
-                         uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep) {
+                         uint64_t stream2, float keep_q, T dropped_value, T* additive, T* candidates, T* keep,
+                         int64_t first_draw) {
   if (B <= 0 || H <= 0 || Lq <= 0 || Lk <= 0) return;
   const int64_t n = B * H * Lq * Lk;
   auto& s = ctx.state();
   cuda_detail::activate(s, "select_random");
-  cuda_detail::random_select_kernel<T><<<cuda_detail::blocks_for((n + 3) / 4), cuda_detail::kThreads, 0, s.stream>>>(
-      n, H * Lq, Lk, key_mask, u1, seed, stream1, keep_p, u2, stream2, keep_q, dropped_value, additive, candidates,
-      keep);
+  cuda_detail::random_select_kernel<T>
+      <<<cuda_detail::blocks_for(cuda_detail::draw_group_count(n, first_draw)), cuda_detail::kThreads, 0, s.stream>>>(
+          n, H * Lq, Lk, key_mask, u1, seed, stream1, keep_p, u2, stream2, keep_q, dropped_value, additive, candidates,
+          keep, first_draw);
   cuda_detail::check_launch("select_random");
 }
 

@@ -79,6 +79,17 @@ if(TARGET addrop_onednn)
     COMPONENT addrop_development)
 endif()
 
+# The data-parallel targets (MPI; NCCL with CUDA): likewise.
+set(ADDROP_EXPORTED_MPI OFF)
+if(TARGET addrop_mpi)
+  set(ADDROP_EXPORTED_MPI ON)
+  install(TARGETS addrop_mpi EXPORT addropMpiTargets)
+  install(EXPORT addropMpiTargets
+    NAMESPACE addrop::
+    DESTINATION ${ADDROP_INSTALL_CMAKEDIR}
+    COMPONENT addrop_development)
+endif()
+
 configure_package_config_file(
   ${CMAKE_CURRENT_LIST_DIR}/addropConfig.cmake.in
   ${PROJECT_BINARY_DIR}/addropConfig.cmake

@@ -20,6 +20,8 @@ packages=(
   libcli11-dev
   libsentencepiece-dev
   libdnnl-dev
+  libopenmpi-dev
+  openmpi-bin
 )
 # --with-torch: also what the PyTorch side needs (tests/reference/ fixture generator,
 # bench/pytorch_step.py): Debian's torch, with OpenBLAS as the system BLAS; and SentencePiece's

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "distributed.hpp"
 #include "trainer_cli.hpp"
 #include "glue_train.hpp"
 #include "memory_check.hpp"
@@ -67,6 +68,7 @@ fs::path split_file(const Options& o, data::GlueTask task, const std::string& gi
 }  // namespace
 
 int main(int argc, char** argv) {
+  addrop_examples::ProcessGroup process_group(argc, argv, "addrop-glue");
   Options o;
   CLI::App app{"addrop-glue: fine-tune a BERT-family model on a GLUE task, with or without AD-DROP"};
   app.get_formatter()->column_width(34);
@@ -194,7 +196,6 @@ int main(int argc, char** argv) {
       return addrop_examples::RunDone{addrop_examples::summarize(outcome, spec, info, o.training, o), outcome.result};
     });
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "addrop-glue: %s\n", e.what());
-    return 1;
+    return process_group.fail(e);
   }
 }

@@ -19,6 +19,7 @@
 
 #include <addrop/backend/device.hpp>
 
+#include "distributed.hpp"
 #include "run_plan.hpp"
 
 namespace glue {
@@ -58,12 +59,13 @@ RunOutcome train_with(Model& model, Reg& reg, const Job& job, const RunSpec& spe
   sampler.seed = spec.seed;
   const data::SequenceBatches source(job.train, sampler, job.pad_id,
                                      model.config().task == models::Task::Regression);
-  train::Trainer trainer(model, reg, topt);
+  auto& comm = addrop_examples::communicator_for<typename Model::backend_type>();
+  train::Trainer trainer(model, reg, topt, comm);
   auto evaluate = [&](Model& m) {
-    const auto pred = train::predict(m, job.dev, job.eval_batch_size, job.pad_id);
+    const auto pred = train::predict(m, job.dev, job.eval_batch_size, job.pad_id, {}, comm);
     train::EvalResult r = job.metrics(pred, job.dev);
     if (!job.dev_mismatched.empty()) {
-      const auto mm = train::predict(m, job.dev_mismatched, job.eval_batch_size, job.pad_id);
+      const auto mm = train::predict(m, job.dev_mismatched, job.eval_batch_size, job.pad_id, {}, comm);
       const train::EvalResult rm = job.metrics(mm, job.dev_mismatched);
       for (const auto& [k, v] : rm.metrics) r.metrics["mm_" + k] = v;
       r.metrics["mm_loss"] = rm.loss;
@@ -73,7 +75,8 @@ RunOutcome train_with(Model& model, Reg& reg, const Job& job, const RunSpec& spe
   RunOutcome outcome;
   outcome.result = trainer.fit(source, evaluate);
   if (const auto* best = outcome.result.best()) outcome.best_dev = best->dev;
-  if (job.predict_test && !job.test.empty() && topt.save_best && fs::exists(out_dir / "best" / "model.safetensors")) {
+  if (job.predict_test && !job.test.empty() && topt.save_best && addrop_examples::writes_files() &&
+      fs::exists(out_dir / "best" / "model.safetensors")) {
     io::load_weights(model, io::SafeTensors::load(out_dir / "best" / "model.safetensors"), true);
     const auto pred = train::predict(model, job.test, job.eval_batch_size, job.pad_id);
     job.write_predictions(pred, out_dir);

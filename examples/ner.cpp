@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "distributed.hpp"
 #include "trainer_cli.hpp"
 #include "memory_check.hpp"
 #include "ner_train.hpp"
@@ -131,6 +132,7 @@ std::vector<std::string> checkpoint_labels(const fs::path& model_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  addrop_examples::ProcessGroup process_group(argc, argv, "addrop-ner");
   Options o;
   // The reference's CoNLL-2003 setting: every encoder layer a target, p 0.8, q 0.1.
   o.addrop.p = 0.8;
@@ -349,7 +351,6 @@ int main(int argc, char** argv) {
       return addrop_examples::RunDone{std::move(summary), outcome.run.result};
     });
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "addrop-ner: %s\n", e.what());
-    return 1;
+    return process_group.fail(e);
   }
 }

@@ -62,12 +62,14 @@ Outcome train_with(Model& model, Reg& reg, const Job& job, const addrop_examples
   data::SamplerOptions sampler = job.sampler;
   sampler.seed = spec.seed;
   const data::TokenBatches source(job.train, sampler, job.pad_id);
-  train::Trainer trainer(model, reg, topt);
+  auto& comm = addrop_examples::communicator_for<typename Model::backend_type>();
+  train::Trainer trainer(model, reg, topt, comm);
   auto evaluate = [&](Model& m) {
     train::EvalResult r = to_eval_result(
-        train::evaluate_tokens(m, job.dev, job.dev_gold, job.labels, job.eval_batch_size, job.pad_id));
+        train::evaluate_tokens(m, job.dev, job.dev_gold, job.labels, job.eval_batch_size, job.pad_id, comm));
     if (job.test_each_epoch && !job.test.empty()) {
-      const auto t = train::evaluate_tokens(m, job.test, job.test_gold, job.labels, job.eval_batch_size, job.pad_id);
+      const auto t =
+          train::evaluate_tokens(m, job.test, job.test_gold, job.labels, job.eval_batch_size, job.pad_id, comm);
       for (const auto& [k, v] : t.metrics()) r.metrics["test_" + k] = v;
       if (std::isfinite(t.loss)) r.metrics["test_loss"] = t.loss;
     }
@@ -77,12 +79,9 @@ Outcome train_with(Model& model, Reg& reg, const Job& job, const addrop_examples
   outcome.run.result = trainer.fit(source, evaluate);
   if (const auto* best = outcome.run.result.best()) outcome.run.best_dev = best->dev;
   if (!job.test.empty()) {
-    const fs::path best = out_dir / "best" / "model.safetensors";
-    if (topt.save_best && fs::exists(best)) {
-      io::load_weights(model, io::SafeTensors::load(best), true);
-      outcome.test_from_best = true;
-    }
-    outcome.test = train::evaluate_tokens(model, job.test, job.test_gold, job.labels, job.eval_batch_size, job.pad_id);
+    if (topt.save_best) outcome.test_from_best = addrop_examples::load_checkpoint_everywhere(model, out_dir / "best", comm);
+    outcome.test =
+        train::evaluate_tokens(model, job.test, job.test_gold, job.labels, job.eval_batch_size, job.pad_id, comm);
   }
   return outcome;
 }

@@ -30,6 +30,7 @@
 
 #include "cli_common.hpp"
 #include "device.hpp"
+#include "distributed.hpp"
 #include "run_plan.hpp"
 
 namespace addrop_examples {
@@ -559,11 +560,14 @@ inline void warn_if_addrop_never_runs(const char* program, const AdDropFlags& a,
 inline fs::path prepare_output(const RunFlags& f) {
   const fs::path out = f.output;
   const bool several = !f.grid.empty() || !f.runs.empty() || !f.seeds.empty();
-  if (fs::exists(out) && !fs::is_empty(out) && !f.overwrite && !f.resume && !several)
-    throw std::runtime_error(out.string() + " exists and is not empty (use --overwrite, or --resume to continue; "
-                             "with --runs, --seeds or --grid finished runs are skipped)");
-  if (f.overwrite && !f.resume && fs::exists(out)) fs::remove_all(out);
-  fs::create_directories(out);
+  if (writes_files()) {  // rank 0 decides; the others wait for the folder to be ready
+    if (fs::exists(out) && !fs::is_empty(out) && !f.overwrite && !f.resume && !several)
+      throw std::runtime_error(out.string() + " exists and is not empty (use --overwrite, or --resume to continue; "
+                               "with --runs, --seeds or --grid finished runs are skipped)");
+    if (f.overwrite && !f.resume && fs::exists(out)) fs::remove_all(out);
+    fs::create_directories(out);
+  }
+  communicator().barrier();
   return out;
 }
 
@@ -621,26 +625,38 @@ int run_all(const RunFlags& flags, const std::vector<RunSpec>& specs, const fs::
   for (const auto& spec : specs) {
     const fs::path dir = several ? out / spec.name : out;
     RunRecord rec{spec, {}, dir};
-    if (several && fs::exists(dir / "summary.json") && !flags.overwrite) {
-      rec.summary = nlohmann::json::parse(train_ns::read_file(dir / "summary.json"));
+    // Rank 0 looks at the folder and tells the others (who may not share its disk).
+    std::string state;
+    if (writes_files()) {
+      if (several && fs::exists(dir / "summary.json") && !flags.overwrite) state = train_ns::read_file(dir / "summary.json");
+      else state = fs::exists(dir / "last" / "trainer_state.json") && (flags.resume || several) ? "resume" : "fresh";
+    }
+    communicator().host_broadcast(state, 0);
+    if (state != "resume" && state != "fresh") {
+      rec.summary = nlohmann::json::parse(state);
       std::fprintf(stderr, "%s: done earlier (%s), skipped\n", spec.name.c_str(), (dir / "summary.json").c_str());
       records.push_back(rec);
       continue;
     }
-    fs::create_directories(dir);
-    const bool resume = fs::exists(dir / "last" / "trainer_state.json") && (flags.resume || several);
+    if (writes_files()) fs::create_directories(dir);
+    const bool resume = state == "resume";
     std::fprintf(stderr, "== %s: attribution %s, %sp %.2f, q %.2f, seed %llu, %s%s\n", spec.name.c_str(),
                  spec.attribution.c_str(), detail.c_str(), spec.p, spec.q, static_cast<unsigned long long>(spec.seed),
                  flags.device.c_str(), resume ? " (resumed)" : "");
     RunDone done = train(spec, dir, resume);
     rec.summary = std::move(done.summary);
-    train_ns::write_summary(dir / "summary.json", rec.summary);
-    report_stop(spec.name, done.result);
+    rec.summary["processes"] = communicator().size();
+    if (writes_files()) {
+      train_ns::write_summary(dir / "summary.json", rec.summary);
+      report_stop(spec.name, done.result);
+    }
     records.push_back(rec);
   }
-  write_curves(out / "curves.svg", records, curve_metric);
-  if (several) write_table(out, records, info, !flags.grid.empty());
-  else std::printf("%s\n", records.front().summary.dump(2).c_str());
+  if (writes_files()) {
+    write_curves(out / "curves.svg", records, curve_metric);
+    if (several) write_table(out, records, info, !flags.grid.empty());
+    else std::printf("%s\n", records.front().summary.dump(2).c_str());
+  }
   const bool nan_stop = std::any_of(records.begin(), records.end(),
                                     [](const RunRecord& r) { return stopped_on_non_finite_loss(r.summary); });
   return nan_stop ? 3 : 0;

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "distributed.hpp"
 #include "trainer_cli.hpp"
 #include "translate_train.hpp"
 
@@ -450,6 +451,7 @@ int translate_command(const UseOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  addrop_examples::ProcessGroup process_group(argc, argv, "addrop-translate");
   CLI::App app{"addrop-translate: train, evaluate and use a Marian translation model, with or without AD-DROP"};
   app.require_subcommand(1);
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)->always_capture_default();
@@ -522,7 +524,6 @@ int main(int argc, char** argv) {
                                " lines but --reference " + reference + " has " + std::to_string(refs.size()));
     return print_scores(hyps, refs, score_json);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "addrop-translate: %s\n", e.what());
-    return 1;
+    return process_group.fail(e);
   }
 }

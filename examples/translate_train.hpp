@@ -55,20 +55,18 @@ Outcome train_with(Model& model, Reg& reg, const Job& job, const addrop_examples
   sampler.seed = spec.seed;
   const auto pad = static_cast<int32_t>(job.config.pad_token_id), start = static_cast<int32_t>(job.config.decoder_start_token_id);
   const data::TranslationBatches source(job.train, sampler, pad, start);
-  train::Trainer trainer(model, reg, topt);
+  auto& comm = addrop_examples::communicator_for<typename Model::backend_type>();
+  train::Trainer trainer(model, reg, topt, comm);
   auto evaluate = [&](Model& m) {
-    return train::evaluate_translation(m, job.dev, job.dev_references, job.dev_eval, job.detokenize).result();
+    return train::evaluate_translation(m, job.dev, job.dev_references, job.dev_eval, job.detokenize, comm).result();
   };
   Outcome outcome;
   outcome.run.result = trainer.fit(source, evaluate);
   if (const auto* best = outcome.run.result.best()) outcome.run.best_dev = best->dev;
   if (!job.test.empty()) {
-    const fs::path best = out_dir / "best" / "model.safetensors";
-    if (topt.save_best && fs::exists(best)) {
-      io::load_weights(model, io::SafeTensors::load(best), true);
-      outcome.test_from_best = true;
-    }
-    outcome.test = train::evaluate_translation(model, job.test, job.test_references, job.test_eval, job.detokenize);
+    if (topt.save_best) outcome.test_from_best = addrop_examples::load_checkpoint_everywhere(model, out_dir / "best", comm);
+    outcome.test =
+        train::evaluate_translation(model, job.test, job.test_references, job.test_eval, job.detokenize, comm);
   }
   return outcome;
 }

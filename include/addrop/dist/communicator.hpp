@@ -21,6 +21,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <cstdlib>
+#include <memory>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace addrop::dist {
@@ -74,6 +78,69 @@ inline RowRange row_range(int64_t total, int rank, int ranks) {
   return {begin, begin + base + (r < extra ? 1 : 0)};
 }
 
+/// Any communicator behind one type, for programs that pick the transport at run time
+/// (the example trainers: dist::Local, or dist::Mpi under mpirun). A virtual call per
+/// collective, nothing per element.
+class AnyCommunicator {
+ public:
+  AnyCommunicator() : AnyCommunicator(Local{}) {}
+  template <Communicator C>
+    requires(!std::same_as<std::remove_cvref_t<C>, AnyCommunicator>)
+  explicit AnyCommunicator(C comm) : impl_(std::make_shared<Held<C>>(std::move(comm))) {}
+
+  int rank() const { return impl_->rank(); }
+  int size() const { return impl_->size(); }
+  void all_reduce_sum(float* data, int64_t n) { impl_->all_reduce_sum(data, n); }
+  void all_reduce_sum(double* data, int64_t n) { impl_->all_reduce_sum(data, n); }
+  void broadcast(float* data, int64_t n, int root) { impl_->broadcast(data, n, root); }
+  void broadcast(double* data, int64_t n, int root) { impl_->broadcast(data, n, root); }
+  void host_all_reduce_sum(std::span<double> values) { impl_->host_all_reduce_sum(values); }
+  void host_broadcast(std::string& text, int root) { impl_->host_broadcast(text, root); }
+  std::vector<std::vector<std::byte>> host_all_gather(std::span<const std::byte> mine) {
+    return impl_->host_all_gather(mine);
+  }
+  void barrier() { impl_->barrier(); }
+  [[noreturn]] void abort(std::string_view why) {
+    impl_->abort(why);
+    std::abort();
+  }
+
+ private:
+  struct Base {
+    virtual ~Base() = default;
+    virtual int rank() const = 0;
+    virtual int size() const = 0;
+    virtual void all_reduce_sum(float*, int64_t) = 0;
+    virtual void all_reduce_sum(double*, int64_t) = 0;
+    virtual void broadcast(float*, int64_t, int) = 0;
+    virtual void broadcast(double*, int64_t, int) = 0;
+    virtual void host_all_reduce_sum(std::span<double>) = 0;
+    virtual void host_broadcast(std::string&, int) = 0;
+    virtual std::vector<std::vector<std::byte>> host_all_gather(std::span<const std::byte>) = 0;
+    virtual void barrier() = 0;
+    virtual void abort(std::string_view) = 0;
+  };
+  template <class C>
+  struct Held final : Base {
+    explicit Held(C c) : comm(std::move(c)) {}
+    int rank() const override { return comm.rank(); }
+    int size() const override { return comm.size(); }
+    void all_reduce_sum(float* d, int64_t n) override { comm.all_reduce_sum(d, n); }
+    void all_reduce_sum(double* d, int64_t n) override { comm.all_reduce_sum(d, n); }
+    void broadcast(float* d, int64_t n, int root) override { comm.broadcast(d, n, root); }
+    void broadcast(double* d, int64_t n, int root) override { comm.broadcast(d, n, root); }
+    void host_all_reduce_sum(std::span<double> v) override { comm.host_all_reduce_sum(v); }
+    void host_broadcast(std::string& t, int root) override { comm.host_broadcast(t, root); }
+    std::vector<std::vector<std::byte>> host_all_gather(std::span<const std::byte> m) override {
+      return comm.host_all_gather(m);
+    }
+    void barrier() override { comm.barrier(); }
+    void abort(std::string_view why) override { comm.abort(why); }
+    C comm;
+  };
+  std::shared_ptr<Base> impl_;
+};
+
 }  // namespace addrop::dist
 
 #include <cstdio>
@@ -85,3 +152,4 @@ inline void addrop::dist::Local::abort(std::string_view why) {
 }
 
 static_assert(addrop::dist::Communicator<addrop::dist::Local>);
+static_assert(addrop::dist::Communicator<addrop::dist::AnyCommunicator>);

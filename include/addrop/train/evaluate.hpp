@@ -12,6 +12,7 @@
 
 #include "../data/batching.hpp"
 #include "../models/config.hpp"
+#include "sharded_eval.hpp"
 
 namespace addrop::train {
 
@@ -31,10 +32,12 @@ inline bool has_labels(const std::vector<data::Feature>& features, bool regressi
 }
 
 /// Runs `model` over `features` in batches of `batch_size`; `progress(done)` is called
-/// after each batch with the number of examples done.
-template <class Model>
+/// after each batch with the number of examples done. With a communicator of several
+/// ranks each runs its share of the batches and every rank returns all predictions
+/// (train/sharded_eval.hpp).
+template <class Model, class Comm = dist::Local>
 Predictions predict(Model& model, const std::vector<data::Feature>& features, int64_t batch_size, int32_t pad_id,
-                    const std::function<void(int64_t)>& progress = {}) {
+                    const std::function<void(int64_t)>& progress = {}, Comm&& comm = Comm{}) {
   using T = typename Model::value_type;
   using Backend = typename Model::backend_type;
   const auto& config = model.config();
@@ -54,6 +57,7 @@ Predictions predict(Model& model, const std::vector<data::Feature>& features, in
   double loss_sum = 0;
   std::vector<int64_t> indices;
   for (int64_t start = 0; start < N; start += batch_size) {
+    if (!runs_batch(comm, start / batch_size)) continue;
     indices.assign(order.begin() + start, order.begin() + std::min(N, start + batch_size));
     const models::Batch batch = data::make_batch(features, indices, pad_id, regression);
     const auto& logits = model.forward(batch);
@@ -63,6 +67,13 @@ Predictions predict(Model& model, const std::vector<data::Feature>& features, in
     for (int64_t r = 0; r < batch.size; ++r)
       for (int64_t c = 0; c < C; ++c) out.logits[indices[r] * C + c] = static_cast<float>(host[r * C + c]);
     if (progress) progress(std::min(N, start + batch_size));
+  }
+  if (comm.size() > 1) {  // every rank's logits (zero elsewhere) and loss, summed
+    std::vector<double> all(out.logits.begin(), out.logits.end());
+    all.push_back(loss_sum);
+    sum_over_ranks(comm, all);
+    loss_sum = all.back();
+    for (std::size_t i = 0; i < out.logits.size(); ++i) out.logits[i] = static_cast<float>(all[i]);
   }
   if (labelled && N > 0) out.loss = loss_sum / static_cast<double>(N);
   if (regression) {

@@ -22,6 +22,7 @@
 #include "../data/token_alignment.hpp"
 #include "../metrics/entity.hpp"
 #include "../models/config.hpp"
+#include "sharded_eval.hpp"
 
 namespace addrop::train {
 
@@ -35,9 +36,9 @@ struct TokenPredictions {
 /// Runs a token-classification `model` over `data` in batches of `batch_size` (features
 /// sorted by length, so padding wastes little), eval mode. `progress(done)` is called after
 /// each batch with the number of sentences done.
-template <class Model>
+template <class Model, class Comm = dist::Local>
 TokenPredictions predict_tokens(Model& model, const data::TokenFeatures& data, int64_t batch_size, int32_t pad_id,
-                                const std::function<void(int64_t)>& progress = {}) {
+                                const std::function<void(int64_t)>& progress = {}, Comm&& comm = Comm{}) {
   using T = typename Model::value_type;
   using Backend = typename Model::backend_type;
   const auto& config = model.config();
@@ -55,8 +56,11 @@ TokenPredictions predict_tokens(Model& model, const data::TokenFeatures& data, i
   std::vector<T> host;
   std::vector<int64_t> indices;
   double loss_sum = 0;
+  std::vector<int64_t> mine;  // the sentences this rank predicted
   for (int64_t start = 0; start < N; start += batch_size) {
+    if (!runs_batch(comm, start / batch_size)) continue;
     indices.assign(order.begin() + start, order.begin() + std::min(N, start + batch_size));
+    mine.insert(mine.end(), indices.begin(), indices.end());
     const models::Batch batch = data::make_token_batch(data, indices, pad_id);
     const auto& logits = model.forward(batch);  // [B*L, C]
     host.resize(static_cast<std::size_t>(batch.tokens() * C));
@@ -77,6 +81,13 @@ TokenPredictions predict_tokens(Model& model, const data::TokenFeatures& data, i
       }
     }
     if (progress) progress(std::min(N, start + batch_size));
+  }
+  if (comm.size() > 1) {
+    share_items(comm, out.tokens, mine);
+    double sums[2] = {loss_sum, static_cast<double>(out.labelled_tokens)};
+    sum_over_ranks(comm, sums);
+    loss_sum = sums[0];
+    out.labelled_tokens = static_cast<int64_t>(sums[1]);
   }
   if (out.labelled_tokens > 0) out.loss = loss_sum / static_cast<double>(out.labelled_tokens);
   return out;
@@ -115,14 +126,15 @@ struct TokenEvaluation {
 
 /// Predicts `data`, maps the predictions back to words and scores them against `gold`
 /// (word tags per sentence, in the label scheme of `label_names`).
-template <class Model>
+template <class Model, class Comm = dist::Local>
 TokenEvaluation evaluate_tokens(Model& model, const data::TokenFeatures& data,
                                 const std::vector<std::vector<std::string>>& gold,
-                                const std::vector<std::string>& label_names, int64_t batch_size, int32_t pad_id) {
+                                const std::vector<std::string>& label_names, int64_t batch_size, int32_t pad_id,
+                                Comm&& comm = Comm{}) {
   if (gold.size() != data.size())
     throw std::invalid_argument("evaluate_tokens: " + std::to_string(gold.size()) + " gold sentences for " +
                                 std::to_string(data.size()) + " features");
-  const TokenPredictions pred = predict_tokens(model, data, batch_size, pad_id);
+  const TokenPredictions pred = predict_tokens(model, data, batch_size, pad_id, {}, comm);
   TokenEvaluation r;
   r.loss = pred.loss;
   r.predicted = word_tags(data, pred, label_names);

@@ -1,0 +1,41 @@
+# Data parallelism (docs/distributed.md), two optional components:
+#   addrop::mpi   addrop::addrop + MPI::MPI_CXX (Open MPI, Debian libopenmpi-dev),
+#                 ADDROP_WITH_MPI=1: dist::Mpi (addrop/dist/mpi.hpp), `mpirun -np N` programs
+#   addrop::nccl  addrop::mpi + addrop::cuda + NCCL (shipped with the CUDA toolkit),
+#                 ADDROP_WITH_NCCL=1: dist::Nccl (addrop/dist/nccl.hpp), one GPU per rank
+# A missing MPI or NCCL leaves the target undefined, with a message; the programs then
+# run as one process (and say so when started by mpirun).
+option(ADDROP_WITH_MPI "Data-parallel training over MPI when Open MPI is found" ON)
+set(ADDROP_HAVE_MPI OFF)
+set(ADDROP_HAVE_NCCL OFF)
+if(ADDROP_WITH_MPI)
+  find_package(MPI QUIET COMPONENTS CXX)
+endif()
+if(ADDROP_WITH_MPI AND TARGET MPI::MPI_CXX)
+  add_library(addrop_mpi INTERFACE)
+  add_library(addrop::mpi ALIAS addrop_mpi)
+  set_target_properties(addrop_mpi PROPERTIES EXPORT_NAME mpi)
+  target_link_libraries(addrop_mpi INTERFACE addrop::addrop MPI::MPI_CXX)
+  target_compile_definitions(addrop_mpi INTERFACE ADDROP_WITH_MPI=1)
+  set(ADDROP_HAVE_MPI ON)
+  find_program(ADDROP_MPIEXEC NAMES mpirun mpiexec HINTS ${MPI_HOME} PATH_SUFFIXES bin)
+  message(STATUS "addrop: mpi (data parallel) with MPI ${MPI_CXX_VERSION} (${ADDROP_MPIEXEC})")
+  if(TARGET addrop_cuda)
+    find_path(ADDROP_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+    find_library(ADDROP_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+    if(ADDROP_NCCL_INCLUDE AND ADDROP_NCCL_LIBRARY)
+      add_library(addrop_nccl INTERFACE)
+      add_library(addrop::nccl ALIAS addrop_nccl)
+      set_target_properties(addrop_nccl PROPERTIES EXPORT_NAME nccl)
+      target_include_directories(addrop_nccl INTERFACE ${ADDROP_NCCL_INCLUDE})
+      target_link_libraries(addrop_nccl INTERFACE addrop::mpi addrop::cuda ${ADDROP_NCCL_LIBRARY})
+      target_compile_definitions(addrop_nccl INTERFACE ADDROP_WITH_NCCL=1)
+      set(ADDROP_HAVE_NCCL ON)
+      message(STATUS "addrop: nccl (GPU data parallel) with ${ADDROP_NCCL_LIBRARY}")
+    else()
+      message(STATUS "addrop: NCCL not found beside the CUDA toolkit: addrop::nccl is not defined")
+    endif()
+  endif()
+else()
+  message(STATUS "addrop: MPI not found (libopenmpi-dev) or ADDROP_WITH_MPI=OFF: addrop::mpi is not defined, programs run as one process")
+endif()

@@ -468,7 +468,8 @@ class Trainer {
     namespace fs = std::filesystem;
     const fs::path dir = options_.output / "last", tmp = options_.output / "last.tmp";
     fs::remove_all(tmp);
-    io::save_pretrained(model_, tmp);
+    // The model's own precision: a resumed float64 run continues exactly.
+    io::save_pretrained(model_, tmp, std::is_same_v<T, double> ? io::DType::F64 : io::DType::F32);
     if (options_.save_extra) options_.save_extra(tmp);
     save_optimizer_state(optimizer_, tmp / "optimizer.safetensors", &scheduler);
     nlohmann::json state{{"next_epoch", next_epoch},

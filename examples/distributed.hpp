@@ -44,9 +44,8 @@ addrop::dist::AnyCommunicator& communicator_for() {
   if constexpr (!std::is_same_v<Backend, addrop::backend::Cpu>)
     if (comm.size() > 1)
       throw std::runtime_error("--device cuda with " + std::to_string(comm.size()) +
-                               " MPI ranks needs the NCCL communicator, which this build does not have "
-                               "(addrop::nccl: docs/distributed.md); run one process per GPU without mpirun, "
-                               "or use --device cpu");
+                               " MPI ranks: the programs do not yet train over NCCL (dist::Nccl exists but is "
+                               "not wired into them: docs/distributed.md); use --device cpu, or one process");
   return comm;
 }
 

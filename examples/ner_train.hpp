@@ -8,6 +8,8 @@
 #include <addrop/train/evaluate_tokens.hpp>
 #include <addrop/train/trainer.hpp>
 
+#include "distributed.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>

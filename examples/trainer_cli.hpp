@@ -646,6 +646,7 @@ int run_all(const RunFlags& flags, const std::vector<RunSpec>& specs, const fs::
     RunDone done = train(spec, dir, resume);
     rec.summary = std::move(done.summary);
     rec.summary["processes"] = communicator().size();
+    if (communicator().size() > 1) rec.summary["allreduce_seconds"] = done.result.allreduce_seconds;
     if (writes_files()) {
       train_ns::write_summary(dir / "summary.json", rec.summary);
       report_stop(spec.name, done.result);

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "distributed.hpp"
 #include "run_plan.hpp"
 
 namespace translate {

@@ -103,6 +103,7 @@ struct TrainResult {
   std::string stop_message;    ///< stop_reason in words, with the epoch and step; empty when Completed
   double seconds = 0;
   int64_t steps = 0;
+  double allreduce_seconds = 0;  ///< of `seconds`, spent summing gradients and losses over the ranks (0 alone)
   bool stopped_early() const { return stop_reason != StopReason::Completed; }
   const EvalRecord* best() const { return best_index >= 0 ? &history[best_index] : nullptr; }
 };
@@ -377,9 +378,11 @@ class Trainer {
       } else {
         reg_.set_step_count(reg_.step_count() + 1);
       }
+      const auto t0 = std::chrono::steady_clock::now();
       reducer_.reduce(comm_);
       double sums[2] = {loss, used_addrop};
       comm_.host_all_reduce_sum(sums);
+      run.result.allreduce_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       loss = sums[0];
       used_addrop = sums[1];
     }

@@ -6,6 +6,8 @@
 // GPU can be used, so `--device cuda` fails early with one clear message everywhere.
 #include <addrop/backend/device.hpp>
 
+#include "distributed.hpp"
+
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -52,8 +54,14 @@ decltype(auto) on_device(const std::string& device, int threads, const std::stri
   if (addrop::parse_device(device) == addrop::Device::Cuda) {
     if (const std::string why = cuda_unavailable_reason(); !why.empty()) throw std::runtime_error("--device cuda: " + why);
 #if defined(ADDROP_WITH_CUDA)
-    announce_precision(addrop::OnCuda{.precision = p});
-    return f(addrop::OnCuda{.precision = p});
+    // One GPU per rank of a data-parallel job: its rank on the node (docs/distributed.md).
+    const addrop::OnCuda gpu{.device = local_rank(), .precision = p};
+    if (gpu.device > 0)
+      if (const std::string why = unavailable_reason(gpu); !why.empty())
+        throw std::runtime_error("--device cuda: rank " + std::to_string(gpu.device) + " of this node needs GPU " +
+                                 std::to_string(gpu.device) + ": " + why + " (one rank per GPU)");
+    announce_precision(gpu);
+    return f(gpu);
 #endif
   }
   announce_precision(addrop::OnCpu{.threads = threads, .precision = p});

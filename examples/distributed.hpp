@@ -8,8 +8,11 @@
 // with ADDROP_WITH_MPI (examples/CMakeLists.txt): the model code sees the communicator
 // through dist::AnyCommunicator alone.
 #include <addrop/dist/communicator.hpp>
-#if defined(ADDROP_WITH_MPI)
+#if defined(ADDROP_WITH_MPI) || defined(ADDROP_WITH_NCCL)
 #include <addrop/dist/mpi.hpp>
+#endif
+#if defined(ADDROP_WITH_NCCL) && defined(__CUDACC__)
+#include <addrop/dist/nccl.hpp>
 #endif
 
 #include <cstdio>
@@ -36,17 +39,33 @@ inline addrop::dist::AnyCommunicator& communicator() {
 /// Whether this process writes run files (summaries, curves, tables): rank 0.
 inline bool writes_files() { return communicator().rank() == 0; }
 
-/// The communicator the model code of `Backend` trains with. Gradients of the CPU backend
-/// are host memory, which MPI reduces; a GPU backend's need NCCL (addrop::nccl).
+/// The communicator the model code of `Backend` trains with, on the model's context
+/// `ctx`. The CPU backend's gradients are host memory, which MPI reduces; a GPU backend's
+/// are reduced by NCCL on the context's stream (dist::Nccl, addrop::nccl), its host values
+/// still over MPI. The copy shares the communicator; keep it for the run.
 template <class Backend>
-addrop::dist::AnyCommunicator& communicator_for() {
+addrop::dist::AnyCommunicator communicator_for([[maybe_unused]] const typename Backend::Context& ctx) {
   auto& comm = communicator();
-  if constexpr (!std::is_same_v<Backend, addrop::backend::Cpu>)
-    if (comm.size() > 1)
+  if constexpr (!std::is_same_v<Backend, addrop::backend::Cpu>) {
+    if (comm.size() > 1) {
+#if defined(ADDROP_WITH_NCCL) && defined(__CUDACC__)
+      return addrop::dist::AnyCommunicator(addrop::dist::Nccl(addrop::dist::Mpi(), ctx));
+#else
       throw std::runtime_error("--device cuda with " + std::to_string(comm.size()) +
-                               " MPI ranks: the programs do not yet train over NCCL (dist::Nccl exists but is "
-                               "not wired into them: docs/distributed.md); use --device cpu, or one process");
+                               " MPI ranks needs NCCL, which this build has not (addrop::nccl: CUDA, MPI and the "
+                               "toolkit's nccl.h; docs/distributed.md)");
+#endif
+    }
+  }
   return comm;
+}
+
+/// This process's rank among the ranks of its node (0 without a launcher): the GPU a rank
+/// of a multi-GPU job uses (one rank per GPU).
+inline int local_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+    if (const char* s = std::getenv(v)) return std::max(0, std::atoi(s));
+  return 0;
 }
 
 /// Loads `dir`/model.safetensors into `model` on every rank when rank 0 has it (rank 0

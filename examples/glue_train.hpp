@@ -59,7 +59,7 @@ RunOutcome train_with(Model& model, Reg& reg, const Job& job, const RunSpec& spe
   sampler.seed = spec.seed;
   const data::SequenceBatches source(job.train, sampler, job.pad_id,
                                      model.config().task == models::Task::Regression);
-  auto& comm = addrop_examples::communicator_for<typename Model::backend_type>();
+  auto comm = addrop_examples::communicator_for<typename Model::backend_type>(model.context());
   train::Trainer trainer(model, reg, topt, comm);
   auto evaluate = [&](Model& m) {
     const auto pred = train::predict(m, job.dev, job.eval_batch_size, job.pad_id, {}, comm);

@@ -64,7 +64,7 @@ Outcome train_with(Model& model, Reg& reg, const Job& job, const addrop_examples
   data::SamplerOptions sampler = job.sampler;
   sampler.seed = spec.seed;
   const data::TokenBatches source(job.train, sampler, job.pad_id);
-  auto& comm = addrop_examples::communicator_for<typename Model::backend_type>();
+  auto comm = addrop_examples::communicator_for<typename Model::backend_type>(model.context());
   train::Trainer trainer(model, reg, topt, comm);
   auto evaluate = [&](Model& m) {
     train::EvalResult r = to_eval_result(

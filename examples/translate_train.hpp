@@ -56,7 +56,7 @@ Outcome train_with(Model& model, Reg& reg, const Job& job, const addrop_examples
   sampler.seed = spec.seed;
   const auto pad = static_cast<int32_t>(job.config.pad_token_id), start = static_cast<int32_t>(job.config.decoder_start_token_id);
   const data::TranslationBatches source(job.train, sampler, pad, start);
-  auto& comm = addrop_examples::communicator_for<typename Model::backend_type>();
+  auto comm = addrop_examples::communicator_for<typename Model::backend_type>(model.context());
   train::Trainer trainer(model, reg, topt, comm);
   auto evaluate = [&](Model& m) {
     return train::evaluate_translation(m, job.dev, job.dev_references, job.dev_eval, job.detokenize, comm).result();

@@ -18,6 +18,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -27,6 +29,7 @@
 #include <addrop/backend/cpu.hpp>
 #include <addrop/io/checkpoint.hpp>
 #include <addrop/train/distributed.hpp>
+#include <addrop/train/run_files.hpp>
 
 namespace addrop_examples {
 
@@ -80,6 +83,45 @@ bool load_checkpoint_everywhere(Model& model, const std::filesystem::path& dir, 
   comm.host_all_reduce_sum(std::span<double>(&found, 1));
   if (found > 0) addrop::train::broadcast_parameters(model.parameters(), comm);
   return found > 0;
+}
+
+/// A folder that rank 0 makes (`make()` writes it into `dir`) and every rank loads
+/// (`load(folder)`): rank 0 from `dir`, the others from a private copy of its files sent
+/// over the communicator, so no rank reads a half-written file and no disk needs sharing.
+template <class Make, class Load>
+auto shared_folder(const std::filesystem::path& dir, Make&& make, Load&& load) {
+  namespace fs = std::filesystem;
+  auto& comm = communicator();
+  if (comm.size() == 1) {
+    make();
+    return load(dir);
+  }
+  std::string packed;  // name \0 size \0 bytes, per file
+  if (comm.rank() == 0) {
+    make();
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      if (!entry.is_regular_file()) continue;
+      const std::string bytes = addrop::train::read_file(entry.path());
+      packed += entry.path().filename().string() + '\0' + std::to_string(bytes.size()) + '\0' + bytes;
+    }
+  }
+  comm.host_broadcast(packed, 0);
+  if (comm.rank() == 0) return load(dir);
+  const fs::path copy = fs::temp_directory_path() /
+                        ("addrop-rank" + std::to_string(comm.rank()) + "-" + dir.filename().string() + "-" +
+                         std::to_string(static_cast<long long>(std::hash<std::string>{}(dir.string()) % 1000000007)));
+  fs::remove_all(copy);
+  fs::create_directories(copy);
+  for (std::size_t at = 0; at < packed.size();) {
+    const std::size_t name_end = packed.find('\0', at), size_end = packed.find('\0', name_end + 1);
+    const std::string name = packed.substr(at, name_end - at);
+    const std::size_t n = std::stoull(packed.substr(name_end + 1, size_end - name_end - 1));
+    addrop::train::write_file_atomic(copy / name, packed.substr(size_end + 1, n));
+    at = size_end + 1 + n;
+  }
+  auto loaded = load(copy);
+  fs::remove_all(copy);
+  return loaded;
 }
 
 /// Number of processes an MPI launcher started this one among (1 when none did).

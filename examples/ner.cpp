@@ -341,12 +341,14 @@ int main(int argc, char** argv) {
           for (auto& x : sentences) x.tags = data::iob2_to_iob1(x.tags);
           for (auto& x : predicted) x = data::iob2_to_iob1(x);
         }
-        data::write_conll_predictions(dir / "test_predictions.txt", sentences, predicted);
-        train::write_file_atomic(dir / "test_report.txt", t.counts.report());
+        if (addrop_examples::writes_files()) {
+          data::write_conll_predictions(dir / "test_predictions.txt", sentences, predicted);
+          train::write_file_atomic(dir / "test_report.txt", t.counts.report());
+        }
         std::fprintf(stderr, "%s: test (%s checkpoint): F1 %.4f, precision %.4f, recall %.4f; %s\n", spec.name.c_str(),
                      outcome.test_from_best ? "best" : "last", t.counts.f1(), t.counts.precision(), t.counts.recall(),
                      (dir / "test_predictions.txt").c_str());
-        if (!o.grid.empty()) fs::remove_all(dir / "best");  // a grid keeps its table, not 81 checkpoints
+        if (!o.grid.empty() && addrop_examples::writes_files()) fs::remove_all(dir / "best");  // a grid keeps its table, not 81 checkpoints
       }
       return addrop_examples::RunDone{std::move(summary), outcome.run.result};
     });

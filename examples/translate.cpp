@@ -286,17 +286,19 @@ int train_command(const CLI::App& app, TrainOptions& o) {
     if (!o.model.empty()) return text::MarianTokenizer::load(o.model);
     if (!o.vocab.empty()) return text::MarianTokenizer::load(o.vocab);
     const fs::path dir = out / "tokenizer";
-    if (fs::exists(dir / "vocab.json")) return text::MarianTokenizer::load(dir);
-    std::vector<std::string> src, tgt;
-    for (const auto& e : train_pairs) {
-      src.push_back(e.source);
-      tgt.push_back(e.target);
-    }
-    std::fprintf(stderr, "training a joint SentencePiece model (unigram, %d pieces) on %zu pairs...\n", o.vocab_size,
-                 train_pairs.size());
-    return text::train_marian_tokenizer(src, tgt,
-                                        {.vocab_size = o.vocab_size, .source_lang = o.source_lang, .target_lang = o.target_lang},
-                                        dir);
+    // Rank 0 trains (or finds) it; the others receive its files (docs/distributed.md).
+    return addrop_examples::shared_folder(dir, [&] {
+      if (fs::exists(dir / "vocab.json")) return;
+      std::vector<std::string> src, tgt;
+      for (const auto& e : train_pairs) {
+        src.push_back(e.source);
+        tgt.push_back(e.target);
+      }
+      std::fprintf(stderr, "training a joint SentencePiece model (unigram, %d pieces) on %zu pairs...\n",
+                   o.vocab_size, train_pairs.size());
+      text::train_marian_tokenizer(
+          src, tgt, {.vocab_size = o.vocab_size, .source_lang = o.source_lang, .target_lang = o.target_lang}, dir);
+    }, [](const fs::path& folder) { return text::MarianTokenizer::load(folder); });
   }();
 
   // Model configuration: the checkpoint's, or a preset over the tokenizer's vocabulary.
@@ -382,7 +384,7 @@ int train_command(const CLI::App& app, TrainOptions& o) {
                          {"translate_seconds", t.seconds}, {"checkpoint", outcome.test_from_best ? "best" : "last"}};
       std::string text;
       for (const auto& h : t.hypotheses) text += h + "\n";
-      train::write_file_atomic(dir / "test_translations.txt", text);
+      if (addrop_examples::writes_files()) train::write_file_atomic(dir / "test_translations.txt", text);
       std::fprintf(stderr, "%s: test (%s checkpoint, %lld beams): %s, %s (copying the source: BLEU %.2f); %s\n",
                    spec.name.c_str(), outcome.test_from_best ? "best" : "last",
                    static_cast<long long>(job.test_eval.generation.num_beams), t.bleu.str().c_str(), t.chrf.str().c_str(),

@@ -75,5 +75,33 @@ if [ "$only" = all ] || [ "$only" = faults ]; then
   done
 fi
 
+if { [ "$only" = all ] || [ "$only" = programs ]; } && [ -n "${ADDROP_GLUE:-}" ]; then
+  # The programs under mpirun: addrop-glue and addrop-ner, 1 process vs 2, one epoch of
+  # the committed sample with AD-DROP (GA) on every step; the same losses, dev metrics.
+  data=${ADDROP_SAMPLE:-examples/data}
+  glue=(--task sst2 --init tiny --vocab "$data/tokenizers/bert-base-uncased/vocab.txt" --data "$data/glue"
+        --runs ga --schedule always --epochs 1 --max-train-examples 203 --batch-size 8 --threads 1 --overwrite --no-progress)
+  ner=(--init tiny --vocab "$data/tokenizers/bert-base-cased/vocab.txt" --data "$data/conll2003" --epochs 1
+       --max-train-examples 150 --batch-size 16 --max-length 64 --threads 1 --runs ga --schedule always --overwrite --no-progress)
+  for prog in glue ner; do
+    bin=$ADDROP_GLUE; args=("${glue[@]}")
+    [ $prog = ner ] && bin=${ADDROP_NER:-} && args=("${ner[@]}")
+    [ -n "$bin" ] || continue
+    say "addrop-$prog: 1 process vs mpirun -np 2"
+    check "$bin" "${args[@]}" --output "$work/$prog-1" >"$work/$prog-1.log" 2>&1
+    check "$mpirun" -np 2 --oversubscribe "$bin" "${args[@]}" --output "$work/$prog-2" >"$work/$prog-2.log" 2>&1
+    check python3 - "$work/$prog-1/summary.json" "$work/$prog-2/summary.json" <<'PY'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert b["processes"] == 2 and a["processes"] == 1, (a.get("processes"), b.get("processes"))
+for ha, hb in zip(a["history"], b["history"]):
+    la, lb = ha["train_loss"], hb["train_loss"]
+    assert abs(la - lb) <= 1e-5 * abs(la), (la, lb)
+assert a["best"] == b["best"], (a["best"], b["best"])
+print("same training losses (1e-5) and dev metric", a["best"])
+PY
+  done
+fi
+
 echo "distributed tests: $failures failure(s)"
 exit $((failures > 0))

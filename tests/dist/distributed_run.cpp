@@ -1,6 +1,6 @@
 // One data-parallel training run of a tiny model (random init, dropout on, AD-DROP GA on
-// every step), as tests/dist/run_distributed_tests.sh starts it: alone (dist::Local) or
-// under `mpirun -np N` (dist::Mpi). It writes, on rank 0, OUT/record.json (the loss of
+// every step), as tests/dist/run_distributed_tests.sh starts it: alone (dist::Local, no
+// MPI at all) or under `mpirun -np N` (dist::Mpi). It writes, on rank 0, OUT/record.json (the loss of
 // every step, the dev loss of every evaluation) and OUT/masks.bin (every step's AD-DROP
 // keep masks of every example, gathered from the ranks in the whole batch's order), and
 // the trainer's own OUT/last checkpoint. `--compare A B` checks two such folders against
@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -151,7 +152,7 @@ struct LossLog {
 };
 
 template <class T>
-int run(const Args& a, dist::Mpi& comm) {
+int run(const Args& a, dist::AnyCommunicator& comm) {
   const bool token = a.task == "token";
   if (comm.rank() == 0) fs::create_directories(a.out);
   comm.barrier();
@@ -308,8 +309,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "distributed_run: %s\n", e.what());
     return 2;
   }
-  dist::MpiSession session(argc, argv);
-  dist::Mpi comm;
+  // Alone it is one process without MPI (dist::Local), as the programs are; under mpirun
+  // a rank of dist::Mpi.
+  std::unique_ptr<dist::MpiSession> session;
+  dist::AnyCommunicator comm;
+  if (dist::launched_by_mpi()) {
+    session = std::make_unique<dist::MpiSession>(argc, argv);
+    comm = dist::AnyCommunicator(dist::Mpi());
+  }
   try {
     if (a.out.empty()) throw std::invalid_argument("--out is required");
     return a.dtype == "f32" ? run<float>(a, comm) : run<double>(a, comm);

@@ -12,11 +12,14 @@ run=$1 mpirun=$2 work=$3 only=${4:-all}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # CI runs as root
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 rm -rf "$work" && mkdir -p "$work"
+# Every MPI start (mpirun, or a singleton) gets its own session folder: Open MPI removes
+# /tmp/ompi.<host>.<uid> behind a finished job, which races with the next start's mkdir.
+mpi_tmp() { mktemp -d "$work/ompi-session.XXXXXX"; }
 failures=0
 say() { echo "== $*"; }
 check() { if "$@"; then :; else echo "FAILED: $*"; failures=$((failures + 1)); fi; }
-alone() { local out=$1; shift; "$run" --out "$work/$out" "$@" >"$work/$out.log" 2>&1 || { cat "$work/$out.log"; return 1; }; }
-ranks() { local n=$1 out=$2; shift 2; "$mpirun" -np "$n" --oversubscribe "$run" --out "$work/$out" "$@" >"$work/$out.log" 2>&1; }
+alone() { local out=$1; shift; OMPI_MCA_orte_tmpdir_base=$(mpi_tmp) "$run" --out "$work/$out" "$@" >"$work/$out.log" 2>&1 || { cat "$work/$out.log"; return 1; }; }
+ranks() { local n=$1 out=$2; shift 2; OMPI_MCA_orte_tmpdir_base=$(mpi_tmp) "$mpirun" -np "$n" --oversubscribe "$run" --out "$work/$out" "$@" >"$work/$out.log" 2>&1; }
 
 equal_case() {  # name rtol args...
   local name=$1 rtol=$2; shift 2
@@ -57,7 +60,7 @@ if [ "$only" = all ] || [ "$only" = faults ]; then
   for kind in exit throw; do
     say "fault: rank 1 ${kind}s at step 30"
     start=$(date +%s)
-    timeout 120 "$mpirun" -np 2 --oversubscribe "$run" --out "$work/fault-$kind" --task seq --dtype f64 \
+    OMPI_MCA_orte_tmpdir_base=$(mpi_tmp) timeout 120 "$mpirun" -np 2 --oversubscribe "$run" --out "$work/fault-$kind" --task seq --dtype f64 \
       --examples 203 --epochs 3 --$kind-rank 1 --$kind-step 30 >"$work/fault-$kind.log" 2>&1
     rc=$? took=$(( $(date +%s) - start ))
     sleep 1  # mpirun's own report may trail its exit
@@ -89,7 +92,7 @@ if { [ "$only" = all ] || [ "$only" = programs ]; } && [ -n "${ADDROP_GLUE:-}" ]
     [ -n "$bin" ] || continue
     say "addrop-$prog: 1 process vs mpirun -np 2"
     check "$bin" "${args[@]}" --output "$work/$prog-1" >"$work/$prog-1.log" 2>&1
-    check "$mpirun" -np 2 --oversubscribe "$bin" "${args[@]}" --output "$work/$prog-2" >"$work/$prog-2.log" 2>&1
+    check env OMPI_MCA_orte_tmpdir_base="$(mpi_tmp)" "$mpirun" -np 2 --oversubscribe "$bin" "${args[@]}" --output "$work/$prog-2" >"$work/$prog-2.log" 2>&1
     check python3 - "$work/$prog-1/summary.json" "$work/$prog-2/summary.json" <<'PY'
 import json, sys
 a, b = (json.load(open(f)) for f in sys.argv[1:3])

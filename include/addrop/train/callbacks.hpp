@@ -16,7 +16,9 @@
 //   on_epoch_end(const EpochEndInfo&)    after every epoch whose batches all ran, after
 //                                        its evaluation and its saved state
 //   on_checkpoint(const CheckpointInfo&) after output/best or output/last is written
-// An object with none of them is refused by a static_assert in fit().
+// An object with none of them is refused by a static_assert in fit(). In a data-parallel
+// run (docs/distributed.md) only rank 0 calls them: they see the summed losses and the
+// metrics every rank shares, and may write files without the other ranks racing them.
 #include <cstdint>
 #include <filesystem>
 #include <functional>

@@ -117,14 +117,19 @@ endif()
 run_step("configure" ${CMAKE_COMMAND} ${configure_args})
 run_step("build" ${CMAKE_COMMAND} --build ${WORK_DIR}/build --config ${BUILD_TYPE})
 
-# the second links addrop::native; the third, built only with oneDNN, addrop::onednn
-foreach(program addrop_consumer addrop_consumer_native addrop_consumer_bf16)
+# the second links addrop::native; the third, built only with oneDNN, addrop::onednn; the
+# fourth, built only with MPI, addrop::mpi (run alone: one process, no MPI started)
+foreach(program addrop_consumer addrop_consumer_native addrop_consumer_bf16 addrop_consumer_mpi)
   set(exe ${WORK_DIR}/build/${program})
   if(NOT EXISTS ${exe})
     set(exe ${WORK_DIR}/build/${BUILD_TYPE}/${program})  # multi-config generators
   endif()
   if(program STREQUAL "addrop_consumer_bf16" AND NOT EXISTS ${exe})
     message("addrop consumer: no addrop::onednn here (oneDNN not found): the bf16 consumer is not built")
+    continue()
+  endif()
+  if(program STREQUAL "addrop_consumer_mpi" AND NOT EXISTS ${exe})
+    message("addrop consumer: no addrop::mpi here (MPI not found): the MPI consumer is not built")
     continue()
   endif()
   run_step("run ${program}" ${exe})

@@ -138,6 +138,7 @@ class ProcessGroup {
     if (addrop::dist::launched_by_mpi()) {
       session_ = std::make_shared<addrop::dist::MpiSession>(argc, argv);
       communicator() = addrop::dist::AnyCommunicator(addrop::dist::Mpi());
+      addrop::dist::report_termination(program_, communicator().rank(), communicator().size());
       if (communicator().rank() == 0 && communicator().size() > 1)
         std::fprintf(stderr, "%s: data parallel over %d MPI processes\n", program_.c_str(), communicator().size());
     }

@@ -316,6 +316,7 @@ int main(int argc, char** argv) {
   if (dist::launched_by_mpi()) {
     session = std::make_unique<dist::MpiSession>(argc, argv);
     comm = dist::AnyCommunicator(dist::Mpi());
+    dist::report_termination("distributed_run", comm.rank(), comm.size());
   }
   try {
     if (a.out.empty()) throw std::invalid_argument("--out is required");

@@ -66,10 +66,12 @@ if [ "$only" = all ] || [ "$only" = faults ]; then
     sleep 1  # mpirun's own report may trail its exit
     # Our message names the rank ("rank 1 of 2 failed: ..."); for a rank that died without
     # one, mpirun's does ("Process name: [[job,1],1]", its exit code).
-    echo "exit status $rc after $took s"; grep -E "rank 1 of 2|Process name|Exit code" "$work/fault-$kind.log" | head -3
+    echo "exit status $rc after $took s"; grep -E "rank [01] of 2|Process name|Exit code" "$work/fault-$kind.log" | head -4
     check test "$rc" -ne 0 -a "$rc" -ne 124
     check test "$took" -lt 60
     check grep -qE "rank 1 of 2 failed|Process name: \[\[[0-9]+,1\],1\]" "$work/fault-$kind.log"
+    # ... and the rank that mpirun ended says so (dist::report_termination).
+    check grep -q "rank 0 of 2 ended by the launcher" "$work/fault-$kind.log"
     [ $kind = throw ] && check grep -q "injected fault" "$work/fault-$kind.log"
     check python3 -c "import json; json.load(open('$work/fault-$kind/last/trainer_state.json'))"
     check test ! -e "$work/fault-$kind/last.tmp"

@@ -14,7 +14,11 @@
 // same sums (docs/distributed.md).
 #include <mpi.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <csignal>
+#include <cstring>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -62,6 +66,28 @@ class MpiSession {
  private:
   bool owner_ = false;
 };
+
+namespace mpi_detail {
+inline char termination_message[512];
+inline std::size_t termination_length = 0;
+extern "C" inline void on_termination(int signal) {
+  // Only async-signal-safe calls: write the prepared line, then die of the signal.
+  [[maybe_unused]] const auto written = ::write(2, termination_message, termination_length);
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
+}  // namespace mpi_detail
+
+/// When mpirun ends this rank because another failed (it sends SIGTERM first), print
+/// "`program`: rank r of n ended by the launcher: ..." so every rank's end is explained,
+/// not only the failing one's. Opt-in: a program calls it once after MPI starts.
+inline void report_termination(std::string_view program, int rank, int size) {
+  const std::string line = std::string(program) + ": rank " + std::to_string(rank) + " of " + std::to_string(size) +
+                           " ended by the launcher (another rank failed, or the job was cancelled)\n";
+  mpi_detail::termination_length = std::min(line.size(), sizeof mpi_detail::termination_message);
+  std::memcpy(mpi_detail::termination_message, line.data(), mpi_detail::termination_length);
+  std::signal(SIGTERM, mpi_detail::on_termination);
+}
 
 class Mpi {
  public:

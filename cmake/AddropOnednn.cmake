@@ -5,7 +5,15 @@
 # GEMM: the same products at float32 speed). It defines ADDROP_WITH_ONEDNN, which changes
 # inline functions of the CPU backend: a program links it on all its targets or none.
 set(ADDROP_HAVE_ONEDNN OFF)
-find_package(dnnl CONFIG QUIET)
+# Debian's dnnl-config.cmake calls find_package(OpenCL REQUIRED) (its GPU runtime is OpenCL),
+# a hard configure error when ocl-icd-opencl-dev (only a Recommends of libdnnl-dev) is
+# missing; look for OpenCL first so that such a machine builds without oneDNN instead.
+find_package(OpenCL QUIET)
+if(OpenCL_FOUND)
+  find_package(dnnl CONFIG QUIET)
+elseif(EXISTS /usr/lib/x86_64-linux-gnu/cmake/dnnl/dnnl-config.cmake OR EXISTS /usr/lib/cmake/dnnl/dnnl-config.cmake)
+  message(STATUS "addrop: oneDNN is installed but OpenCL is not (Debian: ocl-icd-opencl-dev), and oneDNN's CMake package requires it")
+endif()
 if(TARGET DNNL::dnnl)
   add_library(addrop_onednn INTERFACE)
   add_library(addrop::onednn ALIAS addrop_onednn)

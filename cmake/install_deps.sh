@@ -20,6 +20,7 @@ packages=(
   libcli11-dev
   libsentencepiece-dev
   libdnnl-dev
+  ocl-icd-opencl-dev  # libdnnl-dev's CMake config requires OpenCL (only Recommended by the package)
   libopenmpi-dev
   openmpi-bin
 )

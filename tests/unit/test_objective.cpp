@@ -110,3 +110,52 @@ BOOST_AUTO_TEST_CASE(objective_for_each_task_and_stacked_copies) {
     for (int j = 0; j < 3; ++j) BOOST_TEST(d[2 * 3 + j] == 0.0);  // the pad token of example 0
   }
 }
+
+namespace {
+// What AttributionContext reads from a model, around a given logits tensor.
+struct LogitsOnlyModel {
+  using value_type = double;
+  using backend_type = backend::Cpu;
+  Tensor<double, backend::Cpu> logits_, logits_grad_;
+  backend::Cpu::Context context_{};
+  models::AttributionTarget target_;
+  const Tensor<double, backend::Cpu>& logits() const { return logits_; }
+  Tensor<double, backend::Cpu>& logits_grad() { return logits_grad_; }
+  models::AttributionTarget attribution_target(const models::Batch&) const { return target_; }
+  backend::Cpu::Context& context() { return context_; }
+};
+}  // namespace
+
+// The training step computes the token objective on the backend (cross-entropy with the
+// pseudo labels, negated); it must be the host definition above, for fixed and per-copy
+// labels, stacked copies, unattended rows and a shard's denominator.
+BOOST_AUTO_TEST_CASE(backend_token_objective_is_the_host_definition) {
+  const int64_t rows = 7, C = 6, copies = 3;
+  const std::vector<int32_t> mask = {1, 0, 1, 1, 0, 1, 1};
+  for (const int64_t denominator : {int64_t{0}, int64_t{40}}) {
+    for (const bool fixed : {true, false}) {
+      LogitsOnlyModel model;
+      model.target_ = {.kind = models::AttributionTarget::Kind::TokenClasses, .rows = rows, .classes = C,
+                       .row_mask = mask, .gold = {}, .denominator = denominator};
+      const auto z = random_logits(copies * rows * C, 21 + denominator);
+      model.logits_.resize({copies * rows, C});
+      model.logits_grad_.resize({copies * rows, C});
+      std::copy(z.begin(), z.end(), model.logits_.data());
+      attribution::AttributionContext<LogitsOnlyModel, models::Batch> ctx;
+      const models::Batch batch;
+      ctx.take_pseudo_labels(model, batch);  // copy 0's argmax
+      ctx.set_objective(model, batch, copies, fixed);
+
+      std::vector<int32_t> scratch(copies * rows);
+      std::vector<double> want(z.size());
+      attribution::objective_grad<double>(model.target_, z, copies,
+                                          fixed ? std::span<const int32_t>(ctx.pseudo) : std::span<const int32_t>(),
+                                          scratch, want);
+      double worst = 0;
+      for (std::size_t i = 0; i < z.size(); ++i)
+        worst = std::max(worst, std::abs(model.logits_grad_.data()[i] - want[i]));
+      BOOST_TEST(worst < 1e-15, "denominator " << denominator << (fixed ? " fixed" : " per copy") << ": " << worst);
+      for (int64_t c = 0; c < C; ++c) BOOST_TEST(model.logits_grad_.data()[(2 * rows + 1) * C + c] == 0.0);
+    }
+  }
+}

@@ -359,39 +359,60 @@ void Cpu::layer_norm_backward(const Context& ctx, int64_t rows, int64_t cols, co
   });
 }
 
+namespace cpu_detail {
+// x = exp(x) vectorised (Eigen's exp), with results below the normal range set to 0: Eigen
+// clamps its input, so exp(-10000) comes out 3e-39 where std::exp and torch give 0, and a
+// masked key would keep a (tiny) probability. (Select expressions are not vectorised in
+// Eigen 3.4, hence the separate pass, which the compiler vectorises.)
+template <class T>
+inline void exp_flushed(ArrayMap<T> x) {
+  x = x.exp();
+  const T smallest = std::numeric_limits<T>::min();
+  T* v = x.data();
+  for (int64_t i = 0, n = x.size(); i < n; ++i) v[i] = v[i] < smallest ? T(0) : v[i];
+}
+
+// A row's additive masks summed (key bias + extra), or the one that is present, or null.
+template <class T>
+inline const T* row_mask(const T* key_bias, const T* extra, int64_t n) {
+  if (!key_bias || !extra) return key_bias ? key_bias : extra;
+  thread_local std::vector<T> sum;  // grow-only: no allocation once the longest row was seen
+  if (static_cast<int64_t>(sum.size()) < n) sum.resize(static_cast<std::size_t>(n));
+  ArrayMap<T>(sum.data(), n) = ConstArrayMap<T>(key_bias, n) + ConstArrayMap<T>(extra, n);
+  return sum.data();
+}
+}  // namespace cpu_detail
+
 template <class T>
 void Cpu::attention_softmax_forward(const Context& ctx, int64_t B, int64_t H, int64_t Lq, int64_t Lk, T scale,
                                     const T* scores, const T* key_bias, const T* extra, bool causal, T* probs) {
+  using cpu_detail::ArrayMap;
+  using cpu_detail::ConstArrayMap;
   cpu_detail::parallel_for(ctx.num_threads(), B * H * Lq, Lk * 8, [&](int64_t row) {
     const int64_t b = row / (H * Lq);
-    const T* s = scores + row * Lk;
-    const T* kb = key_bias ? key_bias + b * Lk : nullptr;
-    const T* ex = extra ? extra + row * Lk : nullptr;
     T* p = probs + row * Lk;
     // Causal rows attend to keys 0..visible-1 only; the rest are exactly 0 (as exp of a
     // -inf-like additive mask in the reference).
     const int64_t visible = causal ? std::min<int64_t>(Lk, row % Lq + 1 + (Lk - Lq)) : Lk;
+    ArrayMap<T> pv(p, visible);
+    pv = scale * ConstArrayMap<T>(scores + row * Lk, visible);
     // The additive masks (0, -10000, -20000: exact) are kept apart from the scaled scores so
     // that a row whose keys are all masked keeps full precision: exp((a_j - a_m) + (s_j - s_m))
     // around the row's maximum m, instead of rounding s_j + -10000 first.
+    const T* a = cpu_detail::row_mask(key_bias ? key_bias + b * Lk : nullptr, extra ? extra + row * Lk : nullptr,
+                                      visible);
     int64_t best = 0;
     T best_value = -std::numeric_limits<T>::infinity();
     for (int64_t j = 0; j < visible; ++j) {
-      p[j] = scale * s[j];
-      const T a = (kb ? kb[j] : T(0)) + (ex ? ex[j] : T(0));
-      if (a + p[j] > best_value) { best_value = a + p[j]; best = j; }
+      const T v = (a ? a[j] : T(0)) + p[j];
+      if (v > best_value) { best_value = v; best = j; }
     }
-    const T a_best = (kb ? kb[best] : T(0)) + (ex ? ex[best] : T(0));
     const T s_best = p[best];
-    T total = 0;
-    for (int64_t j = 0; j < visible; ++j) {
-      const T a = (kb ? kb[j] : T(0)) + (ex ? ex[j] : T(0));
-      p[j] = std::exp((a - a_best) + (p[j] - s_best));
-      total += p[j];
-    }
-    const T inv = T(1) / total;
-    for (int64_t j = 0; j < visible; ++j) p[j] *= inv;
-    for (int64_t j = visible; j < Lk; ++j) p[j] = T(0);
+    if (a) pv = (ConstArrayMap<T>(a, visible) - a[best]) + (pv - s_best);
+    else pv -= s_best;
+    cpu_detail::exp_flushed<T>(pv);
+    pv *= T(1) / pv.sum();
+    std::fill(p + visible, p + Lk, T(0));
   });
 }
 
@@ -504,22 +525,20 @@ double Cpu::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, con
       if (dz) std::fill(dz, dz + classes, T(0));
       return;
     }
-    const T mx = *std::max_element(z, z + classes);
-    T s = 0, sum_z = 0;
-    for (int64_t c = 0; c < classes; ++c) {
-      s += std::exp(z[c] - mx);
-      sum_z += z[c];
-    }
-    const T log_z = mx + std::log(s);
+    const cpu_detail::ConstArrayMap<T> zs(z, classes);
+    const T mx = zs.maxCoeff();
+    const T log_z = mx + std::log((zs - mx).exp().sum());
     double loss = static_cast<double>(log_z - z[labels[r]]);
     if (eps != T(0))  // mean_c -log p[c] = log_z - mean_c z[c]
       loss = (1.0 - static_cast<double>(eps)) * loss +
-             static_cast<double>(eps) * static_cast<double>(log_z - sum_z / static_cast<T>(classes));
+             static_cast<double>(eps) * static_cast<double>(log_z - zs.sum() / static_cast<T>(classes));
     losses[r] = loss;
     if (dz) {
       const T inv = T(1) / T(counted);
-      for (int64_t c = 0; c < classes; ++c)
-        dz[c] = (std::exp(z[c] - log_z) - (T(1) - eps) * T(c == labels[r]) - uniform_weight) * inv;
+      cpu_detail::ArrayMap<T> dzs(dz, classes);
+      dzs = (zs - log_z).exp();  // p
+      dz[labels[r]] -= T(1) - eps;
+      dzs = (dzs - uniform_weight) * inv;
     }
   });
   double total = 0;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include <addrop/addrop.hpp>
+#include <addrop/backend/cpu_peak.hpp>
 
 #include "bench_env.hpp"
 
@@ -70,39 +71,10 @@ void BM_Gemm(benchmark::State& state, int64_t M, int64_t N, int64_t K, Precision
 }
 
 // ---------------------------------------------------------------- peak
-constexpr int kAccumulators = 16;       // independent chains: more than latency x issue width
-constexpr int64_t kPeakLoops = 1 << 22;  // loop trips per thread per iteration (~10-50 ms)
-
-// Register-only loops (checked in the disassembly: the loop body is the 16 multiply-adds,
-// a counter and a branch). The sum at the end keeps the accumulators live.
-__attribute__((target("avx512f"), noinline)) float f32_fma_loop(int64_t loops) {
-  __m512 acc[kAccumulators];
-  for (__m512& a : acc) a = _mm512_setzero_ps();
-  __m512 x = _mm512_set1_ps(1.0f), y = _mm512_set1_ps(1e-7f);
-  asm("" : "+v"(x), "+v"(y));  // opaque to the compiler: no folding of x * y into an add
-  for (int64_t n = 0; n < loops; ++n) {
-#pragma GCC unroll 16
-    for (int i = 0; i < kAccumulators; ++i) acc[i] = _mm512_fmadd_ps(x, y, acc[i]);
-  }
-  __m512 s = acc[0];
-  for (int i = 1; i < kAccumulators; ++i) s = _mm512_add_ps(s, acc[i]);
-  return _mm512_reduce_add_ps(s);
-}
-
-__attribute__((target("avx512bf16,avx512f"), noinline)) float bf16_dot_loop(int64_t loops) {
-  __m512 acc[kAccumulators];
-  for (__m512& a : acc) a = _mm512_setzero_ps();
-  // bf16 pairs: 1.0 (0x3f80) and ~1e-7 (0x33d7), so the sums stay finite and normal
-  __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f803f80), y = (__m512bh)_mm512_set1_epi32(0x33d733d7);
-  asm("" : "+v"(x), "+v"(y));
-  for (int64_t n = 0; n < loops; ++n) {
-#pragma GCC unroll 16
-    for (int i = 0; i < kAccumulators; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
-  }
-  __m512 s = acc[0];
-  for (int i = 1; i < kAccumulators; ++i) s = _mm512_add_ps(s, acc[i]);
-  return _mm512_reduce_add_ps(s);
-}
+// The loops are the library's (include/addrop/backend/cpu_peak.hpp, which the CPU backend
+// also runs to choose its bf16 engine); here each thread runs 2^22 trips (~10-50 ms).
+constexpr int64_t kPeakLoops = 1 << 22;
+namespace peak = addrop::backend::cpu_peak;
 
 void BM_Peak(benchmark::State& state, Precision precision) {
   __builtin_cpu_init();
@@ -116,7 +88,7 @@ void BM_Peak(benchmark::State& state, Precision precision) {
     return;
   }
   const int threads = bench_threads();
-  float (*loop)(int64_t) = bf16 ? bf16_dot_loop : f32_fma_loop;
+  float (*loop)(int64_t) = bf16 ? peak::bf16_dot_loop : peak::f32_fma_loop;
   std::vector<float> sums(static_cast<std::size_t>(threads));
   auto run = [&] {
     std::vector<std::thread> pool;
@@ -126,8 +98,8 @@ void BM_Peak(benchmark::State& state, Precision precision) {
   };
   run();  // warm-up: clocks up, AVX-512 units powered
   for (auto _ : state) run();
-  const double flops_per_instruction = bf16 ? 64 : 32;
-  const double flops = flops_per_instruction * kAccumulators * static_cast<double>(kPeakLoops) * threads;
+  const double flops_per_instruction = bf16 ? peak::kBf16FlopsPerInstruction : peak::kF32FlopsPerInstruction;
+  const double flops = flops_per_instruction * peak::kAccumulators * static_cast<double>(kPeakLoops) * threads;
   state.counters["GFLOPs"] =
       benchmark::Counter(flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
   state.counters["threads"] = threads;

@@ -30,6 +30,12 @@
 #if defined(ADDROP_WITH_ONEDNN) && !defined(__CUDACC__)
 #define ADDROP_CPU_BF16_ONEDNN 1
 #include <oneapi/dnnl/dnnl.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "cpu_peak.hpp"
 #endif
 
 namespace addrop::backend {
@@ -203,6 +209,45 @@ class FrozenOperandRegistry {
   std::map<Key, std::vector<uint16_t>> copies_;
 };
 
+#if defined(ADDROP_CPU_BF16_ONEDNN)
+// Which kernels multiply the rounded inputs: oneDNN's bf16 matmul (vdpbf16ps, or AMX where
+// the CPU exposes it), or Eigen's float32 GEMM on the rounded values (the same products,
+// float32 accumulation either way). Having AVX512-BF16 does not make vdpbf16ps fast: AMD
+// Zen 4 runs it at about twice its float32 FMA rate, Intel Xeons without AMX (Sapphire and
+// Emerald Rapids in a VM that hides AMX) at half, where oneDNN's bf16 products are slower
+// than float32 ones. So the two rates are measured once per process (register-only loops,
+// about 4 ms: cpu_peak.hpp) and oneDNN is used where bf16 is at least 1.25x faster; the
+// two rates differ by 2x or more on the CPUs seen, so the choice does not flip with noise.
+// ADDROP_BF16_ENGINE=onednn|float32 forces one.
+struct Bf16EngineChoice {
+  bool onednn = false;
+  std::string reason;
+};
+
+inline Bf16EngineChoice choose_bf16_engine() {
+  if (const char* forced = std::getenv("ADDROP_BF16_ENGINE"); forced && *forced) {
+    const std::string v = forced;
+    if (v == "onednn") return {true, "forced by ADDROP_BF16_ENGINE=onednn"};
+    if (v == "float32") return {false, "forced by ADDROP_BF16_ENGINE=float32"};
+    throw std::invalid_argument("ADDROP_BF16_ENGINE: '" + v + "' is neither onednn nor float32");
+  }
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("amx-bf16")) return {true, "AMX-BF16"};
+  if (!__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512f"))
+    return {false, "this CPU has no AVX512-BF16"};
+  const cpu_peak::MultiplyAddRates r = cpu_peak::measure_multiply_add_rates();
+  char rates[160];
+  std::snprintf(rates, sizeof rates, "vdpbf16ps %.0f GFLOP/s against float32 FMA %.0f GFLOP/s per core, %.2fx",
+                r.bf16_gflops, r.f32_gflops, r.bf16_gflops / r.f32_gflops);
+  return {r.bf16_gflops >= 1.25 * r.f32_gflops, rates};
+}
+
+inline const Bf16EngineChoice& bf16_engine_choice() {
+  static const Bf16EngineChoice choice = choose_bf16_engine();
+  return choice;
+}
+#endif
+
 // C[o, i] = alpha op(A[o, i]) op(B[o, i]) + beta C[o, i] with bf16-rounded inputs, for
 // every o < n_outer, i < n_inner (n_outer = n_inner = 1: one GEMM).
 inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -221,7 +266,7 @@ inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int6
 #if defined(ADDROP_CPU_BF16_ONEDNN)
   const OnednnMatmuls::Shape shape{n_outer, n_inner, M, N, K, ta, tb, ldc, sc.outer, sc.inner,
                                    std::bit_cast<uint32_t>(alpha), std::bit_cast<uint32_t>(beta)};
-  if (const dnnl::matmul* prim = OnednnMatmuls::get(shape)) {
+  if (const dnnl::matmul* prim = bf16_engine_choice().onednn ? OnednnMatmuls::get(shape) : nullptr) {
     // Operands in frozen ranges (weights while decoding) come packed once.
     auto packed = [&](int which, const StoredOperand& op, int64_t size) -> const uint16_t* {
       if (slices == 1)
@@ -270,11 +315,12 @@ inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int6
 inline std::string bf16_matmul_engine() {
 #if defined(ADDROP_CPU_BF16_ONEDNN)
   const dnnl_version_t* v = dnnl_version();
-  std::string name = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-                     std::to_string(v->patch);
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512bf16")) return name + " matmul, AVX512-BF16 (vdpbf16ps)";
-  return name + " matmul, bf16 emulated in float32 (this CPU has no AVX512-BF16)";
+  const std::string name = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                           std::to_string(v->patch);
+  const cpu_detail::Bf16EngineChoice& choice = cpu_detail::bf16_engine_choice();
+  if (choice.onednn) return name + " bf16 matmul (" + choice.reason + ")";
+  return "inputs rounded to bf16, float32 Eigen GEMM, at float32 speed: faster here than " + name +
+         "'s bf16 matmul (" + choice.reason + ")";
 #else
   return "emulated: inputs rounded to bf16, float32 Eigen GEMM (built without addrop::onednn)";
 #endif

@@ -360,16 +360,77 @@ void Cpu::layer_norm_backward(const Context& ctx, int64_t rows, int64_t cols, co
 }
 
 namespace cpu_detail {
-// x = exp(x) vectorised (Eigen's exp), with results below the normal range set to 0: Eigen
-// clamps its input, so exp(-10000) comes out 3e-39 where std::exp and torch give 0, and a
-// masked key would keep a (tiny) probability. (Select expressions are not vectorised in
-// Eigen 3.4, hence the separate pass, which the compiler vectorises.)
+// Row-wise exponentials and sums that do not depend on where the row lies in memory: every
+// element goes through Eigen's packet exp (an Eigen expression would peel an unaligned head
+// off to std::exp, which differs in the last bit, and would sum in an order that depends on
+// the alignment), the tail through one padded packet; sums add packets from index 0, then
+// the packet's lanes, then the tail, always in that order. So a row gives the same bits in
+// place or not, in any shard of a batch, at any thread count.
 template <class T>
-inline void exp_flushed(ArrayMap<T> x) {
-  x = x.exp();
+struct RowPackets {
+  using Packet = typename Eigen::internal::packet_traits<T>::type;
+  static constexpr int64_t width = Eigen::internal::unpacket_traits<Packet>::size;
+  static Packet exp_at(const T* x, Packet shift) {
+    return Eigen::internal::pexp(Eigen::internal::psub(Eigen::internal::ploadu<Packet>(x), shift));
+  }
+  // exp(x[i] - shift) for the last r < width elements, padded with x = shift
+  static Packet exp_tail(const T* x, int64_t r, T shift) {
+    alignas(64) T padded[width];
+    for (int64_t i = 0; i < width; ++i) padded[i] = i < r ? x[i] : shift;
+    return exp_at(padded, Eigen::internal::pset1<Packet>(shift));
+  }
+};
+
+/// y[i] = exp(x[i] - shift), i < n (y may be x).
+template <class T>
+inline void exp_shifted(const T* x, T shift, T* y, int64_t n) {
+  using P = RowPackets<T>;
+  const auto s = Eigen::internal::pset1<typename P::Packet>(shift);
+  int64_t i = 0;
+  for (; i + P::width <= n; i += P::width) Eigen::internal::pstoreu(y + i, P::exp_at(x + i, s));
+  if (i < n) {
+    alignas(64) T out[P::width];
+    Eigen::internal::pstore(out, P::exp_tail(x + i, n - i, shift));
+    std::copy(out, out + (n - i), y + i);
+  }
+}
+
+/// sum of exp(x[i] - shift), i < n, in the fixed order above.
+template <class T>
+inline T sum_exp_shifted(const T* x, T shift, int64_t n) {
+  using P = RowPackets<T>;
+  const auto s = Eigen::internal::pset1<typename P::Packet>(shift);
+  auto acc = Eigen::internal::pset1<typename P::Packet>(T(0));
+  int64_t i = 0;
+  for (; i + P::width <= n; i += P::width) acc = Eigen::internal::padd(acc, P::exp_at(x + i, s));
+  T total = Eigen::internal::predux(acc);
+  if (i < n) {
+    alignas(64) T out[P::width];
+    Eigen::internal::pstore(out, P::exp_tail(x + i, n - i, shift));
+    for (int64_t j = 0; j < n - i; ++j) total += out[j];
+  }
+  return total;
+}
+
+/// sum of x[i], i < n, in the fixed order above.
+template <class T>
+inline T sum_row(const T* x, int64_t n) {
+  using P = RowPackets<T>;
+  auto acc = Eigen::internal::pset1<typename P::Packet>(T(0));
+  int64_t i = 0;
+  for (; i + P::width <= n; i += P::width) acc = Eigen::internal::padd(acc, Eigen::internal::ploadu<typename P::Packet>(x + i));
+  T total = Eigen::internal::predux(acc);
+  for (; i < n; ++i) total += x[i];
+  return total;
+}
+
+// Results below the normal range set to 0: Eigen's exp clamps its input, so exp(-10000)
+// comes out 3e-39 where std::exp and torch give 0, and a masked key would keep a (tiny)
+// probability.
+template <class T>
+inline void flush_below_normal(T* v, int64_t n) {
   const T smallest = std::numeric_limits<T>::min();
-  T* v = x.data();
-  for (int64_t i = 0, n = x.size(); i < n; ++i) v[i] = v[i] < smallest ? T(0) : v[i];
+  for (int64_t i = 0; i < n; ++i) v[i] = v[i] < smallest ? T(0) : v[i];
 }
 
 // A row's additive masks summed (key bias + extra), or the one that is present, or null.
@@ -410,8 +471,9 @@ void Cpu::attention_softmax_forward(const Context& ctx, int64_t B, int64_t H, in
     const T s_best = p[best];
     if (a) pv = (ConstArrayMap<T>(a, visible) - a[best]) + (pv - s_best);
     else pv -= s_best;
-    cpu_detail::exp_flushed<T>(pv);
-    pv *= T(1) / pv.sum();
+    cpu_detail::exp_shifted(p, T(0), p, visible);
+    cpu_detail::flush_below_normal(p, visible);
+    pv *= T(1) / cpu_detail::sum_row(p, visible);
     std::fill(p + visible, p + Lk, T(0));
   });
 }
@@ -525,18 +587,17 @@ double Cpu::cross_entropy(const Context& ctx, int64_t rows, int64_t classes, con
       if (dz) std::fill(dz, dz + classes, T(0));
       return;
     }
-    const cpu_detail::ConstArrayMap<T> zs(z, classes);
-    const T mx = zs.maxCoeff();
-    const T log_z = mx + std::log((zs - mx).exp().sum());
+    const T mx = cpu_detail::ConstArrayMap<T>(z, classes).maxCoeff();
+    const T log_z = mx + std::log(cpu_detail::sum_exp_shifted(z, mx, classes));
     double loss = static_cast<double>(log_z - z[labels[r]]);
     if (eps != T(0))  // mean_c -log p[c] = log_z - mean_c z[c]
       loss = (1.0 - static_cast<double>(eps)) * loss +
-             static_cast<double>(eps) * static_cast<double>(log_z - zs.sum() / static_cast<T>(classes));
+             static_cast<double>(eps) * static_cast<double>(log_z - cpu_detail::sum_row(z, classes) / static_cast<T>(classes));
     losses[r] = loss;
     if (dz) {
       const T inv = T(1) / T(counted);
       cpu_detail::ArrayMap<T> dzs(dz, classes);
-      dzs = (zs - log_z).exp();  // p
+      cpu_detail::exp_shifted(z, log_z, dz, classes);  // p
       dz[labels[r]] -= T(1) - eps;
       dzs = (dzs - uniform_weight) * inv;
     }

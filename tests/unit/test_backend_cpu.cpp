@@ -281,6 +281,13 @@ BOOST_AUTO_TEST_CASE(frozen_bf16_operands_give_the_same_products_and_never_go_st
     BOOST_TEST(frozen == fresh, boost::test_tools::per_element());
     product(frozen);  // the kept copy
     BOOST_TEST(frozen == fresh, boost::test_tools::per_element());
+    // Shows that the copy is reused (on either engine): a weight changed inside the scope,
+    // which the contract forbids, is not seen.
+    const float saved = w[0];
+    w[0] += 1.0f;
+    product(frozen);
+    BOOST_TEST(frozen == fresh, boost::test_tools::per_element());
+    w[0] = saved;
     x[0] += 1.0f;  // x is not frozen: read afresh
     product(frozen);
     BOOST_TEST(frozen[0] != fresh[0]);

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <span>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 #include <string>
@@ -168,13 +169,16 @@ class FrozenOperandRegistry {
       auto it = ranges_.find(data);
       if (it == ranges_.end() || --it->second.count > 0) continue;
       ranges_.erase(it);
-      std::erase_if(copies_, [&](const auto& kv) { return kv.first.data >= data && kv.first.data < data + n; });
+      auto inside = [&](const auto& kv) { return kv.first.data >= data && kv.first.data < data + n; };
+      std::erase_if(bits_, inside);
+      std::erase_if(floats_, inside);
     }
   }
   // The packed bf16 copy of `op` (one slice) when it lies in a registered range, made by
-  // `pack` on first use; nullptr otherwise.
-  template <class Pack>
-  const uint16_t* copy_of(const StoredOperand& op, Pack&& pack) {
+  // `pack` on first use; nullptr otherwise. Out = uint16_t: the bits (oneDNN's input);
+  // float: the rounded values (the float32 engine's).
+  template <class Out, class Pack>
+  const Out* copy_of(const StoredOperand& op, Pack&& pack) {
     std::lock_guard lock(mutex_);
     if (ranges_.empty()) return nullptr;
     const float* last = op.data + (op.rows - 1) * op.ld + op.cols;
@@ -183,11 +187,15 @@ class FrozenOperandRegistry {
     --it;
     if (last > it->second.end) return nullptr;
     const Key key{op.data, op.rows, op.cols, op.ld};
-    auto found = copies_.find(key);
-    if (found == copies_.end()) {
-      std::vector<uint16_t> packed(static_cast<std::size_t>(op.rows * op.cols));
+    auto& copies = [this]() -> std::map<Key, std::vector<Out>>& {
+      if constexpr (std::is_same_v<Out, uint16_t>) return bits_;
+      else return floats_;
+    }();
+    auto found = copies.find(key);
+    if (found == copies.end()) {
+      std::vector<Out> packed(static_cast<std::size_t>(op.rows * op.cols));
       pack(packed.data());
-      found = copies_.emplace(key, std::move(packed)).first;
+      found = copies.emplace(key, std::move(packed)).first;
     }
     return found->second.data();
   }
@@ -206,7 +214,8 @@ class FrozenOperandRegistry {
   };
   std::mutex mutex_;
   std::map<const float*, Range> ranges_;
-  std::map<Key, std::vector<uint16_t>> copies_;
+  std::map<Key, std::vector<uint16_t>> bits_;
+  std::map<Key, std::vector<float>> floats_;
 };
 
 #if defined(ADDROP_CPU_BF16_ONEDNN)
@@ -248,6 +257,20 @@ inline const Bf16EngineChoice& bf16_engine_choice() {
 }
 #endif
 
+// Operand `which` (0: A, 1: B) packed and rounded: the kept copy where it lies in a frozen
+// range (weights while decoding: rounded once, not at every product), else into scratch.
+template <class Out>
+inline const Out* packed_operand(int threads, int which, const StoredOperand& op, int64_t n_outer, int64_t n_inner,
+                                 int64_t size) {
+  if (n_outer * n_inner == 1)
+    if (const Out* kept = FrozenOperandRegistry::get().copy_of<Out>(
+            op, [&](Out* out) { pack_rounded(threads, op, 1, 1, out); }))
+      return kept;
+  Out* out = bf16_scratch<Out>(which, size);
+  pack_rounded(threads, op, n_outer, n_inner, out);
+  return out;
+}
+
 // C[o, i] = alpha op(A[o, i]) op(B[o, i]) + beta C[o, i] with bf16-rounded inputs, for
 // every o < n_outer, i < n_inner (n_outer = n_inner = 1: one GEMM).
 inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -268,17 +291,8 @@ inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int6
                                    std::bit_cast<uint32_t>(alpha), std::bit_cast<uint32_t>(beta)};
   if (const dnnl::matmul* prim = bf16_engine_choice().onednn ? OnednnMatmuls::get(shape) : nullptr) {
     // Operands in frozen ranges (weights while decoding) come packed once.
-    auto packed = [&](int which, const StoredOperand& op, int64_t size) -> const uint16_t* {
-      if (slices == 1)
-        if (const uint16_t* kept = FrozenOperandRegistry::get().copy_of(
-                op, [&](uint16_t* out) { pack_rounded(threads, op, 1, 1, out); }))
-          return kept;
-      uint16_t* out = bf16_scratch<uint16_t>(which, size);
-      pack_rounded(threads, op, n_outer, n_inner, out);
-      return out;
-    };
-    const uint16_t* pa = packed(0, a, slices * M * K);
-    const uint16_t* pb = packed(1, b, slices * K * N);
+    const uint16_t* pa = packed_operand<uint16_t>(threads, 0, a, n_outer, n_inner, slices * M * K);
+    const uint16_t* pb = packed_operand<uint16_t>(threads, 1, b, n_outer, n_inner, slices * K * N);
     using dt = dnnl::memory::data_type;
     auto& eng = OnednnMatmuls::engine();
     // Plain descriptors for the handles: the primitive already knows the layouts.
@@ -296,10 +310,8 @@ inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int6
     return;
   }
 #endif
-  float* pa = bf16_scratch<float>(0, slices * M * K);
-  float* pb = bf16_scratch<float>(1, slices * K * N);
-  pack_rounded(threads, a, n_outer, n_inner, pa);
-  pack_rounded(threads, b, n_outer, n_inner, pb);
+  const float* pa = packed_operand<float>(threads, 0, a, n_outer, n_inner, slices * M * K);
+  const float* pb = packed_operand<float>(threads, 1, b, n_outer, n_inner, slices * K * N);
   const int64_t lda = ta ? M : K, ldb = tb ? K : N;
   if (slices == 1)
     Cpu::gemm(exact, ta, tb, M, N, K, alpha, pa, lda, pb, ldb, beta, C, ldc);
@@ -331,7 +343,7 @@ inline std::string bf16_matmul_engine() {
 /// re-rounding it at each product. For stretches where the weights stay fixed — decoding,
 /// evaluation — in which the rounding would cost more than a product of a few rows (a
 /// 59.5k x 512 output table). The ranges must not be written while the scope lives; scopes
-/// may nest and overlap. Does nothing for float32 products or without oneDNN.
+/// may nest and overlap. Does nothing for float32 products.
 class Bf16FrozenOperands {
  public:
   Bf16FrozenOperands() = default;

@@ -37,8 +37,9 @@ for kind in default portable; do
   measure "builds_${kind}_step" "$b/bench/bench_step" --benchmark_format=json
   measure "builds_${kind}_addrop" "$b/bench/bench_addrop" --benchmark_filter='AdDropStep/small/(plain|ga)/f32' --benchmark_format=json
 done
-best=(env OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184
-      MALLOC_TOP_PAD_=1073741824)
+# shellcheck source=bench/pytorch_env.sh
+source bench/pytorch_env.sh  # pytorch_env: PyTorch at its best
+best=("${pytorch_env[@]}")
 measure builds_pytorch_step "${best[@]}" /usr/bin/python3 bench/pytorch_step.py --shape all --json
 for c in plain ga; do
   measure "builds_pytorch_addrop_$c" "${best[@]}" /usr/bin/python3 bench/pytorch_addrop_step.py --shape small --case $c --json

@@ -29,23 +29,8 @@ build=${ADDROP_BENCH_BUILD_DIR:-build-bench}
 retries=${RETRIES:-1}
 disturbed_at=${DISTURBED:-0.1}
 read -r -a precisions <<< "${PRECISIONS:-f32 bf16}"
-pytorch_env=(env OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184
-             MALLOC_TOP_PAD_=1073741824)
-# Debian's OpenBLAS 0.3.21 (torch's float32 BLAS) does not know every AVX-512 CPU: on the
-# Intel Xeon (family 6, model 207) this project's machine became on 2026-12-07 it falls back
-# to its SSE3 "Prescott" kernels (38-46 GFLOP/s for a 1024x768x3072 product on 2 threads,
-# against 172-183 with its Cooperlake kernels), which would make PyTorch 3-4x slower than it
-# can be. PyTorch at its best therefore gets the right kernels named where OpenBLAS falls
-# back on an AVX-512 CPU (Cooperlake's where the CPU has AVX512-BF16, else SkylakeX's).
-# OPENBLAS_CORETYPE set by the caller is kept.
-if [ -z "${OPENBLAS_CORETYPE+set}" ] && grep -qw avx512f /proc/cpuinfo &&
-   OPENBLAS_VERBOSE=2 /usr/bin/python3 -c 'import torch; torch.ones(2, 2) @ torch.ones(2, 2)' 2>&1 |
-     grep -q '^Core: Prescott'; then
-  if grep -qw avx512_bf16 /proc/cpuinfo; then pytorch_env+=(OPENBLAS_CORETYPE=Cooperlake)
-  else pytorch_env+=(OPENBLAS_CORETYPE=SkylakeX); fi
-elif [ -n "${OPENBLAS_CORETYPE:-}" ]; then
-  pytorch_env+=(OPENBLAS_CORETYPE="$OPENBLAS_CORETYPE")
-fi
+# shellcheck source=bench/pytorch_env.sh
+source bench/pytorch_env.sh  # pytorch_env
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

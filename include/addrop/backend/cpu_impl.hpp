@@ -170,9 +170,12 @@ void Cpu::gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64
     cpu_detail::gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  if (M < 64) {
+  if (M < 64 || (M <= 128 && N >= 8 * M)) {
     // Few rows and many columns (a decoding step's output projection: beams x vocabulary):
-    // threads take contiguous column blocks of C instead, each packing all of op(A).
+    // threads take contiguous column blocks of C instead, each packing all of op(A), the
+    // smaller operand, instead of each packing the whole op(B). Measured on the 59.5k x 512
+    // projection (2 threads): 10-14 % faster at 128 rows (beam 4 x 32 sentences), 7-14 %
+    // slower at 512 rows, where the row split stays.
 #pragma omp parallel num_threads(threads)
     {
       const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();

@@ -389,11 +389,13 @@ class MarianModel {
   struct DecoderCache {
     int64_t rows = 0, source_length = 0, capacity = 0, length = 0;
     TensorT memory, key_bias;                 // [rows*Ls, D], [rows, Ls]
-    std::vector<TensorT> cross_k, cross_v;    // per layer [rows*Ls, D]
-    std::vector<TensorT> self_k, self_v;      // per layer [rows*capacity, D]
+    std::vector<TensorT> cross_k, cross_v;    // per layer [rows*Ls, D], example-major
+    // Per layer [capacity*rows, D], position-major: one step's keys of every row are one
+    // dense block (written by one product), and a reorder is one row gather per tensor.
+    std::vector<TensorT> self_k, self_v;
     std::vector<TensorT> spare_k, spare_v;    // reorder targets
-    Tensor<int32_t, Backend> tokens, positions;
-    std::vector<int32_t> host_positions;
+    Tensor<int32_t, Backend> tokens, positions, reorder_rows;
+    std::vector<int32_t> host_positions, host_reorder_rows;
     TensorT x, logits;                        // [rows, D], [rows, Vt]
     std::vector<nn::AttentionActivations<T, Backend>> self_acts, cross_acts;
     std::vector<nn::FeedForwardActivations<T, Backend>> ffn_acts;
@@ -463,13 +465,13 @@ class MarianModel {
       sa.resize(rows, 1, t + 1, D, config_.decoder_attention_heads);
       ca.resize(rows, 1, Ls, D, config_.decoder_attention_heads);
       cache.ffn_acts[j].resize(rows, D, config_.decoder_ffn_dim);
-      // this position's key and value go to row t of each example's cache
-      layer.self_attn.key.forward(ctx_, rows, x, D, cache.self_k[j].data() + t * D, cache.capacity * D);
-      layer.self_attn.value.forward(ctx_, rows, x, D, cache.self_v[j].data() + t * D, cache.capacity * D);
+      // this position's keys and values: block t of the position-major cache
+      layer.self_attn.key.forward(ctx_, rows, x, cache.self_k[j].data() + t * rows * D);
+      layer.self_attn.value.forward(ctx_, rows, x, cache.self_v[j].data() + t * rows * D);
       layer.self_attn.forward_cached(ctx_, rows, 1, t + 1, x, cache.self_k[j].data(), cache.self_v[j].data(),
-                                     cache.capacity, nullptr, sa);
+                                     {.example_stride = D, .position_stride = rows * D}, nullptr, sa);
       layer.cross_attn.forward_cached(ctx_, rows, 1, Ls, sa.out.data(), cache.cross_k[j].data(), cache.cross_v[j].data(),
-                                      Ls, cache.key_bias.data(), ca);
+                                      {.example_stride = Ls * D, .position_stride = D}, cache.key_bias.data(), ca);
       layer.ffn.forward(ctx_, rows, ca.out.data(), cache.ffn_acts[j]);
       x = cache.ffn_acts[j].out.data();
     }
@@ -478,15 +480,24 @@ class MarianModel {
     return cache.logits;
   }
 
-  /// Beam search's reordering: row r of the self-attention cache becomes a copy of row origin[r].
+  /// Beam search's reordering: row r of the self-attention cache becomes a copy of row
+  /// origin[r]. Position-major, that is one row gather (an embedding lookup) per tensor:
+  /// cache row t * rows + r comes from t * rows + origin[r], for the positions written so far.
   void reorder_cache(std::span<const int32_t> origin, DecoderCache& cache) {
-    const int64_t D = config_.d_model, n = cache.length * D, stride = cache.capacity * D;
+    const int64_t D = config_.d_model, rows = cache.rows, n = cache.length * rows;
+    if (static_cast<int64_t>(origin.size()) != rows)
+      throw std::invalid_argument("reorder_cache: " + std::to_string(origin.size()) + " origins for " + std::to_string(rows) + " rows");
+    if (n == 0) return;
+    cache.host_reorder_rows.resize(static_cast<std::size_t>(n));
+    for (int64_t t = 0; t < cache.length; ++t)
+      for (int64_t r = 0; r < rows; ++r)
+        cache.host_reorder_rows[static_cast<std::size_t>(t * rows + r)] =
+            static_cast<int32_t>(t * rows + origin[static_cast<std::size_t>(r)]);
+    cache.reorder_rows.resize({n});
+    Backend::to_device(ctx_, n, cache.host_reorder_rows.data(), cache.reorder_rows.data());
     for (std::size_t j = 0; j < decoder_.size(); ++j) {
-      for (int64_t r = 0; r < cache.rows; ++r) {
-        const int64_t from = origin[static_cast<std::size_t>(r)];
-        Backend::copy(ctx_, n, cache.self_k[j].data() + from * stride, cache.spare_k[j].data() + r * stride);
-        Backend::copy(ctx_, n, cache.self_v[j].data() + from * stride, cache.spare_v[j].data() + r * stride);
-      }
+      Backend::embedding_forward(ctx_, n, D, cache.reorder_rows.data(), cache.self_k[j].data(), cache.spare_k[j].data(), false);
+      Backend::embedding_forward(ctx_, n, D, cache.reorder_rows.data(), cache.self_v[j].data(), cache.spare_v[j].data(), false);
       std::swap(cache.self_k[j], cache.spare_k[j]);
       std::swap(cache.self_v[j], cache.spare_v[j]);
     }

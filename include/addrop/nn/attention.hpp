@@ -140,22 +140,31 @@ struct Attention {
     finish_forward(ctx, N, x, a);
   }
 
+  /// Where example b's key (or value) of position j starts in a cache: at
+  /// b * example_stride + j * position_stride (each a row of D values). Example-major
+  /// (cross-attention: {Lk * D, D}) and position-major (the decoder's self-attention cache:
+  /// {D, rows * D}, so that one step's keys of every example are one dense block).
+  struct CacheLayout {
+    int64_t example_stride, position_stride;
+  };
+
   /// One incremental decoding step of a cached block: x [B*Lq, D] are the new queries,
-  /// k_cache / v_cache hold the keys and values of positions 0..Lk-1 of each example at row
-  /// stride `cache_rows` (rows per example; self-attention appends the new ones before this
-  /// call, cross-attention computed them once per source). Writes a.out; no dropout, no
-  /// AD-DROP mask, nothing kept for a backward.
+  /// k_cache / v_cache hold the keys and values of positions 0..Lk-1 of each example, laid
+  /// out as `layout` says (self-attention appends the new ones before this call,
+  /// cross-attention computed them once per source). Writes a.out; no dropout, no AD-DROP
+  /// mask, nothing kept for a backward.
   void forward_cached(const Context& ctx, int64_t B, int64_t Lq, int64_t Lk, const T* x, const T* k_cache,
-                      const T* v_cache, int64_t cache_rows, const T* key_bias, AttentionActivations<T, Backend>& a) const {
+                      const T* v_cache, CacheLayout layout, const T* key_bias, AttentionActivations<T, Backend>& a) const {
     const int64_t N = B * Lq, D = hidden, H = heads, dh = head_dim;
     query.forward(ctx, N, x, a.q.data());
-    Backend::gemm_batched(ctx, false, true, Lq, Lk, dh, T(1), a.q.data(), D, Strides{Lq * D, dh}, k_cache, D,
-                          Strides{cache_rows * D, dh}, T(0), a.probs.data(), Lk, Strides{H * Lq * Lk, Lq * Lk}, B, H);
+    Backend::gemm_batched(ctx, false, true, Lq, Lk, dh, T(1), a.q.data(), D, Strides{Lq * D, dh}, k_cache,
+                          layout.position_stride, Strides{layout.example_stride, dh}, T(0), a.probs.data(), Lk,
+                          Strides{H * Lq * Lk, Lq * Lk}, B, H);
     Backend::attention_softmax_forward(ctx, B, H, Lq, Lk, scale(), a.probs.data(), key_bias,
                                        static_cast<const T*>(nullptr), causal, a.probs.data());
     Backend::gemm_batched(ctx, false, false, Lq, dh, Lk, T(1), a.probs.data(), Lk, Strides{H * Lq * Lk, Lq * Lk},
-                          v_cache, D, Strides{cache_rows * D, dh}, T(0), a.context.data(), D, Strides{Lq * D, dh}, B,
-                          H);
+                          v_cache, layout.position_stride, Strides{layout.example_stride, dh}, T(0),
+                          a.context.data(), D, Strides{Lq * D, dh}, B, H);
     finish_forward(ctx, N, x, a);
   }
 

@@ -60,6 +60,8 @@ std::vector<std::string> translate_pairs(Model& model, const std::vector<data::T
   std::vector<std::string> out(pairs.size());
   const auto bs = static_cast<std::size_t>(std::max<int64_t>(1, options.batch_size));
   std::vector<int64_t> mine;
+  // bf16: the weights are rounded once for all the batches, not once per generate() call.
+  const auto frozen = models::frozen_weights(model);
   for (std::size_t first = 0; first < order.size(); first += bs) {
     if (!runs_batch(comm, static_cast<int64_t>(first / bs))) continue;
     const std::span<const int64_t> chunk(order.data() + first, std::min(bs, order.size() - first));
@@ -85,6 +87,7 @@ TranslationEvaluation evaluate_translation(Model& model, const std::vector<data:
                                 std::to_string(pairs.size()) + " sentence pairs");
   TranslationEvaluation e;
   const auto& c = model.config();
+  const auto frozen = models::frozen_weights(model);  // bf16: weights rounded once for the whole evaluation
   if (options.loss && !pairs.empty()) {
     const double smoothing = model.label_smoothing();
     model.set_label_smoothing(0);

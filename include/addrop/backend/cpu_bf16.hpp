@@ -322,6 +322,18 @@ inline void gemm_bf16(const Cpu::Context& ctx, bool ta, bool tb, int64_t M, int6
                       {b.outer, b.inner}, beta, C, ldc, sc, n_outer, n_inner);
     return;
   }
+  if (M <= kFewRows && slices > 1) {
+    // A decoding step's attention: rounding on the fly beats packing the whole key and
+    // value cache at every step, on either engine (the same rounded products).
+    const auto sa = Cpu::BatchStrides{a.outer, a.inner}, sb = Cpu::BatchStrides{b.outer, b.inner};
+    parallel_for(threads, slices, M * N * K, [&](int64_t p) {
+      const int64_t o = p / n_inner, i = p % n_inner;
+      gemm_few_rows(ta, tb, M, N, K, alpha, a.data + o * sa.outer + i * sa.inner, a.ld,
+                    b.data + o * sb.outer + i * sb.inner, b.ld, beta, C + o * sc.outer + i * sc.inner, ldc,
+                    [](float x) { return round_to_bf16(x); });
+    });
+    return;
+  }
 #if defined(ADDROP_CPU_BF16_ONEDNN)
   // A weight in a frozen range (decoding, evaluation) is also kept in the kernel's own
   // blocked layout: oneDNN otherwise re-blocks a plain B at every call, which doubled the

@@ -106,6 +106,54 @@ inline void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alp
         N, M, K, B, ldb, A, lda, C, 1, ldc, alpha, blocking, nullptr);
 }
 
+// Products of at most this many rows per slice take gemm_few_rows: a decoding step's
+// attention, one query per (row, head) slice, or a source's beams against its keys.
+inline constexpr int64_t kFewRows = 8;
+
+// Single-threaded C[M,N] = alpha op(A) op(B) + beta C for M <= kFewRows, in plain loops
+// that read the operands where they lie: Eigen's GEMM driver (packing, blocking) and the
+// bf16 path's packing cost more than such a product, and for a decoder's cached keys and
+// values re-packing every step moved the whole cache. `in` is how the product sees an
+// input (bf16 rounding, or as is). Each C element is summed by one thread in a fixed order.
+template <class T, class In>
+inline void gemm_few_rows(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                          const T* B, int64_t ldb, T beta, T* C, int64_t ldc, In in) {
+  constexpr int kLanes = 16;  // independent partial sums, which the compiler vectorises
+  thread_local std::vector<T> a_rows, sums;
+  a_rows.resize(static_cast<std::size_t>(M * K));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) a_rows[m * K + k] = in(ta ? A[k * lda + m] : A[m * lda + k]);
+  auto finish = [&](T* c, int64_t n, T s) { c[n] = alpha * s + (beta == T(0) ? T(0) : beta * c[n]); };
+  if (tb) {  // C[m, n] = <a_m, B[n, :]>, contiguous in k; each row of B read once
+    for (int64_t n = 0; n < N; ++n) {
+      const T* b = B + n * ldb;
+      for (int64_t m = 0; m < M; ++m) {
+        const T* a = a_rows.data() + m * K;
+        T part[kLanes] = {};
+        int64_t k = 0;
+        for (; k + kLanes <= K; k += kLanes)
+          for (int j = 0; j < kLanes; ++j) part[j] += a[k + j] * in(b[k + j]);
+        T s = 0;
+        for (; k < K; ++k) s += a[k] * in(b[k]);
+        for (int j = 0; j < kLanes; ++j) s += part[j];
+        finish(C + m * ldc, n, s);
+      }
+    }
+  } else {  // C[m, :] = sum_k a_m[k] B[k, :], contiguous in n; each row of B read once
+    sums.assign(static_cast<std::size_t>(M * N), T(0));
+    for (int64_t k = 0; k < K; ++k) {
+      const T* b = B + k * ldb;
+      for (int64_t m = 0; m < M; ++m) {
+        const T ak = a_rows[m * K + k];
+        T* acc = sums.data() + m * N;
+        for (int64_t n = 0; n < N; ++n) acc[n] += ak * in(b[n]);
+      }
+    }
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) finish(C + m * ldc, n, sums[m * N + n]);
+  }
+}
+
 inline double normal_cdf(double x) { return 0.5 * std::erfc(-x * M_SQRT1_2); }
 }  // namespace cpu_detail
 }  // namespace addrop::backend
@@ -163,9 +211,18 @@ void Cpu::gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64
                             {B, tb ? N : K, tb ? K : N, ldb, 0, 0}, beta, C, ldc, {M * ldc, M * ldc}, 1, 1);
       return;
     }
+  const int threads = ctx.num_threads();
+  if (M <= cpu_detail::kFewRows) {
+    // The loops gemm_batched runs for slices of few rows, so that a batched product equals a
+    // loop of single ones; threads take column blocks (each element summed by one thread).
+    cpu_detail::parallel_chunks(M * N * K < (int64_t{1} << 16) ? 1 : threads, N, [&](int64_t c0, int64_t c1) {
+      cpu_detail::gemm_few_rows(ta, tb, M, c1 - c0, K, alpha, A, lda, tb ? B + c0 * ldb : B + c0, ldb, beta, C + c0,
+                                ldc, [](T x) { return x; });
+    });
+    return;
+  }
   // Threads take contiguous row blocks of C (rows of op(A)); each packs op(B) itself, which
   // costs K*N per thread against M*N*K/threads of arithmetic.
-  const int threads = ctx.num_threads();
   if (threads <= 1 || M * N * K < (int64_t{1} << 20) || omp_in_parallel() || (M < 64 && N < 64 * threads)) {
     cpu_detail::gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
@@ -211,10 +268,15 @@ void Cpu::gemm_batched(const Context& ctx, bool ta, bool tb, int64_t M, int64_t 
                             {B, tb ? N : K, tb ? K : N, ldb, sb.outer, sb.inner}, beta, C, ldc, sc, outer, inner);
       return;
     }
+  const bool few_rows = M <= cpu_detail::kFewRows && N > 0;
   cpu_detail::parallel_for(ctx.num_threads(), outer * inner, M * N * K, [&](int64_t p) {
     const int64_t o = p / inner, i = p % inner;
-    cpu_detail::gemm_serial(ta, tb, M, N, K, alpha, A + o * sa.outer + i * sa.inner, lda,
-                           B + o * sb.outer + i * sb.inner, ldb, beta, C + o * sc.outer + i * sc.inner, ldc);
+    const T *a = A + o * sa.outer + i * sa.inner, *b = B + o * sb.outer + i * sb.inner;
+    T* c = C + o * sc.outer + i * sc.inner;
+    if (few_rows)
+      cpu_detail::gemm_few_rows(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc, [](T x) { return x; });
+    else
+      cpu_detail::gemm_serial(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
   });
 }
 

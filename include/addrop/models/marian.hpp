@@ -387,9 +387,11 @@ class MarianModel {
   /// Keys and values of one generation run: the cross-attention's per source (computed
   /// once), the self-attention's per generated position (appended each step).
   struct DecoderCache {
-    int64_t rows = 0, source_length = 0, capacity = 0, length = 0;
-    TensorT memory, key_bias;                 // [rows*Ls, D], [rows, Ls]
-    std::vector<TensorT> cross_k, cross_v;    // per layer [rows*Ls, D], example-major
+    int64_t rows = 0, beams = 1, source_length = 0, capacity = 0, length = 0;  // rows = sources * beams
+    TensorT key_bias;                         // [sources, Ls]
+    // Per layer [sources*Ls, D], example-major: one copy per source, shared by its beams
+    // (the cross-attention takes a source's beams as its queries).
+    std::vector<TensorT> cross_k, cross_v;
     // Per layer [capacity*rows, D], position-major: one step's keys of every row are one
     // dense block (written by one product), and a reorder is one row gather per tensor.
     std::vector<TensorT> self_k, self_v;
@@ -414,17 +416,13 @@ class MarianModel {
     run_encoder(0, acts().encoder_embedded.data(), plan, num_encoder_layers());
     const int64_t B = sources.size, Ls = sources.source_length, D = config_.d_model, rows = B * beams;
     cache.rows = rows;
+    cache.beams = beams;
     cache.source_length = Ls;
     cache.capacity = capacity;
     cache.length = 0;
-    cache.memory.resize({rows * Ls, D});
-    cache.key_bias.resize({rows, Ls});
+    cache.key_bias.resize({B, Ls});
+    Backend::copy(ctx_, B * Ls, acts().key_bias.data(), cache.key_bias.data());
     const T* enc = encoder_output().data();
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t b = r / beams;
-      Backend::copy(ctx_, Ls * D, enc + b * Ls * D, cache.memory.data() + r * Ls * D);
-      Backend::copy(ctx_, Ls, acts().key_bias.data() + b * Ls, cache.key_bias.data() + r * Ls);
-    }
     const std::size_t layers = decoder_.size();
     for (auto* v : {&cache.cross_k, &cache.cross_v, &cache.self_k, &cache.self_v, &cache.spare_k, &cache.spare_v})
       v->resize(layers);
@@ -432,10 +430,10 @@ class MarianModel {
     cache.cross_acts.resize(layers);
     cache.ffn_acts.resize(layers);
     for (std::size_t j = 0; j < layers; ++j) {
-      cache.cross_k[j].resize({rows * Ls, D});
-      cache.cross_v[j].resize({rows * Ls, D});
-      decoder_[j].cross_attn.key.forward(ctx_, rows * Ls, cache.memory.data(), cache.cross_k[j].data());
-      decoder_[j].cross_attn.value.forward(ctx_, rows * Ls, cache.memory.data(), cache.cross_v[j].data());
+      cache.cross_k[j].resize({B * Ls, D});
+      cache.cross_v[j].resize({B * Ls, D});
+      decoder_[j].cross_attn.key.forward(ctx_, B * Ls, enc, cache.cross_k[j].data());
+      decoder_[j].cross_attn.value.forward(ctx_, B * Ls, enc, cache.cross_v[j].data());
       for (auto* t : {&cache.self_k[j], &cache.self_v[j], &cache.spare_k[j], &cache.spare_v[j]}) t->resize({rows * capacity, D});
     }
     cache.x.resize({rows, D});
@@ -447,7 +445,8 @@ class MarianModel {
   /// One decoder step for every row: `tokens` [rows] are the inputs at position
   /// cache.length; returns the logits [rows, Vt] of the next token.
   const TensorT& decode_step(std::span<const int32_t> tokens, DecoderCache& cache) {
-    const int64_t rows = cache.rows, D = config_.d_model, Ls = cache.source_length, t = cache.length;
+    const int64_t rows = cache.rows, D = config_.d_model, Ls = cache.source_length, t = cache.length,
+                  sources = rows / cache.beams;
     if (static_cast<int64_t>(tokens.size()) != rows)
       throw std::invalid_argument("decode_step: " + std::to_string(tokens.size()) + " tokens for " + std::to_string(rows) + " rows");
     if (t >= cache.capacity) throw std::invalid_argument("decode_step: the cache holds " + std::to_string(cache.capacity) + " positions");
@@ -463,15 +462,17 @@ class MarianModel {
       auto& sa = cache.self_acts[j];
       auto& ca = cache.cross_acts[j];
       sa.resize(rows, 1, t + 1, D, config_.decoder_attention_heads);
-      ca.resize(rows, 1, Ls, D, config_.decoder_attention_heads);
+      ca.resize(sources, cache.beams, Ls, D, config_.decoder_attention_heads);
       cache.ffn_acts[j].resize(rows, D, config_.decoder_ffn_dim);
       // this position's keys and values: block t of the position-major cache
       layer.self_attn.key.forward(ctx_, rows, x, cache.self_k[j].data() + t * rows * D);
       layer.self_attn.value.forward(ctx_, rows, x, cache.self_v[j].data() + t * rows * D);
       layer.self_attn.forward_cached(ctx_, rows, 1, t + 1, x, cache.self_k[j].data(), cache.self_v[j].data(),
                                      {.example_stride = D, .position_stride = rows * D}, nullptr, sa);
-      layer.cross_attn.forward_cached(ctx_, rows, 1, Ls, sa.out.data(), cache.cross_k[j].data(), cache.cross_v[j].data(),
-                                      {.example_stride = Ls * D, .position_stride = D}, cache.key_bias.data(), ca);
+      // a source's beams (consecutive rows) are its queries against its one copy of the keys
+      layer.cross_attn.forward_cached(ctx_, sources, cache.beams, Ls, sa.out.data(), cache.cross_k[j].data(),
+                                      cache.cross_v[j].data(), {.example_stride = Ls * D, .position_stride = D},
+                                      cache.key_bias.data(), ca);
       layer.ffn.forward(ctx_, rows, ca.out.data(), cache.ffn_acts[j]);
       x = cache.ffn_acts[j].out.data();
     }
